@@ -1,0 +1,76 @@
+//! The Selinon compiler: YAML flow configurations → checked model → IR → Rust.
+//!
+//! The folder tree follows the pipeline: [`config`] reads the YAML into a model with a source
+//! location for every node, [`validate`] runs the system checks, [`ir`] resolves the model into
+//! flow graphs. Every stage reports into one [`Diagnostics`] list.
+//!
+//! ```
+//! let nodes = "tasks:\n  - name: Hello\n    import: app.tasks\nflows: [hello]\n";
+//! let flows = "flow-definitions:\n  - name: hello\n    edges:\n      - from:\n        to: Hello\n";
+//! let checked = selinon_codegen::check_strs(("nodes.yml", nodes), &[("flows.yml", flows)]);
+//! assert!(!checked.diagnostics.has_errors());
+//! let system = checked.system.unwrap();
+//! assert_eq!(system.flows[0].name, "hello");
+//! ```
+
+pub mod config;
+pub mod diagnostics;
+pub mod ir;
+pub mod predicates;
+pub mod validate;
+
+use std::path::PathBuf;
+
+pub use diagnostics::{Diagnostic, Diagnostics, Severity, SourceMap, Span};
+
+/// The outcome of loading and checking a configuration.
+#[derive(Debug)]
+pub struct Checked {
+    /// Every file read, for rendering diagnostics.
+    pub sources: SourceMap,
+    /// The model as loaded (present unless a file could not be read or parsed).
+    pub config: Option<config::Config>,
+    /// The IR, present when there are no errors.
+    pub system: Option<ir::System>,
+    pub diagnostics: Diagnostics,
+}
+
+/// Loads, checks and lowers a configuration from files (a directory in `flows` stands for every
+/// YAML file below it).
+pub fn check_files(nodes: impl Into<PathBuf>, flows: &[PathBuf]) -> Checked {
+    let mut sources = SourceMap::default();
+    let mut diagnostics = Diagnostics::default();
+    let config = config::load_files(&nodes.into(), flows, &mut sources, &mut diagnostics);
+    finish(sources, config, diagnostics)
+}
+
+/// Loads, checks and lowers a configuration held in strings: `(path, text)` pairs. A flow file
+/// with the same path as the nodes file is the nodes file (a single file holding both).
+pub fn check_strs(nodes: (&str, &str), flows: &[(&str, &str)]) -> Checked {
+    let mut sources = SourceMap::default();
+    let mut diagnostics = Diagnostics::default();
+    let config = config::load_strs(nodes, flows, &mut sources, &mut diagnostics);
+    finish(sources, config, diagnostics)
+}
+
+fn finish(
+    sources: SourceMap,
+    config: Option<config::Config>,
+    mut diagnostics: Diagnostics,
+) -> Checked {
+    let system = config.as_ref().and_then(|config| {
+        validate::validate(config, &mut diagnostics);
+        if diagnostics.has_errors() {
+            None
+        } else {
+            Some(ir::lower(config, &sources))
+        }
+    });
+    diagnostics.sort();
+    Checked {
+        sources,
+        config,
+        system,
+        diagnostics,
+    }
+}

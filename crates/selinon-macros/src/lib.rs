@@ -1,0 +1,1 @@
+//! `include_flows!`: thin proc-macro glue over `selinon-codegen`.
