@@ -7,11 +7,9 @@
 //! (`<<: *anchor`, explicit keys win, earlier merges win over later ones), and a key repeated in
 //! one mapping keeping its last value (reported as a warning here).
 
-use std::borrow::Cow;
-
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as YamlSpan};
 
-use crate::diagnostics::{Diagnostic, Diagnostics, FileId, Span};
+use crate::diagnostics::{Diagnostic, Diagnostics, FileId, Reported, Span};
 
 /// Aliases may be nested (an alias of a mapping that holds aliases); a hostile file can make the
 /// expansion exponential. Past this many nodes the file is rejected.
@@ -111,7 +109,7 @@ impl Node {
 
 /// Parses one YAML file. Returns `None` for an empty file (no document, or a document that is
 /// only a comment); every problem goes to `diags`.
-pub fn parse(file: FileId, text: &str, diags: &mut Diagnostics) -> Result<Option<Node>, ()> {
+pub fn parse(file: FileId, text: &str, diags: &mut Diagnostics) -> Result<Option<Node>, Reported> {
     let mut builder = Builder {
         file,
         text,
@@ -159,7 +157,7 @@ impl Builder<'_, '_> {
             .push(Diagnostic::error(span, message).with_help(help));
     }
 
-    fn run(&mut self) -> Result<Option<Node>, ()> {
+    fn run(&mut self) -> Result<Option<Node>, Reported> {
         let mut parser = Parser::new_from_str(self.text);
         let mut stack: Vec<Frame> = Vec::new();
         let mut document: Option<Node> = None;
@@ -176,7 +174,7 @@ impl Builder<'_, '_> {
                         format!("malformed YAML: {}", err.info()),
                         "fix the YAML syntax at this position (indentation, quotes, brackets)",
                     );
-                    return Err(());
+                    return Err(Reported);
                 }
             };
             let span = self.span(yspan);
@@ -190,7 +188,7 @@ impl Builder<'_, '_> {
                             "this file holds more than one YAML document",
                             "a Selinon configuration file is one document: remove the second `---` or split the file",
                         );
-                        return Err(());
+                        return Err(Reported);
                     }
                     None
                 }
@@ -206,7 +204,7 @@ impl Builder<'_, '_> {
                             "alias to an anchor that is not defined before it",
                             "define the anchor (`&name`) before using the alias (`*name`)",
                         );
-                        return Err(());
+                        return Err(Reported);
                     }
                 },
                 Event::Scalar(text, style, anchor, tag) => {
@@ -222,7 +220,7 @@ impl Builder<'_, '_> {
                             format!("YAML nested deeper than {MAX_DEPTH} levels"),
                             "a Selinon configuration is never this deep: check the file",
                         );
-                        return Err(());
+                        return Err(Reported);
                     }
                     stack.push(Frame::Seq {
                         span,
@@ -239,7 +237,7 @@ impl Builder<'_, '_> {
                             format!("YAML nested deeper than {MAX_DEPTH} levels"),
                             "a Selinon configuration is never this deep: check the file",
                         );
-                        return Err(());
+                        return Err(Reported);
                     }
                     stack.push(Frame::Map {
                         span,
@@ -264,7 +262,10 @@ impl Builder<'_, '_> {
                             anchor,
                         ))
                     }
-                    _ => return Err(self.internal(span)),
+                    _ => {
+                        self.internal(span);
+                        return Err(Reported);
+                    }
                 },
                 Event::MappingEnd => match stack.pop() {
                     Some(Frame::Map {
@@ -283,7 +284,10 @@ impl Builder<'_, '_> {
                             anchor,
                         ))
                     }
-                    _ => return Err(self.internal(span)),
+                    _ => {
+                        self.internal(span);
+                        return Err(Reported);
+                    }
                 },
             };
             if self.nodes > MAX_NODES {
@@ -292,7 +296,7 @@ impl Builder<'_, '_> {
                     format!("YAML expands to more than {MAX_NODES} nodes through its aliases"),
                     "a Selinon configuration is never this large: check the anchors and aliases",
                 );
-                return Err(());
+                return Err(Reported);
             }
             let Some((node, anchor)) = completed else {
                 continue;
@@ -329,7 +333,7 @@ impl Builder<'_, '_> {
         tag: Option<&saphyr_parser::Tag>,
         expected: &str,
         span: Span,
-    ) -> Result<(), ()> {
+    ) -> Result<(), Reported> {
         match tag {
             None => Ok(()),
             Some(t) if t.handle == "tag:yaml.org,2002:" || t.handle == "!!" => {
@@ -341,7 +345,7 @@ impl Builder<'_, '_> {
                         format!("tag `!!{}` does not fit this value", t.suffix),
                         "remove the tag",
                     );
-                    Err(())
+                    Err(Reported)
                 }
             }
             Some(t) => {
@@ -350,7 +354,7 @@ impl Builder<'_, '_> {
                     format!("unsupported YAML tag `{}{}`", t.handle, t.suffix),
                     "Selinon configurations are read with safe loading: remove the tag",
                 );
-                Err(())
+                Err(Reported)
             }
         }
     }
@@ -358,7 +362,10 @@ impl Builder<'_, '_> {
     /// PyYAML's `flatten_mapping`: values merged in through `<<` come first and are overridden
     /// by the mapping's own keys; of several merged mappings the earlier one wins. A key
     /// written twice keeps its last value, and the repetition is reported as a warning.
-    fn flatten_mapping(&mut self, entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, ()> {
+    fn flatten_mapping(
+        &mut self,
+        entries: Vec<(Node, Node)>,
+    ) -> Result<Vec<(Node, Node)>, Reported> {
         let mut merged: Vec<(Node, Node)> = Vec::new();
         let mut own: Vec<(Node, Node)> = Vec::new();
         for (key, value) in entries {
@@ -375,7 +382,7 @@ impl Builder<'_, '_> {
                             ),
                             "write `<<: *anchor` where the anchor names a mapping",
                         );
-                        return Err(());
+                        return Err(Reported);
                     }
                 };
                 // Earlier merge sources win: insert them last-to-first, each overriding.
@@ -387,7 +394,7 @@ impl Builder<'_, '_> {
                             format!("a merge key `<<` needs mappings, found {}", source.kind()),
                             "write `<<: *anchor` where the anchor names a mapping",
                         );
-                        return Err(());
+                        return Err(Reported);
                     };
                     for (k, v) in pairs {
                         upsert(&mut from_merge, k, v);
@@ -421,11 +428,11 @@ impl Builder<'_, '_> {
 
     fn resolve_scalar(
         &mut self,
-        text: &Cow<'_, str>,
+        text: &str,
         style: ScalarStyle,
         tag: Option<&saphyr_parser::Tag>,
         span: Span,
-    ) -> Result<Value, ()> {
+    ) -> Result<Value, Reported> {
         if let Some(tag) = tag {
             if tag.handle != "tag:yaml.org,2002:" && tag.handle != "!!" {
                 // A non-specific tag `!` forces a string, as in PyYAML.
@@ -437,7 +444,7 @@ impl Builder<'_, '_> {
                     format!("unsupported YAML tag `{}{}`", tag.handle, tag.suffix),
                     "Selinon configurations are read with safe loading: remove the tag",
                 );
-                return Err(());
+                return Err(Reported);
             }
             let resolved = match tag.suffix.as_str() {
                 "str" => Some(Value::Str(text.to_string())),
@@ -459,7 +466,7 @@ impl Builder<'_, '_> {
                         format!("`{}` cannot be read as `!!{}`", text, tag.suffix),
                         "remove the tag or fix the value",
                     );
-                    Err(())
+                    Err(Reported)
                 }
             };
         }
@@ -584,9 +591,9 @@ fn resolve_float(text: &str) -> Option<f64> {
     let dot = body.find('.')?;
     let (int_part, rest) = body.split_at(dot);
     let rest = &rest[1..];
-    if !int_part.is_empty()
-        && !(bytes[0].is_ascii_digit() && int_part.bytes().all(|b| b.is_ascii_digit() || b == b'_'))
-    {
+    let int_ok = int_part.is_empty()
+        || (bytes[0].is_ascii_digit() && int_part.bytes().all(|b| b.is_ascii_digit() || b == b'_'));
+    if !int_ok {
         return None;
     }
     let (frac, exp) = match rest.find(['e', 'E']) {
