@@ -1,0 +1,78 @@
+//! The storage trait: where task results live. The YAML assigns each task a storage; task code
+//! never needs to know which.
+
+use async_trait::async_trait;
+use serde_json::Value as Json;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("no record for task `{task_name}` id `{task_id}` in flow `{flow_name}`")]
+    Missing {
+        flow_name: String,
+        task_name: String,
+        task_id: String,
+    },
+    #[error("the storage does not support `{0}`")]
+    NotSupported(&'static str),
+    #[error("storage configuration: {0}")]
+    Configuration(String),
+    #[error("storage `{storage}`: {message}")]
+    Backend { storage: String, message: String },
+}
+
+/// A storage adapter (upstream `DataStorage`). Built-in adapters and user types implement it.
+#[async_trait]
+pub trait DataStorage: Send + Sync + 'static {
+    /// Connects; called lazily, once per worker, before first use.
+    async fn connect(&self) -> Result<(), StorageError>;
+
+    fn is_connected(&self) -> bool;
+
+    async fn disconnect(&self) -> Result<(), StorageError>;
+
+    /// The stored result of a task run.
+    async fn retrieve(
+        &self,
+        flow_name: &str,
+        task_name: &str,
+        task_id: &str,
+    ) -> Result<Json, StorageError>;
+
+    /// Stores a task's result; returns the record's id.
+    async fn store(
+        &self,
+        node_args: &Json,
+        flow_name: &str,
+        task_name: &str,
+        task_id: &str,
+        result: &Json,
+    ) -> Result<String, StorageError>;
+
+    /// Stores the error of a task that failed for good.
+    async fn store_error(
+        &self,
+        _node_args: &Json,
+        _flow_name: &str,
+        _task_name: &str,
+        _task_id: &str,
+        _error: &str,
+    ) -> Result<(), StorageError> {
+        Err(StorageError::NotSupported("store_error"))
+    }
+
+    /// Deletes a stored result.
+    async fn delete(
+        &self,
+        _flow_name: &str,
+        _task_name: &str,
+        _task_id: &str,
+    ) -> Result<(), StorageError> {
+        Err(StorageError::NotSupported("delete"))
+    }
+}
+
+/// A user storage type that the YAML names: built from its `configuration`.
+pub trait StorageFromConfig: DataStorage + Sized {
+    fn from_config(configuration: &Json) -> Result<Self, StorageError>;
+}

@@ -1,0 +1,219 @@
+//! The task trait users implement, the context a task runs with, and task errors.
+
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+use crate::spec::BoxFuture;
+use crate::storage::StorageError;
+
+/// What a task returns: a JSON result, or an error saying whether to retry.
+pub type TaskResult = Result<Json, TaskError>;
+
+/// A task's code. The YAML names the type (`import` + `classname`); a value is built with
+/// `Default` for every run, as upstream builds its task class per run. Share expensive things
+/// (clients, pools) as resources of the worker: [`TaskContext::resource`].
+///
+/// ```
+/// use selinon_runtime::{Task, TaskContext, TaskResult};
+/// use serde_json::{json, Value};
+///
+/// #[derive(Default)]
+/// pub struct Hello;
+///
+/// impl Task for Hello {
+///     async fn run(&self, _ctx: &TaskContext, args: Value) -> TaskResult {
+///         Ok(json!({"greeting": format!("hello {}", args["name"])}))
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a Selinon task",
+    label = "named as a task in the YAML configuration",
+    note = "implement `selinon_runtime::Task` for `{Self}` (and derive `Default`)"
+)]
+pub trait Task: Default + Send + Sync + 'static {
+    /// Runs the task with the flow's arguments (`node_args`).
+    fn run(&self, ctx: &TaskContext, node_args: Json) -> impl Future<Output = TaskResult> + Send;
+}
+
+/// Why a task run did not produce a result.
+#[derive(Debug)]
+pub enum TaskError {
+    /// The task asks to be run again after `countdown` (upstream `self.retry()`); this does
+    /// not count against `max_retry`.
+    Retry { countdown: Duration },
+    /// A failure that retrying cannot fix: the task fails at once (upstream `FatalTaskError`).
+    Fatal(String),
+    /// Any other failure: retried up to `max_retry` times, then the task fails.
+    Failed(String),
+}
+
+impl TaskError {
+    /// A fatal error with a message.
+    pub fn fatal(message: impl fmt::Display) -> Self {
+        TaskError::Fatal(message.to_string())
+    }
+
+    /// An ordinary (retryable) error with a message.
+    pub fn failed(message: impl fmt::Display) -> Self {
+        TaskError::Failed(message.to_string())
+    }
+
+    /// A request to run again after `countdown`.
+    pub fn retry(countdown: Duration) -> Self {
+        TaskError::Retry { countdown }
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Retry { countdown } => write!(f, "retry requested in {countdown:?}"),
+            TaskError::Fatal(m) => write!(f, "fatal: {m}"),
+            TaskError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Any error converts into an ordinary (retryable) failure, so `?` works in tasks.
+impl<E: std::error::Error> From<E> for TaskError {
+    fn from(err: E) -> Self {
+        TaskError::Failed(err.to_string())
+    }
+}
+
+/// What the engine lends a running task: results of other nodes, storages and resources.
+pub trait TaskEnv: Send + Sync {
+    /// The stored result of a task instance (by node name and id) of a flow.
+    fn retrieve<'a>(
+        &'a self,
+        flow_name: &'a str,
+        task_name: &'a str,
+        task_id: &'a str,
+    ) -> BoxFuture<'a, Result<Json, StorageError>>;
+
+    /// A shared resource registered on the worker, by type.
+    fn resource(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>>;
+}
+
+/// The context of one task run.
+#[derive(Clone)]
+pub struct TaskContext {
+    /// The flow the task runs in.
+    pub flow_name: String,
+    /// The node name of the task (as in the YAML).
+    pub task_name: String,
+    /// This run's id (kept across retries).
+    pub task_id: String,
+    /// The id of the flow instance.
+    pub dispatcher_id: String,
+    /// The parent map: ids of the tasks (and, with `propagate_finished`, sub-flows) whose
+    /// completion started this task; `null` for starting nodes and fallbacks.
+    pub parent: Json,
+    /// How many times this run was retried after a failure.
+    pub retried_count: u32,
+    env: Arc<dyn TaskEnv>,
+}
+
+impl fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("flow_name", &self.flow_name)
+            .field("task_name", &self.task_name)
+            .field("task_id", &self.task_id)
+            .field("dispatcher_id", &self.dispatcher_id)
+            .field("parent", &self.parent)
+            .field("retried_count", &self.retried_count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a parent result could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ParentError {
+    #[error("no parent node `{0}` (the parent map is {1})")]
+    NoParentNode(String, Json),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl TaskContext {
+    /// A context over an engine environment.
+    pub fn new(
+        flow_name: impl Into<String>,
+        task_name: impl Into<String>,
+        task_id: impl Into<String>,
+        dispatcher_id: impl Into<String>,
+        parent: Json,
+        retried_count: u32,
+        env: Arc<dyn TaskEnv>,
+    ) -> Self {
+        TaskContext {
+            flow_name: flow_name.into(),
+            task_name: task_name.into(),
+            task_id: task_id.into(),
+            dispatcher_id: dispatcher_id.into(),
+            parent,
+            retried_count,
+            env,
+        }
+    }
+
+    /// The stored result of the parent task `name` (upstream `parent_task_result`).
+    pub async fn parent_task_result(&self, name: &str) -> Result<Json, ParentError> {
+        let id = self
+            .parent
+            .get(name)
+            .and_then(Json::as_str)
+            .ok_or_else(|| ParentError::NoParentNode(name.to_string(), self.parent.clone()))?;
+        Ok(self.env.retrieve(&self.flow_name, name, id).await?)
+    }
+
+    /// The stored result of task `task_name` inside the parent sub-flow reached by the path
+    /// `flow_names` (upstream `parent_flow_result`); `index` picks one of several runs
+    /// (negative counts from the end, `-1` is the last).
+    pub async fn parent_flow_result(
+        &self,
+        flow_names: &[&str],
+        task_name: &str,
+        index: isize,
+    ) -> Result<Json, ParentError> {
+        let missing = || ParentError::NoParentNode(task_name.to_string(), self.parent.clone());
+        let mut map = &self.parent;
+        for flow in flow_names {
+            map = map.get(*flow).ok_or_else(missing)?;
+        }
+        let ids = map
+            .get(task_name)
+            .and_then(Json::as_array)
+            .ok_or_else(missing)?;
+        let i = if index < 0 {
+            ids.len().checked_sub(index.unsigned_abs())
+        } else {
+            Some(index as usize)
+        };
+        let id = i
+            .and_then(|i| ids.get(i))
+            .and_then(Json::as_str)
+            .ok_or_else(missing)?;
+        let flow = flow_names.last().copied().unwrap_or(&self.flow_name);
+        Ok(self.env.retrieve(flow, task_name, id).await?)
+    }
+
+    /// A resource registered on the worker (a client, a pool, a configuration).
+    pub fn resource<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.env
+            .resource(TypeId::of::<T>())
+            .and_then(|r| r.downcast::<T>().ok())
+    }
+
+    /// Asks to run this task again after `countdown` (not counted against `max_retry`).
+    pub fn retry(&self, countdown: Duration) -> TaskError {
+        TaskError::retry(countdown)
+    }
+}
