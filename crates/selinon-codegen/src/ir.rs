@@ -372,6 +372,7 @@ pub fn lower(config: &Config, sources: &SourceMap) -> System {
             files.push(d);
         }
     }
+    files[1..].sort();
 
     let tasks = config
         .tasks
@@ -631,11 +632,10 @@ fn lower_cond(
 ) -> Condition {
     match &c.kind {
         config::ConditionKind::Predicate { name, node, args } => {
-            let builtin = if custom {
-                None
-            } else {
-                predicates::builtin(&name.value)
-            };
+            // Built-in names keep their built-in meaning even with a custom module (a user
+            // module upstream re-exports them); other names come from the user's module.
+            let _ = custom;
+            let builtin = predicates::builtin(&name.value);
             // A custom predicate reads the result when it is bound to a node explicitly or the
             // edge has one source; the generated code checks its real signature.
             let reads = builtin.map_or_else(

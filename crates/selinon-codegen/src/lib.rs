@@ -13,14 +13,18 @@
 //! assert_eq!(system.flows[0].name, "hello");
 //! ```
 
+pub mod builder;
 pub mod config;
 pub mod diagnostics;
+pub mod emit;
 pub mod ir;
 pub mod predicates;
+pub mod scaffold;
 pub mod validate;
 
 use std::path::PathBuf;
 
+pub use builder::{Builder, GenerateError, Generated};
 pub use diagnostics::{Diagnostic, Diagnostics, Severity, SourceMap, Span};
 
 /// The outcome of loading and checking a configuration.

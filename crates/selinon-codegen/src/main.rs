@@ -21,6 +21,29 @@ struct Cli {
 enum Command {
     /// Load a configuration and run every system check.
     Check(CheckArgs),
+    /// Generate the Rust code of a configuration (to commit it, or to check a committed copy).
+    Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Write the code to this file (default: standard output).
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        conflicts_with = "check"
+    )]
+    output: Option<PathBuf>,
+    /// Compare with this committed file instead of writing: exit 1 and print a diff when it is stale.
+    #[arg(long, value_name = "FILE")]
+    check: Option<PathBuf>,
+    /// Map a YAML module prefix to a Rust path, e.g. `myapp=crate::app` (repeatable; an empty
+    /// prefix, `=crate::stubs`, prefixes every module).
+    #[arg(long = "map-module", value_name = "FROM=TO")]
+    map_module: Vec<String>,
 }
 
 /// The files of one configuration.
@@ -75,6 +98,7 @@ fn main() -> ExitCode {
     let color = !cli.no_color && std::io::stderr().is_terminal();
     match cli.command {
         Command::Check(args) => check(args, color),
+        Command::Generate(args) => generate(args, color),
     }
 }
 
@@ -114,4 +138,73 @@ fn check(args: CheckArgs, color: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn generate(args: GenerateArgs, color: bool) -> ExitCode {
+    let mut builder = selinon_codegen::Builder::new().nodes(&args.config.nodes);
+    for f in &args.config.flows {
+        builder = builder.flows(f);
+    }
+    for m in &args.map_module {
+        let Some((from, to)) = m.split_once('=') else {
+            eprintln!("error: `--map-module {m}` must be FROM=TO, e.g. `myapp=crate::app`");
+            return ExitCode::from(2);
+        };
+        builder = builder.map_module(from, to);
+    }
+    let generated = match builder.load() {
+        Ok(g) => g,
+        Err(selinon_codegen::GenerateError::Invalid {
+            diagnostics,
+            sources,
+            ..
+        }) => {
+            eprint!("{}", diagnostics.render(&sources, color));
+            return ExitCode::from(1);
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    if !generated.diagnostics.is_empty() {
+        eprint!(
+            "{}",
+            generated.diagnostics.render(&generated.sources, color)
+        );
+    }
+    let code = generated.code();
+    if let Some(committed) = &args.check {
+        let old = std::fs::read_to_string(committed).unwrap_or_default();
+        if old == code {
+            eprintln!("{} is up to date", committed.display());
+            return ExitCode::SUCCESS;
+        }
+        let diff = similar::TextDiff::from_lines(&old, &code);
+        print!(
+            "{}",
+            diff.unified_diff()
+                .context_radius(3)
+                .header(&committed.display().to_string(), "generated")
+        );
+        eprintln!(
+            "error: {} is stale; regenerate it with `selinon generate ... -o {}`",
+            committed.display(),
+            committed.display()
+        );
+        return ExitCode::from(1);
+    }
+    match &args.output {
+        Some(path) => match selinon_codegen::builder::write_if_changed(path, &code) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::from(1)
+            }
+        },
+        None => {
+            print!("{code}");
+            ExitCode::SUCCESS
+        }
+    }
 }

@@ -541,12 +541,12 @@ impl<'v, 'a, 'd> FlowCheck<'v, 'a, 'd> {
                     continue;
                 }
             }
-            if self.config().global.has_custom_predicates() {
-                // Predicates come from the user's module: the generated code's compilation
-                // checks that they exist and what they take.
-                continue;
-            }
             let Some(builtin) = predicates::builtin(&name.value) else {
+                if self.config().global.has_custom_predicates() {
+                    // A predicate of the user's module: compiling the generated code checks
+                    // that it exists and what it takes.
+                    continue;
+                }
                 let hint = did_you_mean(&name.value, predicates::names());
                 self.v.error(
                     name.span,

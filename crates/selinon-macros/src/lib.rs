@@ -1,1 +1,94 @@
-//! `include_flows!`: thin proc-macro glue over `selinon-codegen`.
+//! `include_flows!`: compiles a Selinon YAML configuration into Rust at build time.
+//!
+//! This crate is thin glue over `selinon-codegen` (the same entry point as build.rs and the
+//! `selinon generate` command), so the three front doors cannot drift.
+
+use proc_macro::TokenStream;
+use proc_macro2::Span;
+use quote::quote;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{LitStr, Token};
+
+struct Args {
+    paths: Vec<LitStr>,
+}
+
+impl Parse for Args {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let list = Punctuated::<LitStr, Token![,]>::parse_terminated(input)?;
+        Ok(Args {
+            paths: list.into_iter().collect(),
+        })
+    }
+}
+
+/// Expands to the generated code of a Selinon configuration.
+///
+/// ```ignore
+/// mod flows {
+///     selinon_macros::include_flows!("flows/nodes.yml", "flows/");
+/// }
+/// ```
+///
+/// The first path is the nodes file, the others flow files or directories; paths are relative
+/// to the crate's `CARGO_MANIFEST_DIR`. YAML errors become compile errors that name the YAML
+/// file, line and column, and the crate is rebuilt when a YAML file changes. Module paths in
+/// the YAML (`import: myapp.tasks`) are taken from the crate root (`crate::myapp::tasks`).
+#[proc_macro]
+pub fn include_flows(input: TokenStream) -> TokenStream {
+    let args = syn::parse_macro_input!(input as Args);
+    match expand(&args) {
+        Ok(tokens) => tokens.into(),
+        Err(err) => err.to_compile_error().into(),
+    }
+}
+
+fn expand(args: &Args) -> syn::Result<proc_macro2::TokenStream> {
+    let Some((nodes, flows)) = args.paths.split_first() else {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "include_flows! needs the nodes file and at least one flow file or directory: \
+             include_flows!(\"flows/nodes.yml\", \"flows/\")",
+        ));
+    };
+    if flows.is_empty() {
+        return Err(syn::Error::new(
+            nodes.span(),
+            "include_flows! needs at least one flow file or directory after the nodes file",
+        ));
+    }
+    let base = std::env::var("CARGO_MANIFEST_DIR").map_err(|_| {
+        syn::Error::new(
+            Span::call_site(),
+            "CARGO_MANIFEST_DIR is not set: run through cargo",
+        )
+    })?;
+    let mut builder = selinon_codegen::Builder::new()
+        .base_dir(&base)
+        .nodes(nodes.value())
+        .map_module("", "crate");
+    for f in flows {
+        builder = builder.flows(f.value());
+    }
+    match builder.generate_tokens() {
+        Ok(generated) => {
+            let code = generated.tokens();
+            // Rebuild when a YAML file changes: include every file's bytes.
+            let tracked = generated.files.iter().map(|p| {
+                let p = p.to_string_lossy().into_owned();
+                quote!(
+                    const _: &[u8] = include_bytes!(#p);
+                )
+            });
+            Ok(quote! {
+                #(#tracked)*
+                #code
+            })
+        }
+        Err(selinon_codegen::GenerateError::Invalid { rendered, .. }) => {
+            Err(syn::Error::new(nodes.span(), rendered))
+        }
+        Err(err) => Err(syn::Error::new(nodes.span(), err.to_string())),
+    }
+}

@@ -9,6 +9,7 @@ pub mod spec;
 pub mod storage;
 pub mod task;
 
+pub use async_trait::async_trait;
 pub use serde_json::{json, Value as Json};
 pub use spec::{Db, SystemSpec};
 pub use storage::{DataStorage, StorageError, StorageFromConfig};

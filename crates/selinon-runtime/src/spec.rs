@@ -283,3 +283,36 @@ pub struct FallbackSpec {
     pub condition_str: &'static str,
     pub propagate_failure: bool,
 }
+
+/// Runs a task type on a fresh value (`Default`), boxed: what generated `run_task` arms call.
+pub fn run_boxed<T: crate::task::Task>(
+    ctx: TaskContext,
+    node_args: Json,
+) -> BoxFuture<'static, TaskResult> {
+    Box::pin(async move { T::default().run(&ctx, node_args).await })
+}
+
+/// Declares the trait generated code uses to run one YAML task: implemented by every
+/// [`Task`](crate::Task) type, and naming another type is a compile error whose message names
+/// the YAML task and its `file:line`.
+#[macro_export]
+macro_rules! task_trait {
+    ($name:ident, $message:literal, $label:literal) => {
+        #[doc = $label]
+        #[diagnostic::on_unimplemented(
+                    message = $message,
+                    label = $label,
+                    note = "implement `selinon_runtime::Task` for it, and derive `Default`"
+                )]
+        pub trait $name: $crate::Task {
+            /// Runs the task on a fresh value.
+            fn run_boxed(
+                ctx: $crate::TaskContext,
+                node_args: $crate::Json,
+            ) -> $crate::spec::BoxFuture<'static, $crate::TaskResult> {
+                $crate::spec::run_boxed::<Self>(ctx, node_args)
+            }
+        }
+        impl<T: $crate::Task> $name for T {}
+    };
+}

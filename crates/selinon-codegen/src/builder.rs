@@ -1,0 +1,265 @@
+//! The one entry point behind every front door: build.rs ([`Builder::generate`]), the
+//! `include_flows!` macro ([`Builder::generate_tokens`]) and `selinon generate`
+//! ([`Builder::generate_string`]).
+
+use std::path::{Path, PathBuf};
+
+use proc_macro2::TokenStream;
+use sha2::{Digest, Sha256};
+
+use crate::diagnostics::{display_path, Diagnostics, SourceMap};
+use crate::emit::{self, EmitOptions};
+use crate::ir::System;
+
+/// Configures and runs code generation.
+///
+/// In `build.rs`:
+///
+/// ```no_run
+/// selinon_codegen::Builder::new()
+///     .nodes("flows/nodes.yml")
+///     .flows("flows/")
+///     .map_module("myapp", "crate::tasks")
+///     .generate()
+///     .unwrap();
+/// ```
+///
+/// and in the crate: `mod flows { include!(concat!(env!("OUT_DIR"), "/selinon_flows.rs")); }`.
+#[derive(Clone, Debug, Default)]
+pub struct Builder {
+    nodes: Option<PathBuf>,
+    flows: Vec<PathBuf>,
+    options: EmitOptions,
+    base_dir: Option<PathBuf>,
+    out_file: Option<String>,
+}
+
+/// Generation failed: the configuration has errors (already rendered, with file:line:col).
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("no nodes file given: call `.nodes(\"path/to/nodes.yml\")`")]
+    NoNodes,
+    #[error("the Selinon configuration has errors:\n{rendered}")]
+    Invalid {
+        rendered: String,
+        diagnostics: Diagnostics,
+        sources: SourceMap,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{0} is not set: `generate()` runs in build scripts; use `generate_string()` elsewhere"
+    )]
+    NoOutDir(&'static str),
+}
+
+/// Generated code with what it was made from.
+#[derive(Debug)]
+pub struct Generated {
+    pub system: System,
+    /// Every YAML file read (to watch for changes).
+    pub files: Vec<PathBuf>,
+    /// Warnings (there are no errors when generation succeeds).
+    pub diagnostics: Diagnostics,
+    pub sources: SourceMap,
+    pub content_hash: String,
+    options: EmitOptions,
+}
+
+impl Generated {
+    /// The items as tokens (for the proc macro).
+    pub fn tokens(&self) -> TokenStream {
+        emit::emit(&self.system, &self.content_hash, &self.options)
+    }
+
+    /// The formatted source file with its header.
+    pub fn code(&self) -> String {
+        emit::render(&self.system, &self.content_hash, &self.options)
+    }
+}
+
+impl Builder {
+    pub fn new() -> Self {
+        Builder::default()
+    }
+
+    /// The nodes file (`tasks`, `flows`, `storages`, `global`).
+    pub fn nodes(mut self, path: impl Into<PathBuf>) -> Self {
+        self.nodes = Some(path.into());
+        self
+    }
+
+    /// A flow file, or a directory holding flow files (every `*.yml`/`*.yaml` below it).
+    pub fn flows(mut self, path: impl Into<PathBuf>) -> Self {
+        self.flows.push(path.into());
+        self
+    }
+
+    /// Maps a YAML module prefix to a Rust path: `.map_module("myapp", "crate::app")` turns
+    /// `import: myapp.tasks` into `crate::app::tasks`. An empty `from` prefixes every module.
+    pub fn map_module(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
+        self.options.module_map.push((from.into(), to.into()));
+        self
+    }
+
+    /// Paths are resolved against, and shown relative to, this directory (default: the
+    /// current directory; the macro uses `CARGO_MANIFEST_DIR`).
+    pub fn base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_dir = Some(dir.into());
+        self
+    }
+
+    /// The file name written into `OUT_DIR` by [`Builder::generate`] (default
+    /// `selinon_flows.rs`).
+    pub fn out_file(mut self, name: impl Into<String>) -> Self {
+        self.out_file = Some(name.into());
+        self
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        match &self.base_dir {
+            Some(base) if p.is_relative() => base.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+
+    /// Loads, checks and lowers the configuration.
+    pub fn load(&self) -> Result<Generated, GenerateError> {
+        let nodes = self.nodes.as_ref().ok_or(GenerateError::NoNodes)?;
+        let flows: Vec<PathBuf> = self.flows.iter().map(|f| self.resolve(f)).collect();
+        let mut checked = crate::check_files(self.resolve(nodes), &flows);
+        let ids: Vec<_> = checked.sources.files().map(|(id, _)| id).collect();
+        for id in ids {
+            let path = checked.sources.get(id).path.clone();
+            let shown = match &self.base_dir {
+                Some(base) => path
+                    .strip_prefix(base)
+                    .map(|p| p.to_string_lossy().replace('\\', "/"))
+                    .unwrap_or_else(|_| display_path(&path)),
+                None => display_path(&path),
+            };
+            checked.sources.set_display(id, shown);
+        }
+        let files: Vec<PathBuf> = checked
+            .sources
+            .files()
+            .map(|(_, f)| f.path.clone())
+            .collect();
+        let Some(config) = checked
+            .config
+            .as_ref()
+            .filter(|_| !checked.diagnostics.has_errors())
+        else {
+            return Err(GenerateError::Invalid {
+                rendered: checked.diagnostics.render(&checked.sources, false),
+                diagnostics: checked.diagnostics,
+                sources: checked.sources,
+            });
+        };
+        // Lower again so the IR carries the display paths chosen above.
+        let system = crate::ir::lower(config, &checked.sources);
+        let content_hash = content_hash(&checked.sources);
+        Ok(Generated {
+            system,
+            files,
+            diagnostics: checked.diagnostics,
+            sources: checked.sources,
+            content_hash,
+            options: self.options.clone(),
+        })
+    }
+
+    /// The generated items as tokens.
+    pub fn generate_tokens(&self) -> Result<Generated, GenerateError> {
+        self.load()
+    }
+
+    /// The generated source file.
+    pub fn generate_string(&self) -> Result<String, GenerateError> {
+        Ok(self.load()?.code())
+    }
+
+    /// For build scripts: writes `OUT_DIR/selinon_flows.rs` (only when it changed), prints
+    /// `cargo:rerun-if-changed` for every YAML file read and each warning as a cargo warning.
+    pub fn generate(&self) -> Result<PathBuf, GenerateError> {
+        let out_dir = std::env::var_os("OUT_DIR").ok_or(GenerateError::NoOutDir("OUT_DIR"))?;
+        for p in &self.flows {
+            println!("cargo:rerun-if-changed={}", self.resolve(p).display());
+        }
+        if let Some(n) = &self.nodes {
+            println!("cargo:rerun-if-changed={}", self.resolve(n).display());
+        }
+        let generated = match self.load() {
+            Ok(g) => g,
+            Err(err) => {
+                if let GenerateError::Invalid {
+                    diagnostics,
+                    sources,
+                    ..
+                } = &err
+                {
+                    for d in diagnostics {
+                        let place = d.span.map(|s| sources.location(s)).unwrap_or_default();
+                        println!("cargo:warning={}: {place}: {}", d.severity, d.message);
+                    }
+                }
+                return Err(err);
+            }
+        };
+        for f in &generated.files {
+            println!("cargo:rerun-if-changed={}", f.display());
+        }
+        for d in &generated.diagnostics {
+            let place = d
+                .span
+                .map(|s| generated.sources.location(s))
+                .unwrap_or_default();
+            println!("cargo:warning={place}: {}", d.message);
+        }
+        let path = Path::new(&out_dir).join(self.out_file.as_deref().unwrap_or("selinon_flows.rs"));
+        write_if_changed(&path, &generated.code())?;
+        Ok(path)
+    }
+}
+
+/// Writes `content` unless the file already holds it (so its mtime stays), through a temporary
+/// file so a reader never sees half a file.
+pub fn write_if_changed(path: &Path, content: &str) -> Result<(), GenerateError> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == content) {
+        return Ok(());
+    }
+    let err = |source| GenerateError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let tmp = path.with_extension("rs.tmp");
+    std::fs::write(&tmp, content).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// SHA-256 over the files' display paths and contents, in path order (so the order the files
+/// were given in does not matter).
+fn content_hash(sources: &SourceMap) -> String {
+    let mut files: Vec<(&str, &str)> = sources
+        .files()
+        .map(|(_, f)| (f.display.as_str(), f.text.as_str()))
+        .collect();
+    files.sort();
+    files.dedup();
+    let mut hasher = Sha256::new();
+    for (path, text) in files {
+        hasher.update(path.as_bytes());
+        hasher.update([0]);
+        hasher.update(text.as_bytes());
+        hasher.update([0]);
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{}", &hex[..16])
+}
