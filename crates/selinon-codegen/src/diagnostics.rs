@@ -388,10 +388,12 @@ pub fn suggest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Opti
     known
         .into_iter()
         .map(|k| {
-            let score = strsim::jaro_winkler(&lower, &k.to_lowercase());
+            // Case-insensitive similarity decides; the exact-case one breaks ties.
+            let score = strsim::jaro_winkler(&lower, &k.to_lowercase())
+                + 0.01 * strsim::jaro_winkler(name, k);
             (score, k)
         })
-        .filter(|(score, _)| *score >= 0.82)
+        .filter(|(score, _)| *score >= 0.83)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, k)| k)
 }

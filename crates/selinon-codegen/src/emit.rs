@@ -303,15 +303,16 @@ impl Emitter<'_> {
             .map(|t| {
                 let name = &t.name;
                 let ty = self.options.type_path(&t.class);
-                let check = ident(&upper_camel(&t.name));
-                quote!(#name => <#ty as tasks::#check>::run_boxed(ctx, node_args),)
+                let run = format_ident!("run_{}", snake(&t.name).trim_start_matches("r#"));
+                quote!(#name => tasks::#run::<#ty>(ctx, node_args),)
             })
             .collect();
         let task_docs: Vec<TokenStream> = s
             .tasks
             .iter()
             .map(|t| {
-                let check = ident(&upper_camel(&t.name));
+                let check = format_ident!("Is{}", upper_camel(&t.name));
+                let run = format_ident!("run_{}", snake(&t.name).trim_start_matches("r#"));
                 let ty = self
                     .options
                     .type_path(&t.class)
@@ -323,7 +324,7 @@ impl Emitter<'_> {
                 );
                 let label = format!("Task `{}` ({}), run by `{ty}`.", t.name, t.origin);
                 quote! {
-                    selinon_runtime::task_trait!(#check, #message, #label);
+                    selinon_runtime::task_trait!(#check, #run, #message, #label);
                 }
             })
             .collect();

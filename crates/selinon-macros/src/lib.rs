@@ -86,8 +86,27 @@ fn expand(args: &Args) -> syn::Result<proc_macro2::TokenStream> {
                 #code
             })
         }
-        Err(selinon_codegen::GenerateError::Invalid { rendered, .. }) => {
-            Err(syn::Error::new(nodes.span(), rendered))
+        Err(selinon_codegen::GenerateError::Invalid {
+            diagnostics,
+            sources,
+            ..
+        }) => {
+            // One compile error per YAML error, each naming the YAML file, line and column.
+            let mut errors = diagnostics.errors().map(|d| {
+                let mut message = d.message.clone();
+                if let Some(span) = d.span {
+                    message.push_str(&format!("\n --> {}", sources.location(span)));
+                }
+                if let Some(help) = &d.help {
+                    message.push_str(&format!("\n = help: {help}"));
+                }
+                syn::Error::new(nodes.span(), message)
+            });
+            let mut all = errors.next().unwrap_or_else(|| {
+                syn::Error::new(nodes.span(), "the Selinon configuration has errors")
+            });
+            errors.for_each(|e| all.combine(e));
+            Err(all)
         }
         Err(err) => Err(syn::Error::new(nodes.span(), err.to_string())),
     }

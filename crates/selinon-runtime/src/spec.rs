@@ -292,27 +292,28 @@ pub fn run_boxed<T: crate::task::Task>(
     Box::pin(async move { T::default().run(&ctx, node_args).await })
 }
 
-/// Declares the trait generated code uses to run one YAML task: implemented by every
-/// [`Task`](crate::Task) type, and naming another type is a compile error whose message names
-/// the YAML task and its `file:line`.
+/// Declares how generated code runs one YAML task: a trait implemented by every
+/// [`Task`](crate::Task) type and a function bounded by it, so that naming a type that is not a
+/// task is a compile error whose message names the YAML task and its `file:line`.
 #[macro_export]
 macro_rules! task_trait {
-    ($name:ident, $message:literal, $label:literal) => {
+    ($name:ident, $run:ident, $message:literal, $label:literal) => {
         #[doc = $label]
         #[diagnostic::on_unimplemented(
                     message = $message,
-                    label = $label,
+                    label = "not a Selinon task",
                     note = "implement `selinon_runtime::Task` for it, and derive `Default`"
                 )]
-        pub trait $name: $crate::Task {
-            /// Runs the task on a fresh value.
-            fn run_boxed(
-                ctx: $crate::TaskContext,
-                node_args: $crate::Json,
-            ) -> $crate::spec::BoxFuture<'static, $crate::TaskResult> {
-                $crate::spec::run_boxed::<Self>(ctx, node_args)
-            }
-        }
+        pub trait $name: $crate::Task {}
+
         impl<T: $crate::Task> $name for T {}
+
+        #[doc = $label]
+        pub fn $run<T: $name>(
+            ctx: $crate::TaskContext,
+            node_args: $crate::Json,
+        ) -> $crate::spec::BoxFuture<'static, $crate::TaskResult> {
+            $crate::spec::run_boxed::<T>(ctx, node_args)
+        }
     };
 }

@@ -1,0 +1,26 @@
+//! Compile tests of `include_flows!`: a configuration that compiles and runs, and the errors a
+//! user sees for a missing task type, a type that is not a task, and a broken YAML file.
+
+use std::path::PathBuf;
+
+#[test]
+fn ui() {
+    // trybuild builds the cases in `target/tests/trybuild/selinon-macros`, which is the
+    // `CARGO_MANIFEST_DIR` the macro resolves paths against: put the YAML there.
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf();
+    let project = target.join("tests/trybuild/selinon-macros/ui-flows");
+    std::fs::create_dir_all(&project).unwrap();
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ui/flows");
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, project.join(path.file_name().unwrap())).unwrap();
+    }
+    let t = trybuild::TestCases::new();
+    t.pass("tests/ui/hello_ok.rs");
+    t.compile_fail("tests/ui/missing_task_type.rs");
+    t.compile_fail("tests/ui/not_a_task.rs");
+    t.compile_fail("tests/ui/broken_yaml.rs");
+}

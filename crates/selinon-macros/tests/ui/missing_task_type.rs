@@ -1,0 +1,11 @@
+mod app {
+    pub mod tasks {}
+}
+
+mod flows {
+    selinon_macros::include_flows!("ui-flows/hello.yml", "ui-flows/hello.yml");
+}
+
+fn main() {
+    let _ = &flows::SYSTEM;
+}
