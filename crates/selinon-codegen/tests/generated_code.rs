@@ -136,7 +136,7 @@ fn generated_code_compiles_without_warnings() {
     for (i, (name, b)) in configs.into_iter().enumerate() {
         let module = format!("config_{i}");
         let generated = b
-            .map_module("", &format!("crate::{module}::app"))
+            .map_module("", format!("crate::{module}::app"))
             .load()
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         write(&src.join(format!("{module}_flows.rs")), &generated.code());
