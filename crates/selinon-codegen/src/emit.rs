@@ -380,7 +380,7 @@ impl Emitter<'_> {
                 storages: &STORAGES,
                 trace: &[#(#trace),*],
                 migration_dir: #migration_dir,
-                run_task,
+                run_task: &run_task,
             };
 
             /// Every task of the system, in the order of the nodes file.
@@ -432,7 +432,7 @@ impl Emitter<'_> {
         let selective = match &t.selective_run_function {
             Some(f) => {
                 let path = self.options.fn_path(f);
-                quote!(Some(#path))
+                quote!(Some(&#path))
             }
             None => quote!(None),
         };
@@ -733,8 +733,8 @@ impl Emitter<'_> {
                     queue: #queue,
                     nodes: &NODES,
                     edges: &EDGES,
-                    edges_from,
-                    fallbacks,
+                    edges_from: &edges_from,
+                    fallbacks: &fallbacks,
                     nowait: #nowait,
                     eager_failures: #eager,
                     node_args_from_first: #nafirst,
@@ -817,7 +817,7 @@ impl Emitter<'_> {
                 });
                 let name = format!("{}.{}", fe.function.module, fe.function.name);
                 let propagate = fe.propagate_result;
-                quote!(Some(ForeachSpec { function: #fname, name: #name, propagate_result: #propagate }))
+                quote!(Some(ForeachSpec { function: &#fname, name: #name, propagate_result: #propagate }))
             }
             None => quote!(None),
         };
@@ -875,7 +875,7 @@ impl Emitter<'_> {
         origin: &ir::Origin,
     ) -> (TokenStream, Option<TokenStream>) {
         if *cond == Condition::Always {
-            return (quote!(always), None);
+            return (quote!(&always), None);
         }
         let name = ident(fn_name);
         let mut uses = Uses::default();
@@ -893,7 +893,7 @@ impl Emitter<'_> {
                 #body
             }
         };
-        (quote!(#name), Some(item))
+        (quote!(&#name), Some(item))
     }
 
     fn condition_expr(&self, cond: &Condition, uses: &mut Uses) -> TokenStream {

@@ -25,10 +25,28 @@ impl Parse for Args {
 
 /// Expands to the generated code of a Selinon configuration.
 ///
-/// ```ignore
-/// mod flows {
-///     selinon_macros::include_flows!("flows/nodes.yml", "flows/");
+/// ```
+/// mod app {
+///     pub mod tasks {
+///         use selinon_runtime::{Json, Task, TaskContext, TaskResult};
+///
+///         #[derive(Default)]
+///         pub struct Hello;
+///
+///         impl Task for Hello {
+///             async fn run(&self, _ctx: &TaskContext, args: Json) -> TaskResult {
+///                 Ok(args)
+///             }
+///         }
+///     }
 /// }
+///
+/// mod flows {
+///     // The nodes file, then flow files or directories (here one file holds both).
+///     selinon_macros::include_flows!("tests/ui/flows/hello.yml", "tests/ui/flows/hello.yml");
+/// }
+///
+/// assert_eq!(flows::SYSTEM.flows[0].name, "hello");
 /// ```
 ///
 /// The first path is the nodes file, the others flow files or directories; paths are relative

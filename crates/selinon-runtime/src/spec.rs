@@ -47,14 +47,18 @@ impl<'a> Db<'a> {
     }
 }
 
+// The functions below are `&'static dyn Fn` rather than `fn` pointers: generated code passes
+// its functions (`condition: &edge_1_condition`), and the simulator, which runs a flow straight
+// from the IR without compiling it, passes closures over the condition tree.
+
 /// A compiled edge or fallback condition: `(results of the sources, flow arguments) -> bool`.
-pub type ConditionFn = fn(&Db<'_>, &Json) -> bool;
+pub type ConditionFn = &'static (dyn Fn(&Db<'_>, &Json) -> bool + Send + Sync);
 
 /// A compiled `foreach` function: the items to start the edge's nodes for.
-pub type ForeachFn = fn(&Db<'_>, &Json) -> Vec<Json>;
+pub type ForeachFn = &'static (dyn Fn(&Db<'_>, &Json) -> Vec<Json> + Send + Sync);
 
 /// A selective run function: `None` to run the task, or the id of an earlier run to reuse.
-pub type SelectiveRunFn = fn(&SelectiveRunInput<'_>) -> Option<String>;
+pub type SelectiveRunFn = &'static (dyn Fn(&SelectiveRunInput<'_>) -> Option<String> + Send + Sync);
 
 /// What a selective run function is told about the task it decides on.
 #[derive(Clone, Debug)]
@@ -66,10 +70,17 @@ pub struct SelectiveRunInput<'a> {
 }
 
 /// Runs a task by name: generated as a `match` that calls the user's type.
-pub type RunTaskFn = fn(&str, TaskContext, Json) -> Option<BoxFuture<'static, TaskResult>>;
+pub type RunTaskFn = &'static (dyn Fn(&str, TaskContext, Json) -> Option<BoxFuture<'static, TaskResult>>
+              + Send
+              + Sync);
+
+/// A flow's transition function: the edges (by index) that have the node as a source.
+pub type EdgesFromFn = &'static (dyn Fn(&str) -> &'static [usize] + Send + Sync);
+
+/// A flow's failure table: the fallback alternatives for a sorted set of failed node names.
+pub type FallbacksFn = &'static (dyn Fn(&[&str]) -> &'static [FallbackSpec] + Send + Sync);
 
 /// Everything about one configuration.
-#[derive(Debug)]
 pub struct SystemSpec {
     /// The YAML files the code was generated from (relative paths).
     pub files: &'static [&'static str],
@@ -104,7 +115,6 @@ impl SystemSpec {
 }
 
 /// A task of `tasks:`.
-#[derive(Debug)]
 pub struct TaskSpec {
     pub name: &'static str,
     /// `file:line` of the YAML definition.
@@ -189,7 +199,6 @@ pub struct NodeSpec {
 }
 
 /// One flow.
-#[derive(Debug)]
 pub struct FlowSpec {
     pub name: &'static str,
     pub origin: &'static str,
@@ -200,10 +209,10 @@ pub struct FlowSpec {
     pub edges: &'static [EdgeSpec],
     /// The flow's transition function: the edges (by index, in YAML order) that have the
     /// node as a source. Generated as a `match` over the node names.
-    pub edges_from: fn(&str) -> &'static [usize],
+    pub edges_from: EdgesFromFn,
     /// The failure table: the fallback alternatives for one set of failed node names (sorted
     /// by name), tried in YAML order. Generated as a `match` over the sets.
-    pub fallbacks: fn(&[&str]) -> &'static [FallbackSpec],
+    pub fallbacks: FallbacksFn,
     pub nowait: &'static [&'static str],
     pub eager_failures: &'static [&'static str],
     pub node_args_from_first: bool,
@@ -240,7 +249,6 @@ pub struct PropagateSpec {
 }
 
 /// One edge.
-#[derive(Debug)]
 pub struct EdgeSpec {
     pub index: usize,
     pub origin: &'static str,
@@ -256,7 +264,6 @@ pub struct EdgeSpec {
     pub selective: Option<SelectiveSpec>,
 }
 
-#[derive(Debug)]
 pub struct ForeachSpec {
     pub function: ForeachFn,
     /// `module.function`, for traces.
@@ -273,7 +280,6 @@ pub struct SelectiveSpec {
 }
 
 /// One alternative of a failure entry.
-#[derive(Debug)]
 pub struct FallbackSpec {
     pub origin: &'static str,
     /// `None` for `fallback: true` (the failure is handled, nothing starts).
@@ -300,10 +306,10 @@ macro_rules! task_trait {
     ($name:ident, $run:ident, $message:literal, $label:literal) => {
         #[doc = $label]
         #[diagnostic::on_unimplemented(
-                    message = $message,
-                    label = "not a Selinon task",
-                    note = "implement `selinon_runtime::Task` for it, and derive `Default`"
-                )]
+                            message = $message,
+                            label = "not a Selinon task",
+                            note = "implement `selinon_runtime::Task` for it, and derive `Default`"
+                        )]
         pub trait $name: $crate::Task {}
 
         impl<T: $crate::Task> $name for T {}
@@ -316,4 +322,72 @@ macro_rules! task_trait {
             $crate::spec::run_boxed::<T>(ctx, node_args)
         }
     };
+}
+
+// `Debug` by hand: the function fields have none.
+
+impl std::fmt::Debug for SystemSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SystemSpec")
+            .field("files", &self.files)
+            .field("content_hash", &self.content_hash)
+            .field("tasks", &self.tasks)
+            .field("flows", &self.flows)
+            .field("storages", &self.storages)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for TaskSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskSpec")
+            .field("name", &self.name)
+            .field("origin", &self.origin)
+            .field("class", &self.class)
+            .field("queue", &self.queue)
+            .field("storage", &self.storage)
+            .field("max_retry", &self.max_retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for FlowSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowSpec")
+            .field("name", &self.name)
+            .field("origin", &self.origin)
+            .field("nodes", &self.nodes)
+            .field("edges", &self.edges)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for EdgeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeSpec")
+            .field("index", &self.index)
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("condition_str", &self.condition_str)
+            .field("foreach", &self.foreach)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ForeachSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForeachSpec")
+            .field("name", &self.name)
+            .field("propagate_result", &self.propagate_result)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for FallbackSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FallbackSpec")
+            .field("nodes", &self.nodes)
+            .field("condition_str", &self.condition_str)
+            .finish_non_exhaustive()
+    }
 }
