@@ -46,7 +46,9 @@ impl Parse for Args {
 ///     selinon_macros::include_flows!("tests/ui/flows/hello.yml", "tests/ui/flows/hello.yml");
 /// }
 ///
-/// assert_eq!(flows::SYSTEM.flows[0].name, "hello");
+/// fn main() {
+///     assert_eq!(flows::SYSTEM.flows[0].name, "hello");
+/// }
 /// ```
 ///
 /// The first path is the nodes file, the others flow files or directories; paths are relative
