@@ -20,6 +20,8 @@ pub mod emit;
 pub mod ir;
 pub mod predicates;
 pub mod scaffold;
+#[cfg(feature = "simulate")]
+pub mod sim;
 pub mod validate;
 
 use std::path::PathBuf;

@@ -1,0 +1,404 @@
+//! The IR as a runtime [`SystemSpec`], without compiling anything: what `selinon simulate`
+//! runs on the same engine as generated code.
+//!
+//! Conditions become closures that evaluate the condition tree with the runtime's built-in
+//! predicates; tasks, custom predicates and `foreach` functions are mocked from a
+//! [`Scenario`]; every storage is an in-memory one, so conditions read the mocked results. The
+//! spec is leaked (`'static`), as generated statics are: one simulation per process.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use selinon_runtime::spec::{
+    BoxFuture, Db, EdgeSpec, FallbackSpec, FlowSpec, ForeachSpec, NodeKind, NodeSpec,
+    PropagateSpec, SelectiveSpec, StorageAdapter, StorageSpec, SystemSpec, TaskSpec,
+};
+use selinon_runtime::{Json, TaskError, TaskResult};
+
+use crate::config::yaml::{self, Node, Value};
+use crate::diagnostics::{Diagnostics, SourceMap, Span};
+use crate::ir::{self, Condition, FallbackTarget, System};
+use crate::predicates::Reads;
+
+/// What a mocked task does.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskBehaviour {
+    /// Returned by every run (after `fail_times` failures); `{}` when not given.
+    pub result: Option<Json>,
+    /// One result per run of the task (counted over all its instances); the last repeats.
+    pub results: Vec<Json>,
+    /// Every run fails (so the task fails after its retries).
+    pub fail: bool,
+    /// The first N runs of each instance fail, then it returns its result.
+    pub fail_times: u32,
+}
+
+/// Mocked behaviour for a simulation: per task, per `foreach` function, per custom predicate.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scenario {
+    pub tasks: BTreeMap<String, TaskBehaviour>,
+    /// Items returned by `foreach` functions, by function name; none when not given.
+    pub foreach: BTreeMap<String, Vec<Json>>,
+    /// Values of custom predicates, by name; true when not given.
+    pub predicates: BTreeMap<String, bool>,
+}
+
+impl Scenario {
+    /// Parses a scenario file. Top-level keys are task names, plus `foreach:` and
+    /// `predicates:` (a `tasks:` mapping may hold the tasks instead).
+    pub fn parse(path: &str, text: &str, sources: &mut SourceMap, diags: &mut Diagnostics) -> Option<Scenario> {
+        let file = sources.add(path.into(), text.to_string());
+        let node = yaml::parse(file, text, diags).ok()?;
+        let mut scenario = Scenario::default();
+        let Some(node) = node else {
+            return Some(scenario);
+        };
+        let Value::Map(entries) = &node.value else {
+            diags.error(node.span, "a scenario is a mapping of task names to what they do", "write e.g. `ChargeCard: {fail: true}`");
+            return None;
+        };
+        for (key, value) in entries {
+            match key.as_str() {
+                Some("foreach") => {
+                    for (name, items) in map_entries(value, diags, "`foreach`") {
+                        match items.to_json() {
+                            Json::Array(list) => {
+                                scenario.foreach.insert(name, list);
+                            }
+                            _ => diags.error(items.span, format!("`foreach` of `{name}` must be a list"), "write `name: [item, item]`"),
+                        }
+                    }
+                }
+                Some("predicates") => {
+                    for (name, v) in map_entries(value, diags, "`predicates`") {
+                        match v.value {
+                            Value::Bool(b) => {
+                                scenario.predicates.insert(name, b);
+                            }
+                            _ => diags.error(v.span, format!("predicate `{name}` must be true or false"), ""),
+                        }
+                    }
+                }
+                Some("tasks") => {
+                    for (name, v) in map_entries(value, diags, "`tasks`") {
+                        if let Some(b) = behaviour(&name, v, diags) {
+                            scenario.tasks.insert(name, b);
+                        }
+                    }
+                }
+                Some(name) => {
+                    if let Some(b) = behaviour(name, value, diags) {
+                        scenario.tasks.insert(name.to_string(), b);
+                    }
+                }
+                None => diags.error(key.span, "scenario keys are task names", ""),
+            }
+        }
+        (!diags.has_errors()).then_some(scenario)
+    }
+
+    /// Checks that the scenario names only tasks of the system.
+    pub fn check(&self, system: &System, span: Span, diags: &mut Diagnostics) {
+        for name in self.tasks.keys() {
+            if system.task(name).is_none() {
+                let hint = crate::diagnostics::did_you_mean(name, system.tasks.iter().map(|t| t.name.as_str()));
+                diags.error(span, format!("the scenario names `{name}`, which is not a task"), hint);
+            }
+        }
+    }
+}
+
+fn map_entries<'a>(node: &'a Node, diags: &mut Diagnostics, what: &str) -> Vec<(String, &'a Node)> {
+    match &node.value {
+        Value::Map(entries) => entries.iter().map(|(k, v)| (k.key_text(), v)).collect(),
+        Value::Null => Vec::new(),
+        _ => {
+            diags.error(node.span, format!("{what} must be a mapping"), "");
+            Vec::new()
+        }
+    }
+}
+
+fn behaviour(name: &str, node: &Node, diags: &mut Diagnostics) -> Option<TaskBehaviour> {
+    let mut b = TaskBehaviour::default();
+    for (key, v) in map_entries(node, diags, &format!("task `{name}` of the scenario")) {
+        match key.as_str() {
+            "result" => b.result = Some(v.to_json()),
+            "results" => match v.to_json() {
+                Json::Array(list) => b.results = list,
+                _ => diags.error(v.span, "`results` must be a list, one result per run", ""),
+            },
+            "fail" => b.fail = v.value == Value::Bool(true),
+            "fail_times" => match v.value {
+                Value::Int(n) if n >= 0 => b.fail_times = u32::try_from(n).unwrap_or(u32::MAX),
+                _ => diags.error(v.span, "`fail_times` must be a non-negative integer", ""),
+            },
+            other => {
+                let hint = crate::diagnostics::did_you_mean(other, ["result", "results", "fail", "fail_times"]);
+                diags.error(v.span, format!("unknown key `{other}` for task `{name}` in the scenario"), hint);
+            }
+        }
+    }
+    Some(b)
+}
+
+/// Counts of what ran in a simulation.
+#[derive(Debug, Default)]
+pub struct RunCounts {
+    /// Every execution of a task (a retry is another run), by task name.
+    pub runs: BTreeMap<String, u64>,
+    /// Runs per task instance (for `fail_times`).
+    per_id: HashMap<String, u32>,
+}
+
+fn leak<T>(value: T) -> &'static T {
+    Box::leak(Box::new(value))
+}
+
+fn leak_str(s: &str) -> &'static str {
+    Box::leak(s.to_string().into_boxed_str())
+}
+
+fn leak_strs<'a>(items: impl IntoIterator<Item = &'a String>) -> &'static [&'static str] {
+    Box::leak(items.into_iter().map(|s| leak_str(s)).collect::<Vec<_>>().into_boxed_slice())
+}
+
+/// The name of the in-memory storage every simulated task stores into.
+pub const SIMULATION_STORAGE: &str = "simulation";
+
+/// Builds the runtime spec of `system`, mocking with `scenario`; `counts` records the runs.
+pub fn system_spec(system: &System, scenario: Arc<Scenario>, counts: Arc<Mutex<RunCounts>>) -> &'static SystemSpec {
+    let tasks: Vec<TaskSpec> = system
+        .tasks
+        .iter()
+        .map(|t| TaskSpec {
+            name: leak_str(&t.name),
+            origin: leak_str(&t.origin.to_string()),
+            class: leak_str(&format!("{}.{}", t.class.module, t.class.name)),
+            queue: leak_str(&t.queue.raw),
+            storage: Some(SIMULATION_STORAGE),
+            storage_readonly: t.storage_readonly,
+            storage_task_name: leak_str(&t.storage_task_name),
+            output_schema: None,
+            max_retry: u32::try_from(t.max_retry).unwrap_or(u32::MAX),
+            retry_countdown: Duration::from_secs(t.retry_countdown_s),
+            throttling: t.throttling_us.map(Duration::from_micros),
+            selective_run_function: None,
+        })
+        .collect();
+    let storages = vec![StorageSpec {
+        name: SIMULATION_STORAGE,
+        origin: "simulation",
+        adapter: StorageAdapter::Builtin {
+            module: "selinon.storages.memory",
+            class: "InMemoryStorage",
+        },
+        configuration: "{}",
+        cache: None,
+    }];
+    let flows: Vec<&'static FlowSpec> = system.flows.iter().map(|f| flow_spec(system, f, &scenario)).collect();
+    let run_scenario = scenario.clone();
+    let run_task = move |name: &str, ctx: selinon_runtime::TaskContext, _args: Json| -> Option<BoxFuture<'static, TaskResult>> {
+        let behaviour = run_scenario.tasks.get(name).cloned().unwrap_or_default();
+        let (run_index, instance_runs) = {
+            let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+            let runs = c.runs.entry(name.to_string()).or_default();
+            *runs += 1;
+            let index = *runs - 1;
+            let per = c.per_id.entry(ctx.task_id.clone()).or_default();
+            *per += 1;
+            (index, *per)
+        };
+        let outcome: TaskResult = if behaviour.fail {
+            Err(TaskError::failed(format!("{name} fails (scenario)")))
+        } else if instance_runs <= behaviour.fail_times {
+            Err(TaskError::failed(format!("{name} fails run {instance_runs} of {} (scenario)", behaviour.fail_times)))
+        } else if !behaviour.results.is_empty() {
+            let i = usize::try_from(run_index).unwrap_or(usize::MAX).min(behaviour.results.len() - 1);
+            Ok(behaviour.results[i].clone())
+        } else {
+            Ok(behaviour.result.clone().unwrap_or_else(|| Json::Object(Default::default())))
+        };
+        Some(Box::pin(async move { outcome }))
+    };
+    leak(SystemSpec {
+        files: leak_strs(&system.files),
+        content_hash: "simulation",
+        tasks: Box::leak(tasks.into_boxed_slice()),
+        flows: Box::leak(flows.into_boxed_slice()),
+        storages: Box::leak(storages.into_boxed_slice()),
+        trace: &[],
+        migration_dir: None,
+        run_task: leak(run_task),
+    })
+}
+
+fn flow_spec(system: &System, f: &ir::Flow, scenario: &Arc<Scenario>) -> &'static FlowSpec {
+    let nodes: Vec<NodeSpec> = f
+        .nodes
+        .iter()
+        .map(|n| NodeSpec {
+            name: leak_str(&n.name),
+            kind: match n.kind {
+                ir::NodeKind::Task => NodeKind::Task,
+                ir::NodeKind::Flow => NodeKind::Flow,
+            },
+        })
+        .collect();
+    let edges: Vec<EdgeSpec> = f
+        .edges
+        .iter()
+        .map(|e| {
+            let reads: Vec<String> = e
+                .condition
+                .predicates()
+                .into_iter()
+                .filter_map(|p| p.node.clone())
+                .filter(|n| system.task(n).is_some())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            EdgeSpec {
+                index: e.index,
+                origin: leak_str(&e.origin.to_string()),
+                from: leak_strs(&e.from),
+                to: leak_strs(&e.to),
+                reads: leak_strs(&reads),
+                condition: condition_fn(&e.condition, scenario),
+                condition_str: leak_str(&e.condition.to_source()),
+                foreach: e.foreach.as_ref().map(|fe| {
+                    let items = scenario.foreach.get(&fe.function.name).cloned().unwrap_or_default();
+                    ForeachSpec {
+                        function: leak(move |_: &Db<'_>, _: &Json| items.clone()),
+                        name: leak_str(&format!("{}.{}", fe.function.module, fe.function.name)),
+                        propagate_result: fe.propagate_result,
+                    }
+                }),
+                selective: e.selective.as_ref().map(|s| SelectiveSpec {
+                    tasks: leak_strs(&s.tasks),
+                    run_subsequent: s.run_subsequent.as_ref().map(|set| leak_strs(set)),
+                    follow_subflows: s.follow_subflows,
+                }),
+            }
+        })
+        .collect();
+    let edges: &'static [EdgeSpec] = Box::leak(edges.into_boxed_slice());
+    let mut from_map: HashMap<String, Vec<usize>> = HashMap::new();
+    for e in &f.edges {
+        for n in &e.from {
+            from_map.entry(n.clone()).or_default().push(e.index);
+        }
+    }
+    let from_map: HashMap<String, &'static [usize]> =
+        from_map.into_iter().map(|(k, v)| (k, &*Box::leak(v.into_boxed_slice()))).collect();
+    let mut failures: HashMap<Vec<String>, &'static [FallbackSpec]> = HashMap::new();
+    for set in &f.failures {
+        let alternatives: Vec<FallbackSpec> = set
+            .alternatives
+            .iter()
+            .map(|a| FallbackSpec {
+                origin: leak_str(&a.origin.to_string()),
+                nodes: match &a.fallback {
+                    FallbackTarget::Handled => None,
+                    FallbackTarget::Nodes(n) => Some(leak_strs(n)),
+                },
+                condition: condition_fn(&a.condition, scenario),
+                condition_str: leak_str(&a.condition.to_source()),
+                propagate_failure: a.propagate_failure,
+            })
+            .collect();
+        failures.insert(set.nodes.iter().cloned().collect(), Box::leak(alternatives.into_boxed_slice()));
+    }
+    let p = &f.propagate;
+    leak(FlowSpec {
+        name: leak_str(&f.name),
+        origin: leak_str(&f.origin.to_string()),
+        queue: leak_str(&f.queue.raw),
+        nodes: Box::leak(nodes.into_boxed_slice()),
+        edges,
+        edges_from: leak(move |node: &str| from_map.get(node).copied().unwrap_or(&[])),
+        fallbacks: leak(move |failed: &[&str]| {
+            let key: Vec<String> = failed.iter().map(|s| s.to_string()).collect();
+            failures.get(&key).copied().unwrap_or(&[])
+        }),
+        nowait: leak_strs(&f.nowait),
+        eager_failures: leak_strs(&f.eager_failures),
+        node_args_from_first: f.node_args_from_first,
+        propagate: PropagateSpec {
+            node_args: leak_strs(&p.node_args),
+            parent: leak_strs(&p.parent),
+            finished: leak_strs(&p.finished),
+            compound_finished: leak_strs(&p.compound_finished),
+            failures: leak_strs(&p.failures),
+            compound_failures: leak_strs(&p.compound_failures),
+        },
+        max_retry: u32::try_from(f.max_retry).unwrap_or(u32::MAX),
+        retry_countdown: Duration::from_secs(f.retry_countdown_s),
+        throttling: f.throttling_us.map(Duration::from_micros),
+        cache: None,
+    })
+}
+
+fn condition_fn(cond: &Condition, scenario: &Arc<Scenario>) -> selinon_runtime::spec::ConditionFn {
+    let cond = cond.clone();
+    let scenario = scenario.clone();
+    leak(move |db: &Db<'_>, node_args: &Json| eval(&cond, db, node_args, &scenario))
+}
+
+/// Evaluates a condition tree the way the generated function would.
+pub fn eval(cond: &Condition, db: &Db<'_>, node_args: &Json, scenario: &Scenario) -> bool {
+    match cond {
+        Condition::Always => true,
+        Condition::And(items) => items.iter().all(|c| eval(c, db, node_args, scenario)),
+        Condition::Or(items) => items.iter().any(|c| eval(c, db, node_args, scenario)),
+        Condition::Not(inner) => !eval(inner, db, node_args, scenario),
+        Condition::Predicate(p) => {
+            if !p.builtin {
+                return scenario.predicates.get(&p.name).copied().unwrap_or(true);
+            }
+            let message = match p.reads {
+                Reads::Result => p.node.as_deref().and_then(|n| db.get(n)),
+                _ => None,
+            };
+            let args: serde_json::Map<String, Json> = p.args.iter().cloned().collect();
+            selinon_runtime::predicates::call_builtin(&p.name, message, node_args, &args).unwrap_or(false)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_predicate_is_callable_by_name() {
+        let args = serde_json::Map::new();
+        for b in crate::predicates::BUILTINS {
+            assert!(
+                selinon_runtime::predicates::call_builtin(b.name, None, &Json::Null, &args).is_some(),
+                "{} is not callable by name",
+                b.name
+            );
+        }
+    }
+
+    #[test]
+    fn scenario_files_parse_with_locations() {
+        let mut sources = SourceMap::default();
+        let mut diags = Diagnostics::default();
+        let text = "ChargeCard: {fail: true}\nFetch:\n  results: [{a: 1}, {a: 2}]\nRetry: {fail_times: 2, result: ok}\nforeach:\n  iter_items: [1, 2]\n";
+        let s = Scenario::parse("scenario.yml", text, &mut sources, &mut diags).unwrap();
+        assert!(s.tasks["ChargeCard"].fail);
+        assert_eq!(s.tasks["Fetch"].results.len(), 2);
+        assert_eq!(s.tasks["Retry"].fail_times, 2);
+        assert_eq!(s.foreach["iter_items"], vec![Json::from(1), Json::from(2)]);
+
+        let bad = "Fetch: {reslt: 1}\n";
+        assert!(Scenario::parse("bad.yml", bad, &mut sources, &mut diags).is_none());
+        let d = diags.iter().next().unwrap();
+        assert!(d.message.contains("unknown key `reslt`"), "{}", d.message);
+        assert_eq!(d.help.as_deref(), Some("did you mean `result`?"));
+        assert_eq!(d.span.unwrap().line, 1);
+    }
+}
