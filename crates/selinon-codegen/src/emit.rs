@@ -84,7 +84,7 @@ pub fn render(system: &System, content_hash: &str, options: &EmitOptions) -> Str
 
 /// Puts a blank line before each documented item that follows another item, which
 /// `prettyplease` does not do.
-fn space_items(code: &str) -> String {
+pub(crate) fn space_items(code: &str) -> String {
     let mut out = String::with_capacity(code.len() + code.len() / 16);
     let mut prev = "";
     for line in code.lines() {

@@ -23,6 +23,20 @@ enum Command {
     Check(CheckArgs),
     /// Generate the Rust code of a configuration (to commit it, or to check a committed copy).
     Generate(GenerateArgs),
+    /// Scaffold a cargo project from an existing configuration.
+    New(NewArgs),
+}
+
+#[derive(Args)]
+struct NewArgs {
+    /// The directory to create.
+    dir: PathBuf,
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Depend on a local checkout of Selinon for Rust (path dependencies) instead of the
+    /// released crates.
+    #[arg(long, value_name = "DIR")]
+    selinon_path: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -99,6 +113,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check(args, color),
         Command::Generate(args) => generate(args, color),
+        Command::New(args) => new_project(args, color),
     }
 }
 
@@ -205,6 +220,41 @@ fn generate(args: GenerateArgs, color: bool) -> ExitCode {
         None => {
             print!("{code}");
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn new_project(args: NewArgs, color: bool) -> ExitCode {
+    let project = selinon_codegen::scaffold::NewProject {
+        dir: args.dir.clone(),
+        nodes: args.config.nodes,
+        flows: args.config.flows,
+        selinon_path: args.selinon_path,
+    };
+    match selinon_codegen::scaffold::new_project(&project) {
+        Ok(files) => {
+            for f in &files {
+                eprintln!("  created {}", f.display());
+            }
+            eprintln!(
+                "\nnext: cd {} && cargo run -- FLOW '{{\"json\": \"args\"}}'",
+                args.dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(selinon_codegen::scaffold::NewProjectError::Config(
+            selinon_codegen::GenerateError::Invalid {
+                diagnostics,
+                sources,
+                ..
+            },
+        )) => {
+            eprint!("{}", diagnostics.render(&sources, color));
+            ExitCode::from(1)
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
         }
     }
 }

@@ -211,7 +211,7 @@ pub fn stubs(system: &System) -> String {
     }
     let tokens = root.tokens();
     let file: syn::File = syn::parse2(tokens).expect("stubs are valid Rust");
-    prettyplease::unparse(&file)
+    crate::emit::space_items(&prettyplease::unparse(&file))
 }
 
 fn custom_predicates(cond: &Condition, add: &mut impl FnMut(&Import, TokenStream)) {
@@ -236,3 +236,206 @@ fn custom_predicates(cond: &Condition, add: &mut impl FnMut(&Import, TokenStream
         );
     }
 }
+
+/// What `selinon new` needs to know.
+#[derive(Clone, Debug)]
+pub struct NewProject {
+    /// The directory to create (it must not exist, or be empty).
+    pub dir: std::path::PathBuf,
+    pub nodes: std::path::PathBuf,
+    pub flows: Vec<std::path::PathBuf>,
+    /// Path dependencies on a local checkout of this repository instead of released crates.
+    pub selinon_path: Option<std::path::PathBuf>,
+}
+
+/// Why a project could not be scaffolded.
+#[derive(Debug, thiserror::Error)]
+pub enum NewProjectError {
+    #[error(transparent)]
+    Config(#[from] crate::GenerateError),
+    #[error("{0} exists and is not empty: choose a new directory")]
+    NotEmpty(std::path::PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Creates a ready cargo project from an existing configuration: the YAML copied under
+/// `config/`, a `build.rs` generating the code, one stub per user item in `src/app.rs`, and a
+/// `main` that runs a flow on the in-process runtime. Returns the files written.
+pub fn new_project(p: &NewProject) -> Result<Vec<std::path::PathBuf>, NewProjectError> {
+    use std::path::{Path, PathBuf};
+    let mut builder = crate::Builder::new().nodes(&p.nodes);
+    for f in &p.flows {
+        builder = builder.flows(f);
+    }
+    builder.load()?;
+    if p.dir.exists()
+        && std::fs::read_dir(&p.dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(NewProjectError::NotEmpty(p.dir.clone()));
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| NewProjectError::Io { path, source }
+    };
+    let mut written = Vec::new();
+    let mut write = |rel: &str, text: &str| -> Result<(), NewProjectError> {
+        let path = p.dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        std::fs::write(&path, text).map_err(io(&path))?;
+        written.push(path);
+        Ok(())
+    };
+
+    // The YAML, under config/: the nodes file, then flow files and directories by name.
+    let file_name = |path: &Path| {
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let nodes_rel = format!("config/{}", file_name(&p.nodes));
+    let read = |path: &Path| std::fs::read_to_string(path).map_err(io(path));
+    write(&nodes_rel, &read(&p.nodes)?)?;
+    let mut flow_rels = Vec::new();
+    let same = |a: &Path, b: &Path| std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok();
+    for f in &p.flows {
+        if f.is_dir() {
+            let rel = format!("config/{}", file_name(f));
+            let mut diags = crate::Diagnostics::default();
+            for file in crate::config::expand_flow_path(f, &mut diags) {
+                let inner = file.strip_prefix(f).unwrap_or(&file);
+                let target = format!("{rel}/{}", inner.to_string_lossy().replace('\\', "/"));
+                if !same(&file, &p.nodes) {
+                    write(&target, &read(&file)?)?;
+                }
+            }
+            flow_rels.push(rel);
+        } else if same(f, &p.nodes) {
+            flow_rels.push(nodes_rel.clone());
+        } else {
+            let rel = format!("config/{}", file_name(f));
+            write(&rel, &read(f)?)?;
+            flow_rels.push(rel);
+        }
+    }
+
+    let name = file_name(&p.dir)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>();
+    let dep = |krate: &str, extra: &str| match &p.selinon_path {
+        Some(root) => {
+            let root: PathBuf = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+            format!(
+                "{krate} = {{ path = {:?}{extra} }}",
+                root.join("crates").join(krate).to_string_lossy()
+            )
+        }
+        None => format!(
+            "{krate} = {{ version = \"{}\"{extra} }}",
+            env!("CARGO_PKG_VERSION")
+        ),
+    };
+    write(
+        "Cargo.toml",
+        &format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n\
+             [dependencies]\n{}\nserde_json = \"1\"\ntokio = {{ version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }}\n\n\
+             [build-dependencies]\n{}\n\n# A project of its own, even inside another workspace.\n[workspace]\n",
+            dep("selinon-runtime", ""),
+            dep("selinon-codegen", ", default-features = false"),
+        ),
+    )?;
+    let flows_calls: String = flow_rels
+        .iter()
+        .map(|f| format!("\n        .flows({f:?})"))
+        .collect();
+    write(
+        "build.rs",
+        &format!(
+            "//! Compiles the Selinon configuration under `config/` into `OUT_DIR/selinon_flows.rs`.\n\n\
+             fn main() {{\n    let result = selinon_codegen::Builder::new()\n        .nodes({nodes_rel:?}){flows_calls}\n        \
+             // YAML modules (`import: myapp.tasks`) live under `src/app.rs` (`crate::app::myapp::tasks`).\n        \
+             .map_module(\"\", \"crate::app\")\n        .generate();\n    if let Err(err) = result {{\n        \
+             eprintln!(\"{{err}}\");\n        std::process::exit(1);\n    }}\n}}\n"
+        ),
+    )?;
+    write("src/main.rs", MAIN_RS)?;
+    // Load the copy, so the stubs name their YAML definitions as `config/...:line`.
+    let mut copied = crate::Builder::new().base_dir(&p.dir).nodes(&nodes_rel);
+    for f in &flow_rels {
+        copied = copied.flows(f);
+    }
+    let generated = copied.load()?;
+    write(
+        "src/app.rs",
+        &format!(
+            "//! The code the configuration names: one stub per task, storage and function. Each\n\
+             //! names its YAML definition; replace the bodies with the real work.\n\n{}",
+            stubs(&generated.system)
+        ),
+    )?;
+    write(".gitignore", "/target\n")?;
+    Ok(written)
+}
+
+const MAIN_RS: &str = r#"//! Runs a flow of the configuration on the in-process runtime:
+//! `cargo run -- FLOW '{"json": "args"}'` prints the flow's final state and exits 0 when the
+//! flow finished, 1 when it failed.
+
+mod app;
+
+mod flows {
+    include!(concat!(env!("OUT_DIR"), "/selinon_flows.rs"));
+}
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let flow_names: Vec<&str> = flows::SYSTEM.flows.iter().map(|f| f.name).collect();
+    let Some(flow) = args.next() else {
+        eprintln!("usage: cargo run -- FLOW ['{{\"json\": \"args\"}}']\nflows: {}", flow_names.join(", "));
+        return ExitCode::from(2);
+    };
+    let node_args = match args.next() {
+        None => serde_json::Value::Null,
+        Some(text) => match serde_json::from_str(&text) {
+            Ok(value) => value,
+            Err(err) => {
+                eprintln!("the flow arguments are not JSON: {err}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let runtime = selinon_runtime::Runtime::new(&flows::SYSTEM);
+    match runtime.run_flow(&flow, node_args).await {
+        Ok(outcome) => {
+            println!("{}", serde_json::to_string_pretty(&outcome).unwrap_or_default());
+            if outcome.is_finished() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+"#;

@@ -47,7 +47,12 @@ pub struct Scenario {
 impl Scenario {
     /// Parses a scenario file. Top-level keys are task names, plus `foreach:` and
     /// `predicates:` (a `tasks:` mapping may hold the tasks instead).
-    pub fn parse(path: &str, text: &str, sources: &mut SourceMap, diags: &mut Diagnostics) -> Option<Scenario> {
+    pub fn parse(
+        path: &str,
+        text: &str,
+        sources: &mut SourceMap,
+        diags: &mut Diagnostics,
+    ) -> Option<Scenario> {
         let file = sources.add(path.into(), text.to_string());
         let node = yaml::parse(file, text, diags).ok()?;
         let mut scenario = Scenario::default();
@@ -55,7 +60,11 @@ impl Scenario {
             return Some(scenario);
         };
         let Value::Map(entries) = &node.value else {
-            diags.error(node.span, "a scenario is a mapping of task names to what they do", "write e.g. `ChargeCard: {fail: true}`");
+            diags.error(
+                node.span,
+                "a scenario is a mapping of task names to what they do",
+                "write e.g. `ChargeCard: {fail: true}`",
+            );
             return None;
         };
         for (key, value) in entries {
@@ -66,7 +75,11 @@ impl Scenario {
                             Json::Array(list) => {
                                 scenario.foreach.insert(name, list);
                             }
-                            _ => diags.error(items.span, format!("`foreach` of `{name}` must be a list"), "write `name: [item, item]`"),
+                            _ => diags.error(
+                                items.span,
+                                format!("`foreach` of `{name}` must be a list"),
+                                "write `name: [item, item]`",
+                            ),
                         }
                     }
                 }
@@ -76,7 +89,11 @@ impl Scenario {
                             Value::Bool(b) => {
                                 scenario.predicates.insert(name, b);
                             }
-                            _ => diags.error(v.span, format!("predicate `{name}` must be true or false"), ""),
+                            _ => diags.error(
+                                v.span,
+                                format!("predicate `{name}` must be true or false"),
+                                "",
+                            ),
                         }
                     }
                 }
@@ -102,8 +119,15 @@ impl Scenario {
     pub fn check(&self, system: &System, span: Span, diags: &mut Diagnostics) {
         for name in self.tasks.keys() {
             if system.task(name).is_none() {
-                let hint = crate::diagnostics::did_you_mean(name, system.tasks.iter().map(|t| t.name.as_str()));
-                diags.error(span, format!("the scenario names `{name}`, which is not a task"), hint);
+                let hint = crate::diagnostics::did_you_mean(
+                    name,
+                    system.tasks.iter().map(|t| t.name.as_str()),
+                );
+                diags.error(
+                    span,
+                    format!("the scenario names `{name}`, which is not a task"),
+                    hint,
+                );
             }
         }
     }
@@ -135,8 +159,15 @@ fn behaviour(name: &str, node: &Node, diags: &mut Diagnostics) -> Option<TaskBeh
                 _ => diags.error(v.span, "`fail_times` must be a non-negative integer", ""),
             },
             other => {
-                let hint = crate::diagnostics::did_you_mean(other, ["result", "results", "fail", "fail_times"]);
-                diags.error(v.span, format!("unknown key `{other}` for task `{name}` in the scenario"), hint);
+                let hint = crate::diagnostics::did_you_mean(
+                    other,
+                    ["result", "results", "fail", "fail_times"],
+                );
+                diags.error(
+                    v.span,
+                    format!("unknown key `{other}` for task `{name}` in the scenario"),
+                    hint,
+                );
             }
         }
     }
@@ -161,14 +192,24 @@ fn leak_str(s: &str) -> &'static str {
 }
 
 fn leak_strs<'a>(items: impl IntoIterator<Item = &'a String>) -> &'static [&'static str] {
-    Box::leak(items.into_iter().map(|s| leak_str(s)).collect::<Vec<_>>().into_boxed_slice())
+    Box::leak(
+        items
+            .into_iter()
+            .map(|s| leak_str(s))
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    )
 }
 
 /// The name of the in-memory storage every simulated task stores into.
 pub const SIMULATION_STORAGE: &str = "simulation";
 
 /// Builds the runtime spec of `system`, mocking with `scenario`; `counts` records the runs.
-pub fn system_spec(system: &System, scenario: Arc<Scenario>, counts: Arc<Mutex<RunCounts>>) -> &'static SystemSpec {
+pub fn system_spec(
+    system: &System,
+    scenario: Arc<Scenario>,
+    counts: Arc<Mutex<RunCounts>>,
+) -> &'static SystemSpec {
     let tasks: Vec<TaskSpec> = system
         .tasks
         .iter()
@@ -197,9 +238,16 @@ pub fn system_spec(system: &System, scenario: Arc<Scenario>, counts: Arc<Mutex<R
         configuration: "{}",
         cache: None,
     }];
-    let flows: Vec<&'static FlowSpec> = system.flows.iter().map(|f| flow_spec(system, f, &scenario)).collect();
+    let flows: Vec<&'static FlowSpec> = system
+        .flows
+        .iter()
+        .map(|f| flow_spec(system, f, &scenario))
+        .collect();
     let run_scenario = scenario.clone();
-    let run_task = move |name: &str, ctx: selinon_runtime::TaskContext, _args: Json| -> Option<BoxFuture<'static, TaskResult>> {
+    let run_task = move |name: &str,
+                         ctx: selinon_runtime::TaskContext,
+                         _args: Json|
+          -> Option<BoxFuture<'static, TaskResult>> {
         let behaviour = run_scenario.tasks.get(name).cloned().unwrap_or_default();
         let (run_index, instance_runs) = {
             let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
@@ -213,12 +261,20 @@ pub fn system_spec(system: &System, scenario: Arc<Scenario>, counts: Arc<Mutex<R
         let outcome: TaskResult = if behaviour.fail {
             Err(TaskError::failed(format!("{name} fails (scenario)")))
         } else if instance_runs <= behaviour.fail_times {
-            Err(TaskError::failed(format!("{name} fails run {instance_runs} of {} (scenario)", behaviour.fail_times)))
+            Err(TaskError::failed(format!(
+                "{name} fails run {instance_runs} of {} (scenario)",
+                behaviour.fail_times
+            )))
         } else if !behaviour.results.is_empty() {
-            let i = usize::try_from(run_index).unwrap_or(usize::MAX).min(behaviour.results.len() - 1);
+            let i = usize::try_from(run_index)
+                .unwrap_or(usize::MAX)
+                .min(behaviour.results.len() - 1);
             Ok(behaviour.results[i].clone())
         } else {
-            Ok(behaviour.result.clone().unwrap_or_else(|| Json::Object(Default::default())))
+            Ok(behaviour
+                .result
+                .clone()
+                .unwrap_or_else(|| Json::Object(Default::default())))
         };
         Some(Box::pin(async move { outcome }))
     };
@@ -268,7 +324,11 @@ fn flow_spec(system: &System, f: &ir::Flow, scenario: &Arc<Scenario>) -> &'stati
                 condition: condition_fn(&e.condition, scenario),
                 condition_str: leak_str(&e.condition.to_source()),
                 foreach: e.foreach.as_ref().map(|fe| {
-                    let items = scenario.foreach.get(&fe.function.name).cloned().unwrap_or_default();
+                    let items = scenario
+                        .foreach
+                        .get(&fe.function.name)
+                        .cloned()
+                        .unwrap_or_default();
                     ForeachSpec {
                         function: leak(move |_: &Db<'_>, _: &Json| items.clone()),
                         name: leak_str(&format!("{}.{}", fe.function.module, fe.function.name)),
@@ -290,8 +350,10 @@ fn flow_spec(system: &System, f: &ir::Flow, scenario: &Arc<Scenario>) -> &'stati
             from_map.entry(n.clone()).or_default().push(e.index);
         }
     }
-    let from_map: HashMap<String, &'static [usize]> =
-        from_map.into_iter().map(|(k, v)| (k, &*Box::leak(v.into_boxed_slice()))).collect();
+    let from_map: HashMap<String, &'static [usize]> = from_map
+        .into_iter()
+        .map(|(k, v)| (k, &*Box::leak(v.into_boxed_slice())))
+        .collect();
     let mut failures: HashMap<Vec<String>, &'static [FallbackSpec]> = HashMap::new();
     for set in &f.failures {
         let alternatives: Vec<FallbackSpec> = set
@@ -308,7 +370,10 @@ fn flow_spec(system: &System, f: &ir::Flow, scenario: &Arc<Scenario>) -> &'stati
                 propagate_failure: a.propagate_failure,
             })
             .collect();
-        failures.insert(set.nodes.iter().cloned().collect(), Box::leak(alternatives.into_boxed_slice()));
+        failures.insert(
+            set.nodes.iter().cloned().collect(),
+            Box::leak(alternatives.into_boxed_slice()),
+        );
     }
     let p = &f.propagate;
     leak(FlowSpec {
@@ -362,7 +427,8 @@ pub fn eval(cond: &Condition, db: &Db<'_>, node_args: &Json, scenario: &Scenario
                 _ => None,
             };
             let args: serde_json::Map<String, Json> = p.args.iter().cloned().collect();
-            selinon_runtime::predicates::call_builtin(&p.name, message, node_args, &args).unwrap_or(false)
+            selinon_runtime::predicates::call_builtin(&p.name, message, node_args, &args)
+                .unwrap_or(false)
         }
     }
 }
@@ -376,7 +442,8 @@ mod tests {
         let args = serde_json::Map::new();
         for b in crate::predicates::BUILTINS {
             assert!(
-                selinon_runtime::predicates::call_builtin(b.name, None, &Json::Null, &args).is_some(),
+                selinon_runtime::predicates::call_builtin(b.name, None, &Json::Null, &args)
+                    .is_some(),
                 "{} is not callable by name",
                 b.name
             );
