@@ -398,10 +398,22 @@ mod tests {
     fn builtins_are_callable_by_name() {
         let args = json!({"key": "a", "value": 1});
         let args = args.as_object().unwrap();
-        assert_eq!(call_builtin("fieldEqual", Some(&json!({"a": 1})), &json!(null), args), Some(true));
-        assert_eq!(call_builtin("argsFieldEqual", None, &json!({"a": 2}), args), Some(false));
-        assert_eq!(call_builtin("argsFieldEqual", None, &json!({"a": 1}), args), Some(true));
-        assert_eq!(call_builtin("noSuchPredicate", None, &json!(null), args), None);
+        assert_eq!(
+            call_builtin("fieldEqual", Some(&json!({"a": 1})), &json!(null), args),
+            Some(true)
+        );
+        assert_eq!(
+            call_builtin("argsFieldEqual", None, &json!({"a": 2}), args),
+            Some(false)
+        );
+        assert_eq!(
+            call_builtin("argsFieldEqual", None, &json!({"a": 1}), args),
+            Some(true)
+        );
+        assert_eq!(
+            call_builtin("noSuchPredicate", None, &json!(null), args),
+            None
+        );
     }
 
     #[test]
