@@ -25,6 +25,24 @@ enum Command {
     Generate(GenerateArgs),
     /// Scaffold a cargo project from an existing configuration.
     New(NewArgs),
+    /// Draw every flow as a graph (Graphviz DOT, or SVG through `dot`).
+    Plot(PlotArgs),
+}
+
+#[derive(Args)]
+struct PlotArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The directory to write one file per flow into.
+    #[arg(
+        short = 'o',
+        long = "output-dir",
+        value_name = "DIR",
+        default_value = "."
+    )]
+    output_dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = selinon_codegen::plot::Format::Svg)]
+    format: selinon_codegen::plot::Format,
 }
 
 #[derive(Args)]
@@ -114,6 +132,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args, color),
         Command::Generate(args) => generate(args, color),
         Command::New(args) => new_project(args, color),
+        Command::Plot(args) => plot(args, color),
     }
 }
 
@@ -251,6 +270,28 @@ fn new_project(args: NewArgs, color: bool) -> ExitCode {
         )) => {
             eprint!("{}", diagnostics.render(&sources, color));
             ExitCode::from(1)
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn plot(args: PlotArgs, color: bool) -> ExitCode {
+    let checked = selinon_codegen::check_files(&args.config.nodes, &args.config.flows);
+    if !checked.diagnostics.is_empty() {
+        eprint!("{}", checked.diagnostics.render(&checked.sources, color));
+    }
+    let Some(system) = &checked.system else {
+        return ExitCode::from(1);
+    };
+    match selinon_codegen::plot::render(system, &args.output_dir, args.format) {
+        Ok(files) => {
+            for f in files {
+                eprintln!("  wrote {}", f.display());
+            }
+            ExitCode::SUCCESS
         }
         Err(err) => {
             eprintln!("error: {err}");
