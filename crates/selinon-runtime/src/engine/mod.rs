@@ -1,0 +1,64 @@
+//! The engine: one dispatcher pass over a flow instance (spec §3.2–3.12).
+//!
+//! A pass is a function of the flow's message (its state in upstream's JSON shape), the node
+//! completions learned since the last pass and an environment that reads stored results:
+//! [`dispatch`] returns the new message, the [`Action`]s to carry out (tasks and sub-flows to
+//! start) and how the flow stands ([`PassOutcome`]). It starts nothing itself and keeps no
+//! state between passes, so any transport can drive it: the in-process runtime
+//! ([`crate::Runtime`]) runs one pass per batch of completions of a flow, with one state writer
+//! per flow; a distributed transport saves the returned message before publishing the actions.
+//!
+//! There is no polling: a pass runs when a node's completion is known. Upstream's sampling
+//! strategies only decide when to poll again, so a flow here ends exactly when upstream's
+//! built-in strategies end it: after a pass that leaves no active node.
+
+mod pass;
+mod state;
+mod throttle;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value as Json;
+
+pub use pass::dispatch;
+pub(crate) use pass::panic_message;
+pub use state::{
+    Action, DispatcherMessage, FlowResult, FlowState, NodeEvent, NodeIds, NodeRef, NodeStatus,
+    PassOutcome, PassOutput, TaskMessage,
+};
+pub use throttle::Throttler;
+
+use crate::storage::StorageError;
+use crate::trace::Tracer;
+
+/// What a pass may ask of the world: stored results, results of ended sub-flows, fresh ids,
+/// throttling and tracing. Reads only: a pass changes nothing outside its output.
+#[async_trait]
+pub trait EngineEnv: Send + Sync {
+    /// The stored result of a task instance (edge conditions, `node_args_from_first`).
+    async fn retrieve(
+        &self,
+        flow_name: &str,
+        task_name: &str,
+        task_id: &str,
+    ) -> Result<Json, StorageError>;
+
+    /// The result of an ended sub-flow instance (`propagate_finished`), `None` if unknown.
+    async fn flow_result(&self, flow_name: &str, flow_id: &str) -> Option<FlowResult>;
+
+    /// A new, unique node id.
+    fn new_id(&self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
+    /// The countdown before a throttled node may start now (§3.14).
+    fn throttle(&self, node: &str, is_flow: bool, interval: Duration) -> Duration;
+
+    /// Where trace events go.
+    fn tracer(&self) -> &Tracer;
+}
+
+/// Shortest wait before repeating a pass that could not read a storage, so that a flow whose
+/// `retry_countdown` is 0 does not spin.
+pub const MIN_PASS_RETRY: Duration = Duration::from_millis(100);

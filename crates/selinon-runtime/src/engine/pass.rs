@@ -1,0 +1,913 @@
+//! One dispatcher pass (spec §3.2), upstream `Dispatcher.run` + `SystemState.update`.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures::FutureExt;
+use serde_json::{json, Map, Value as Json};
+
+use super::state::{
+    Action, DispatcherMessage, FlowResult, FlowState, NodeEvent, NodeRef, NodeStatus, PassOutcome,
+    PassOutput, TaskMessage,
+};
+use super::{EngineEnv, MIN_PASS_RETRY};
+use crate::spec::{Db, EdgeSpec, FlowSpec, NodeKind, SystemSpec};
+use crate::trace::{TraceEvent, Tracer};
+
+/// Why a pass stopped early.
+enum PassError {
+    /// Upstream `FlowError`: the flow failed, with the state to report.
+    Flow(FlowResult),
+    /// Upstream `DispatcherRetry(keep_state=True)`: repeat the pass later on the same input.
+    Retry,
+    /// Anything else (upstream `DISPATCHER_FAILURE`): the flow fails at once, no retry.
+    Dispatcher(String),
+}
+
+/// Runs one dispatcher pass of the flow instance `input` after the completions `events`.
+///
+/// Events for ids that are not active nodes of the flow (stale ids of an abandoned attempt,
+/// `nowait` nodes) are ignored. On the first pass (`input.state` is `None`) the flow starts.
+pub async fn dispatch(
+    system: &'static SystemSpec,
+    input: &DispatcherMessage,
+    events: &[NodeEvent],
+    env: &dyn EngineEnv,
+) -> PassOutput {
+    let tracer = env.tracer().clone();
+    tracer.emit_with(TraceEvent::DispatcherWakeup, || {
+        json!({
+            "flow_name": input.flow_name,
+            "dispatcher_id": input.flow_id,
+            "node_args": input.node_args,
+            "parent": input.parent,
+            "retried_count": input.retried_count,
+            "state": input.state,
+            "queue": system.flow(&input.flow_name).map(|f| f.queue),
+        })
+    });
+    let Some(flow) = system.flow(&input.flow_name) else {
+        let what = format!("unknown flow `{}`", input.flow_name);
+        return dispatcher_failure(&tracer, input, what);
+    };
+
+    let mut pass = Pass {
+        system,
+        flow,
+        env,
+        tracer: tracer.clone(),
+        msg: input.clone(),
+        state: input.state.clone().unwrap_or_default(),
+        actions: Vec::new(),
+    };
+    let run = AssertUnwindSafe(pass.update(events)).catch_unwind().await;
+    let result = match run {
+        Ok(r) => r,
+        Err(panic) => Err(PassError::Dispatcher(format!(
+            "panic in the pass (condition, foreach or fallback condition): {}",
+            panic_message(&*panic)
+        ))),
+    };
+    let Pass {
+        mut msg,
+        state,
+        actions,
+        ..
+    } = pass;
+
+    match result {
+        Ok(()) => {
+            let done = state.active_nodes.is_empty();
+            msg.state = Some(state);
+            let st = msg.state.as_ref().expect("just set");
+            if done {
+                let result = FlowResult {
+                    finished_nodes: st.finished_nodes.clone(),
+                    failed_nodes: st.failed_nodes.clone(),
+                    active_nodes: Vec::new(),
+                };
+                tracer.emit_with(TraceEvent::FlowEnd, || {
+                    json!({
+                        "flow_name": msg.flow_name,
+                        "dispatcher_id": msg.flow_id,
+                        "node_args": msg.node_args,
+                        "parent": msg.parent,
+                        "retried_count": msg.retried_count,
+                        "queue": flow.queue,
+                        "state": st,
+                    })
+                });
+                PassOutput {
+                    message: msg,
+                    actions,
+                    outcome: PassOutcome::Finished(result),
+                }
+            } else {
+                PassOutput {
+                    message: msg,
+                    actions,
+                    outcome: PassOutcome::Running,
+                }
+            }
+        }
+        Err(PassError::Flow(reported)) => {
+            let will_retry = input.retried_count < flow.max_retry;
+            tracer.emit_with(TraceEvent::FlowFailure, || {
+                json!({
+                    "flow_name": msg.flow_name,
+                    "dispatcher_id": msg.flow_id,
+                    "node_args": msg.node_args,
+                    "parent": msg.parent,
+                    "retried_count": msg.retried_count,
+                    "queue": flow.queue,
+                    "state": reported,
+                    "will_retry": will_retry,
+                })
+            });
+            if will_retry {
+                let node_args = msg.initial_node_args.take().unwrap_or(msg.node_args);
+                let restart = DispatcherMessage {
+                    flow_name: msg.flow_name,
+                    flow_id: msg.flow_id,
+                    node_args,
+                    parent: msg.parent,
+                    retried_count: input.retried_count + 1,
+                    state: None,
+                    initial_node_args: None,
+                };
+                let countdown = flow.retry_countdown;
+                tracer.emit_with(TraceEvent::FlowRetry, || {
+                    json!({
+                        "flow_name": restart.flow_name,
+                        "dispatcher_id": restart.flow_id,
+                        "node_args": restart.node_args,
+                        "parent": restart.parent,
+                        "retried_count": restart.retried_count,
+                        "countdown": countdown.as_secs_f64(),
+                        "queue": flow.queue,
+                    })
+                });
+                PassOutput {
+                    message: restart,
+                    actions,
+                    outcome: PassOutcome::Restart { countdown },
+                }
+            } else {
+                msg.state = Some(state);
+                PassOutput {
+                    message: msg,
+                    actions,
+                    outcome: PassOutcome::Failed(reported),
+                }
+            }
+        }
+        Err(PassError::Retry) => {
+            let countdown = flow.retry_countdown.max(MIN_PASS_RETRY);
+            tracer.emit_with(TraceEvent::FlowRetry, || {
+                json!({
+                    "flow_name": input.flow_name,
+                    "dispatcher_id": input.flow_id,
+                    "node_args": input.node_args,
+                    "parent": input.parent,
+                    "retried_count": input.retried_count,
+                    "countdown": countdown.as_secs_f64(),
+                    "queue": flow.queue,
+                    "keep_state": true,
+                })
+            });
+            PassOutput {
+                message: input.clone(),
+                actions: Vec::new(),
+                outcome: PassOutcome::RetryPass { countdown },
+            }
+        }
+        Err(PassError::Dispatcher(what)) => dispatcher_failure(&tracer, input, what),
+    }
+}
+
+fn dispatcher_failure(tracer: &Tracer, input: &DispatcherMessage, what: String) -> PassOutput {
+    tracer.emit_with(TraceEvent::DispatcherFailure, || {
+        json!({
+            "flow_name": input.flow_name,
+            "dispatcher_id": input.flow_id,
+            "node_args": input.node_args,
+            "parent": input.parent,
+            "retried_count": input.retried_count,
+            "state": input.state,
+            "what": what,
+        })
+    });
+    let state = input.state.clone().unwrap_or_default();
+    PassOutput {
+        message: input.clone(),
+        actions: Vec::new(),
+        outcome: PassOutcome::Failed(FlowResult {
+            finished_nodes: state.finished_nodes,
+            failed_nodes: state.failed_nodes,
+            active_nodes: state.active_nodes,
+        }),
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_string()
+    }
+}
+
+struct Pass<'a> {
+    system: &'static SystemSpec,
+    flow: &'static FlowSpec,
+    env: &'a dyn EngineEnv,
+    tracer: Tracer,
+    msg: DispatcherMessage,
+    state: FlowState,
+    actions: Vec<Action>,
+}
+
+/// The product of the candidate id lists, in `itertools.product` order (last varies fastest).
+fn cartesian(lists: &[Vec<String>]) -> Vec<Vec<String>> {
+    if lists.iter().any(Vec::is_empty) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut idx = vec![0usize; lists.len()];
+    loop {
+        out.push(idx.iter().zip(lists).map(|(i, l)| l[*i].clone()).collect());
+        let mut k = lists.len();
+        loop {
+            if k == 0 {
+                return out;
+            }
+            k -= 1;
+            idx[k] += 1;
+            if idx[k] < lists[k].len() {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+}
+
+/// The `k`-element combinations of `items`, in `itertools.combinations` (lexicographic) order.
+fn combinations<'s>(items: &[&'s str], k: usize) -> Vec<Vec<&'s str>> {
+    let n = items.len();
+    if k == 0 || k > n {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut idx: Vec<usize> = (0..k).collect();
+    loop {
+        out.push(idx.iter().map(|i| items[*i]).collect());
+        // The rightmost index that can still move right.
+        let Some(i) = (0..k).rev().find(|&i| idx[i] != i + n - k) else {
+            return out;
+        };
+        idx[i] += 1;
+        for j in i + 1..k {
+            idx[j] = idx[j - 1] + 1;
+        }
+    }
+}
+
+impl Pass<'_> {
+    fn is_flow(&self, name: &str) -> bool {
+        match self.flow.node(name) {
+            Some(n) => n.kind == NodeKind::Flow,
+            None => self.system.is_flow(name),
+        }
+    }
+
+    fn info(&self) -> Json {
+        json!({
+            "flow_name": self.msg.flow_name,
+            "dispatcher_id": self.msg.flow_id,
+        })
+    }
+
+    fn info_with(&self, extra: Json) -> Json {
+        let mut info = self.info();
+        if let (Some(map), Json::Object(extra)) = (info.as_object_mut(), extra) {
+            map.extend(extra);
+        }
+        info
+    }
+
+    async fn update(&mut self, events: &[NodeEvent]) -> Result<(), PassError> {
+        if self.state.is_fresh() {
+            self.start().await
+        } else {
+            self.continue_flow(events).await
+        }
+    }
+
+    /// START: fire the starting edges (conditions over the parent map handed by the parent flow).
+    async fn start(&mut self) -> Result<(), PassError> {
+        self.tracer.emit_with(TraceEvent::FlowStart, || {
+            self.info_with(json!({
+                "queue": self.flow.queue,
+                "node_args": self.msg.node_args,
+                "parent": self.msg.parent,
+                "retried_count": self.msg.retried_count,
+            }))
+        });
+        let parent = match &self.msg.parent {
+            Json::Null => Json::Object(Map::new()),
+            p => p.clone(),
+        };
+        let mut started = Vec::new();
+        for (i, edge) in self.flow.edges.iter().enumerate() {
+            if !edge.from.is_empty() {
+                continue;
+            }
+            let results = self
+                .fetch_reads(edge, |name| {
+                    parent.get(name).and_then(Json::as_str).map(str::to_string)
+                })
+                .await?;
+            let db = Db::new(results.iter().map(|(n, v)| (*n, v)));
+            if (edge.condition)(&db, &self.msg.node_args) {
+                let s = self.fire(edge, &db, &parent)?;
+                started.extend(s);
+                self.trigger(i);
+            } else {
+                self.edge_cond_false(edge, &parent);
+            }
+        }
+        self.update_waiting_edges(&started);
+        Ok(())
+    }
+
+    /// CONTINUE: collect the ended nodes, fire edges, then handle failures.
+    async fn continue_flow(&mut self, events: &[NodeEvent]) -> Result<(), PassError> {
+        let mut finished = Vec::new();
+        let mut something_failed = false;
+        let mut still_active = Vec::new();
+        let active = std::mem::take(&mut self.state.active_nodes);
+        for node in &active {
+            let status = events.iter().find(|e| e.id == node.id).map(|e| e.status);
+            match status {
+                Some(NodeStatus::Finished) => {
+                    self.tracer.emit_with(TraceEvent::NodeSuccessful, || {
+                        self.info_with(json!({"node_name": node.name, "node_id": node.id}))
+                    });
+                    finished.push(node.clone());
+                }
+                Some(NodeStatus::Failed) => {
+                    self.tracer.emit_with(TraceEvent::NodeFailure, || {
+                        self.info_with(json!({"node_name": node.name, "node_id": node.id}))
+                    });
+                    self.state
+                        .failed_nodes
+                        .entry(node.name.clone())
+                        .or_default()
+                        .push(node.id.clone());
+                    if self.flow.eager_failures.contains(&node.name.as_str()) {
+                        self.tracer.emit_with(TraceEvent::EagerFailure, || {
+                            self.info_with(json!({"node_name": node.name, "node_id": node.id}))
+                        });
+                        let reported = FlowResult {
+                            finished_nodes: self.state.finished_nodes.clone(),
+                            failed_nodes: self.state.failed_nodes.clone(),
+                            active_nodes: active.iter().filter(|n| *n != node).cloned().collect(),
+                        };
+                        self.state.active_nodes = reported.active_nodes.clone();
+                        return Err(PassError::Flow(reported));
+                    }
+                    something_failed = true;
+                }
+                None => still_active.push(node.clone()),
+            }
+        }
+        self.state.active_nodes = still_active;
+
+        if finished.is_empty() && !something_failed {
+            return Ok(());
+        }
+        self.update_waiting_edges(&finished);
+        self.start_new(&finished).await?;
+        if self.state.active_nodes.is_empty() && !self.state.failed_nodes.is_empty() {
+            let fallbacks = self.run_fallbacks()?;
+            if fallbacks.is_empty() && !self.state.failed_nodes.is_empty() {
+                return Err(PassError::Flow(FlowResult {
+                    finished_nodes: self.state.finished_nodes.clone(),
+                    failed_nodes: self.state.failed_nodes.clone(),
+                    active_nodes: Vec::new(),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds to the waiting edges every edge having one of `nodes` as a source.
+    fn update_waiting_edges(&mut self, nodes: &[NodeRef]) {
+        for node in nodes {
+            if self.flow.is_nowait(&node.name) {
+                continue;
+            }
+            for &idx in (self.flow.edges_from)(&node.name) {
+                if !self.state.waiting_edges.contains(&idx) {
+                    self.state.waiting_edges.push(idx);
+                }
+            }
+        }
+    }
+
+    fn trigger(&mut self, idx: usize) {
+        if !self.state.triggered_edges.contains(&idx) {
+            self.state.triggered_edges.push(idx);
+        }
+    }
+
+    fn edge_cond_false(&self, edge: &EdgeSpec, parent: &Json) {
+        self.tracer.emit_with(TraceEvent::EdgeCondFalse, || {
+            self.info_with(json!({
+                "nodes_to": edge.to,
+                "nodes_from": edge.from,
+                "condition": edge.condition_str,
+                "parent": parent,
+                "node_args": self.msg.node_args,
+            }))
+        });
+    }
+
+    /// Reads the results of the edge's `reads` tasks, with their ids from `id_of`.
+    async fn fetch_reads(
+        &self,
+        edge: &EdgeSpec,
+        id_of: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<(&'static str, Json)>, PassError> {
+        let mut results = Vec::new();
+        for &name in edge.reads {
+            let Some(id) = id_of(name) else { continue };
+            if self.system.task(name).and_then(|t| t.storage).is_none() {
+                continue;
+            }
+            match self.env.retrieve(&self.msg.flow_name, name, &id).await {
+                Ok(v) => results.push((name, v)),
+                Err(err) => {
+                    self.tracer.emit_with(TraceEvent::StorageIssue, || {
+                        self.info_with(json!({
+                            "task_name": name,
+                            "task_id": id,
+                            "what": err.to_string(),
+                        }))
+                    });
+                    return Err(PassError::Retry);
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// START_NEW: fire every waiting edge of each newly finished node, once per combination
+    /// of finished instances of its other sources.
+    async fn start_new(&mut self, finished: &[NodeRef]) -> Result<(), PassError> {
+        if self.flow.node_args_from_first
+            && finished.len() == 1
+            && self.state.active_nodes.is_empty()
+            && self.state.finished_nodes.is_empty()
+        {
+            let first = &finished[0];
+            if self
+                .system
+                .task(&first.name)
+                .and_then(|t| t.storage)
+                .is_none()
+            {
+                return Err(PassError::Dispatcher(format!(
+                    "node_args_from_first: `{}` has no storage to read its result from",
+                    first.name
+                )));
+            }
+            let value = self
+                .env
+                .retrieve(&self.msg.flow_name, &first.name, &first.id)
+                .await
+                .map_err(|e| PassError::Dispatcher(format!("node_args_from_first: {e}")))?;
+            if self.msg.initial_node_args.is_none() {
+                self.msg.initial_node_args = Some(self.msg.node_args.clone());
+            }
+            self.msg.node_args = value;
+        }
+
+        for node in finished {
+            let from_edges = (self.flow.edges_from)(&node.name);
+            let edges: Vec<usize> = self
+                .state
+                .waiting_edges
+                .iter()
+                .copied()
+                .filter(|i| from_edges.contains(i))
+                .collect();
+            for i in edges {
+                let Some(edge) = self.flow.edges.get(i) else {
+                    return Err(PassError::Dispatcher(format!(
+                        "flow `{}` has no edge {i}",
+                        self.flow.name
+                    )));
+                };
+                let lists: Vec<Vec<String>> = edge
+                    .from
+                    .iter()
+                    .map(|&s| {
+                        if s == node.name {
+                            vec![node.id.clone()]
+                        } else {
+                            self.state
+                                .finished_nodes
+                                .get(s)
+                                .cloned()
+                                .unwrap_or_default()
+                        }
+                    })
+                    .collect();
+                for combo in cartesian(&lists) {
+                    let mut parent = Map::new();
+                    for (&name, id) in edge.from.iter().zip(&combo) {
+                        if self.is_flow(name) {
+                            let compound = self.flow.propagate.compound_finished.contains(&name);
+                            if compound || self.flow.propagate.finished.contains(&name) {
+                                self.extend_parent_from_flow(&mut parent, name, id, compound)
+                                    .await?;
+                            }
+                        } else {
+                            parent.insert(name.to_string(), Json::String(id.clone()));
+                        }
+                    }
+                    let results = self
+                        .fetch_reads(edge, |n| {
+                            edge.from
+                                .iter()
+                                .position(|s| *s == n)
+                                .map(|p| combo[p].clone())
+                        })
+                        .await?;
+                    let db = Db::new(results.iter().map(|(n, v)| (*n, v)));
+                    let parent = Json::Object(parent);
+                    if (edge.condition)(&db, &self.msg.node_args) {
+                        self.fire(edge, &db, &parent)?;
+                        self.trigger(i);
+                    } else {
+                        self.edge_cond_false(edge, &parent);
+                    }
+                }
+            }
+            self.state
+                .finished_nodes
+                .entry(node.name.clone())
+                .or_default()
+                .push(node.id.clone());
+        }
+        Ok(())
+    }
+
+    /// Adds what the sub-flow instance finished, recursively, to a parent map (§3.9).
+    async fn extend_parent_from_flow(
+        &self,
+        parent: &mut Map<String, Json>,
+        flow_name: &str,
+        flow_id: &str,
+        compound: bool,
+    ) -> Result<(), PassError> {
+        // (node name, ids, key path) — a stack, as upstream, so ids of nested flows come first.
+        let mut stack: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+        let push = |stack: &mut Vec<(String, Vec<String>, Vec<String>)>,
+                    of_flow: &str,
+                    result: FlowResult,
+                    keys: &[String]| {
+            for (name, ids) in result.finished_nodes {
+                let mut k = keys.to_vec();
+                if !compound {
+                    k.push(of_flow.to_string());
+                }
+                stack.push((name, ids, k));
+            }
+        };
+        let top = self.flow_result(flow_name, flow_id).await?;
+        push(&mut stack, flow_name, top, &[]);
+        while let Some((name, ids, keys)) = stack.pop() {
+            if self.system.is_flow(&name) {
+                for id in &ids {
+                    let nested = self.flow_result(&name, id).await?;
+                    push(&mut stack, &name, nested, &keys);
+                }
+                continue;
+            }
+            let dst = if compound {
+                object_at(parent, &[flow_name.to_string()])
+            } else {
+                object_at(parent, &keys)
+            };
+            let list = dst.entry(name).or_insert_with(|| Json::Array(Vec::new()));
+            if !list.is_array() {
+                *list = Json::Array(Vec::new());
+            }
+            if let Json::Array(list) = list {
+                list.extend(ids.into_iter().map(Json::String));
+            }
+        }
+        Ok(())
+    }
+
+    async fn flow_result(&self, flow_name: &str, flow_id: &str) -> Result<FlowResult, PassError> {
+        match self.env.flow_result(flow_name, flow_id).await {
+            Some(r) => Ok(r),
+            None => {
+                self.tracer.emit_with(TraceEvent::ResultBackendIssue, || {
+                    self.info_with(json!({
+                        "node_name": flow_name,
+                        "node_id": flow_id,
+                        "what": "no result for the sub-flow",
+                    }))
+                });
+                Err(PassError::Retry)
+            }
+        }
+    }
+
+    /// Starts the edge's destinations (once, or once per `foreach` item).
+    fn fire(
+        &mut self,
+        edge: &'static EdgeSpec,
+        db: &Db<'_>,
+        parent: &Json,
+    ) -> Result<Vec<NodeRef>, PassError> {
+        let mut started = Vec::new();
+        match &edge.foreach {
+            Some(foreach) => {
+                let items = (foreach.function)(db, &self.msg.node_args);
+                self.tracer.emit_with(TraceEvent::ForeachResult, || {
+                    self.info_with(json!({
+                        "nodes_to": edge.to,
+                        "nodes_from": edge.from,
+                        "foreach_str": foreach.name,
+                        "condition_str": edge.condition_str,
+                        "parent": parent,
+                        "node_args": self.msg.node_args,
+                        "result": items,
+                    }))
+                });
+                for item in items {
+                    for &to in edge.to {
+                        let args = if foreach.propagate_result {
+                            item.clone()
+                        } else {
+                            self.msg.node_args.clone()
+                        };
+                        started.push(self.start_node(
+                            to,
+                            parent,
+                            args,
+                            Some(edge),
+                            foreach.propagate_result,
+                        )?);
+                    }
+                }
+            }
+            None => {
+                for &to in edge.to {
+                    let args = self.msg.node_args.clone();
+                    started.push(self.start_node(to, parent, args, Some(edge), false)?);
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    /// Schedules one node: a task, or a sub-flow (§3.9 decides its arguments and parent).
+    fn start_node(
+        &mut self,
+        name: &str,
+        parent: &Json,
+        node_args: Json,
+        edge: Option<&'static EdgeSpec>,
+        force_node_args: bool,
+    ) -> Result<NodeRef, PassError> {
+        let id = self.env.new_id();
+        let nowait = self.flow.is_nowait(name);
+        let condition_str = edge.map(|e| e.condition_str);
+        let foreach_str = edge.and_then(|e| e.foreach.as_ref()).map(|f| f.name);
+        if self.is_flow(name) {
+            let child = self
+                .system
+                .flow(name)
+                .ok_or_else(|| PassError::Dispatcher(format!("unknown sub-flow `{name}`")))?;
+            let args = if force_node_args || self.flow.propagate.node_args.contains(&name) {
+                node_args
+            } else {
+                Json::Null
+            };
+            let child_parent = if self.flow.propagate.parent.contains(&name) {
+                parent.clone()
+            } else {
+                Json::Null
+            };
+            let countdown = child
+                .throttling
+                .map(|t| self.env.throttle(name, true, t))
+                .unwrap_or(Duration::ZERO);
+            self.tracer.emit_with(TraceEvent::SubflowSchedule, || {
+                self.info_with(json!({
+                    "condition_str": condition_str,
+                    "foreach_str": foreach_str,
+                    "child_flow_name": name,
+                    "child_dispatcher_id": id,
+                    "queue": child.queue,
+                    "countdown": countdown_json(countdown),
+                    "node_args": args,
+                    "parent": child_parent,
+                }))
+            });
+            self.actions.push(Action::StartFlow {
+                message: DispatcherMessage::new(name, id.clone(), args, child_parent),
+                parent_flow_id: self.msg.flow_id.clone(),
+                queue: child.queue,
+                countdown,
+                nowait,
+            });
+        } else {
+            let task = self
+                .system
+                .task(name)
+                .ok_or_else(|| PassError::Dispatcher(format!("unknown task `{name}`")))?;
+            let countdown = task
+                .throttling
+                .map(|t| self.env.throttle(name, false, t))
+                .unwrap_or(Duration::ZERO);
+            let message = TaskMessage {
+                task_name: name.to_string(),
+                flow_name: self.msg.flow_name.clone(),
+                task_id: id.clone(),
+                dispatcher_id: self.msg.flow_id.clone(),
+                parent: parent.clone(),
+                node_args,
+                retried_count: 0,
+            };
+            self.tracer.emit_with(TraceEvent::TaskSchedule, || {
+                json!({
+                    "task_name": message.task_name,
+                    "flow_name": message.flow_name,
+                    "parent": message.parent,
+                    "node_args": message.node_args,
+                    "dispatcher_id": message.dispatcher_id,
+                    "task_id": message.task_id,
+                    "queue": task.queue,
+                    "condition_str": condition_str,
+                    "foreach_str": foreach_str,
+                    "countdown": countdown_json(countdown),
+                })
+            });
+            self.actions.push(Action::StartTask {
+                message,
+                queue: task.queue,
+                countdown,
+                nowait,
+            });
+        }
+        let record = NodeRef::new(name, id);
+        if !nowait {
+            self.state.active_nodes.push(record.clone());
+        }
+        Ok(record)
+    }
+
+    /// RUN_FALLBACKS (§3.12): largest failed set first, lexicographic ties, every alternative
+    /// whose condition holds, one failed instance per node consumed per application.
+    fn run_fallbacks(&mut self) -> Result<Vec<NodeRef>, PassError> {
+        let names: Vec<String> = self.state.failed_nodes.keys().cloned().collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut started = Vec::new();
+        for k in (1..=names.len()).rev() {
+            for combo in combinations(&names, k) {
+                let alternatives = (self.flow.fallbacks)(&combo);
+                if alternatives.is_empty() {
+                    continue;
+                }
+                loop {
+                    if combo
+                        .iter()
+                        .any(|n| !self.state.failed_nodes.contains_key(*n))
+                    {
+                        break;
+                    }
+                    let (s, stop, ran) = self.run_fallback(&combo)?;
+                    started.extend(s);
+                    if stop {
+                        return Ok(started);
+                    }
+                    if !ran {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    /// Applies the alternatives of one failed set once: (started, stop, ran).
+    fn run_fallback(&mut self, combo: &[&str]) -> Result<(Vec<NodeRef>, bool, bool), PassError> {
+        let nodes: Vec<Json> = combo
+            .iter()
+            .map(|n| json!({"name": n, "id": self.state.failed_nodes[*n][0]}))
+            .collect();
+        let mut ran = false;
+        let mut stop = false;
+        let mut started = Vec::new();
+        let no_parent = Json::Null;
+        for alternative in (self.flow.fallbacks)(combo) {
+            let detail = || {
+                self.info_with(json!({
+                    "nodes": nodes,
+                    "fallback": match alternative.nodes {
+                        Some(n) => json!(n),
+                        None => json!(true),
+                    },
+                    "condition_strs": alternative.condition_str,
+                }))
+            };
+            if !(alternative.condition)(&Db::empty(), &self.msg.node_args) {
+                self.tracer.emit_with(TraceEvent::FallbackCondFalse, detail);
+                continue;
+            }
+            ran = true;
+            self.tracer.emit_with(TraceEvent::FallbackCondTrue, detail);
+            self.tracer.emit_with(TraceEvent::FallbackStart, detail);
+            let Some(fallback) = alternative.nodes else {
+                continue;
+            };
+            for &name in fallback {
+                let args = self.msg.node_args.clone();
+                let record = self.start_node(name, &no_parent, args, None, false)?;
+                if self.flow.is_nowait(name) {
+                    stop = true;
+                } else {
+                    started.push(record);
+                }
+            }
+        }
+        if ran {
+            for name in combo {
+                if let Some(ids) = self.state.failed_nodes.get_mut(*name) {
+                    ids.remove(0);
+                    if ids.is_empty() {
+                        self.state.failed_nodes.remove(*name);
+                    }
+                }
+            }
+        }
+        Ok((started, stop, ran))
+    }
+}
+
+/// A countdown in traces: seconds, or `null` for none (as upstream).
+fn countdown_json(countdown: Duration) -> Json {
+    if countdown.is_zero() {
+        Json::Null
+    } else {
+        json!(countdown.as_secs_f64())
+    }
+}
+
+/// The object at a key path inside `map`, created (or replacing a non-object) as needed.
+fn object_at<'m>(map: &'m mut Map<String, Json>, keys: &[String]) -> &'m mut Map<String, Json> {
+    let mut cur = map;
+    for k in keys {
+        let slot = cur
+            .entry(k.clone())
+            .or_insert_with(|| Json::Object(Map::new()));
+        if !slot.is_object() {
+            *slot = Json::Object(Map::new());
+        }
+        cur = slot.as_object_mut().expect("just made an object");
+    }
+    cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn product_and_combinations_follow_itertools() {
+        let l = vec![
+            vec!["a".to_string(), "b".into()],
+            vec!["1".into(), "2".into()],
+        ];
+        let p: Vec<String> = cartesian(&l).into_iter().map(|c| c.concat()).collect();
+        assert_eq!(p, ["a1", "a2", "b1", "b2"]);
+        assert!(cartesian(&[vec!["a".to_string()], vec![]]).is_empty());
+        let c: Vec<String> = combinations(&["A", "B", "C"], 2)
+            .into_iter()
+            .map(|c| c.concat())
+            .collect();
+        assert_eq!(c, ["AB", "AC", "BC"]);
+        assert_eq!(combinations(&["A", "B", "C"], 3).len(), 1);
+        assert_eq!(combinations(&["A", "B", "C"], 1).len(), 3);
+    }
+}

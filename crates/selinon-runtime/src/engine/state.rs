@@ -1,0 +1,215 @@
+//! The state of one flow instance and the messages around a dispatcher pass, in upstream's JSON
+//! shape (§3.1), so that a transport can carry them as they are.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+/// One node instance: its name in the flow and its id (task id or sub-flow id).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeRef {
+    pub name: String,
+    pub id: String,
+}
+
+impl NodeRef {
+    pub fn new(name: impl Into<String>, id: impl Into<String>) -> Self {
+        NodeRef {
+            name: name.into(),
+            id: id.into(),
+        }
+    }
+}
+
+/// Node name → ids, in the order the instances were seen.
+pub type NodeIds = BTreeMap<String, Vec<String>>;
+
+/// The dispatcher state of one flow instance (upstream `SystemState.to_dict()`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowState {
+    /// Scheduled and not yet final, in scheduling order; never `nowait` nodes.
+    #[serde(default)]
+    pub active_nodes: Vec<NodeRef>,
+    /// Ids of finished instances, in observation order; never pruned.
+    #[serde(default)]
+    pub finished_nodes: NodeIds,
+    /// Ids of failed instances not (yet) handled by a fallback, oldest first.
+    #[serde(default)]
+    pub failed_nodes: NodeIds,
+    /// Indices of edges having a started (first pass) or finished source; only grows.
+    #[serde(default)]
+    pub waiting_edges: Vec<usize>,
+    /// Indices of edges whose condition was ever true.
+    #[serde(default)]
+    pub triggered_edges: Vec<usize>,
+}
+
+impl FlowState {
+    /// Nothing happened yet: the next pass starts the flow.
+    pub fn is_fresh(&self) -> bool {
+        self.active_nodes.is_empty()
+            && self.finished_nodes.is_empty()
+            && self.waiting_edges.is_empty()
+            && self.failed_nodes.is_empty()
+    }
+}
+
+/// What a flow reports when it ends (upstream's dispatcher result or `FlowError` state); a
+/// parent flow reads `finished_nodes` for `propagate_finished`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowResult {
+    #[serde(default)]
+    pub finished_nodes: NodeIds,
+    #[serde(default)]
+    pub failed_nodes: NodeIds,
+    #[serde(default)]
+    pub active_nodes: Vec<NodeRef>,
+}
+
+/// The message a dispatcher pass runs on (upstream's dispatcher task arguments, plus its id).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DispatcherMessage {
+    pub flow_name: String,
+    /// The flow instance's id (upstream: the dispatcher task id).
+    pub flow_id: String,
+    /// The flow's arguments (changed once by `node_args_from_first`).
+    #[serde(default)]
+    pub node_args: Json,
+    /// The parent map handed by the parent flow (`propagate_parent`), else `null`.
+    #[serde(default)]
+    pub parent: Json,
+    /// Flow restarts so far.
+    #[serde(default)]
+    pub retried_count: u32,
+    /// `None` before the first pass.
+    #[serde(default)]
+    pub state: Option<FlowState>,
+    /// The arguments the flow was started with, kept when `node_args_from_first` replaced
+    /// `node_args`, so that a flow restart starts from the same arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_node_args: Option<Json>,
+}
+
+impl DispatcherMessage {
+    /// The message of a new flow instance.
+    pub fn new(
+        flow_name: impl Into<String>,
+        flow_id: impl Into<String>,
+        node_args: Json,
+        parent: Json,
+    ) -> Self {
+        DispatcherMessage {
+            flow_name: flow_name.into(),
+            flow_id: flow_id.into(),
+            node_args,
+            parent,
+            retried_count: 0,
+            state: None,
+            initial_node_args: None,
+        }
+    }
+}
+
+/// The final status of a node instance, as the transport learned it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    /// The task succeeded (its result is stored) or the sub-flow finished.
+    Finished,
+    /// The task failed for good (after its retries) or the sub-flow failed.
+    Failed,
+}
+
+/// A node instance reached a final status: what makes a dispatcher pass run.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeEvent {
+    /// The node instance's id.
+    pub id: String,
+    pub status: NodeStatus,
+}
+
+impl NodeEvent {
+    pub fn finished(id: impl Into<String>) -> Self {
+        NodeEvent {
+            id: id.into(),
+            status: NodeStatus::Finished,
+        }
+    }
+
+    pub fn failed(id: impl Into<String>) -> Self {
+        NodeEvent {
+            id: id.into(),
+            status: NodeStatus::Failed,
+        }
+    }
+}
+
+/// A task to run (upstream's task envelope arguments).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskMessage {
+    pub task_name: String,
+    pub flow_name: String,
+    pub task_id: String,
+    /// The flow instance the task reports to.
+    pub dispatcher_id: String,
+    #[serde(default)]
+    pub parent: Json,
+    #[serde(default)]
+    pub node_args: Json,
+    /// Failed attempts so far (user retries do not count).
+    #[serde(default)]
+    pub retried_count: u32,
+}
+
+/// Something a pass asks the transport to do, after the new state is saved.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Run a task (after `countdown`, from throttling).
+    StartTask {
+        message: TaskMessage,
+        /// Task queue (unexpanded `{VAR}` placeholders).
+        queue: &'static str,
+        countdown: Duration,
+        /// `nowait`: its completion is never reported to the flow.
+        nowait: bool,
+    },
+    /// Start a sub-flow (after `countdown`, from throttling); its end is reported to the
+    /// parent flow as a [`NodeEvent`] for `message.flow_id`.
+    StartFlow {
+        message: DispatcherMessage,
+        /// The flow that starts it.
+        parent_flow_id: String,
+        queue: &'static str,
+        countdown: Duration,
+        nowait: bool,
+    },
+}
+
+/// How a pass left the flow.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PassOutcome {
+    /// Nodes are active: the next pass runs when one of them ends.
+    Running,
+    /// Nothing is active and nothing failed unhandled: the flow succeeded.
+    Finished(FlowResult),
+    /// The flow failed for good (no flow retries left, or the pass itself failed).
+    Failed(FlowResult),
+    /// The flow failed and restarts from scratch after `countdown`: the returned message is
+    /// the restart's (fresh state, `retried_count + 1`); run a pass on it with no events.
+    Restart { countdown: Duration },
+    /// The pass could not complete (a storage could not be read): run it again after
+    /// `countdown` on the same input message and the same events. Nothing was started.
+    RetryPass { countdown: Duration },
+}
+
+/// What one pass produced.
+#[derive(Clone, Debug)]
+pub struct PassOutput {
+    /// The message to keep for the next pass (the input one for [`PassOutcome::RetryPass`]).
+    pub message: DispatcherMessage,
+    /// What to start, in order (empty for [`PassOutcome::RetryPass`]).
+    pub actions: Vec<Action>,
+    pub outcome: PassOutcome,
+}

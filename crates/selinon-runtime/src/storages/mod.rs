@@ -1,0 +1,326 @@
+//! Built-in storage adapters and the storage pool: one adapter per storage per process, built
+//! from the generated [`StorageSpec`] and connected lazily, once.
+
+mod filesystem;
+mod memory;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{json, Value as Json};
+use tokio::sync::OnceCell;
+
+pub use filesystem::Filesystem;
+pub use memory::InMemoryStorage;
+
+use crate::spec::{StorageAdapter, StorageSpec, SystemSpec};
+use crate::storage::{DataStorage, StorageError};
+use crate::trace::{TraceEvent, Tracer};
+
+/// The built-in adapters this runtime has, as `module.class`.
+pub const BUILTIN_ADAPTERS: &[&str] = &[
+    "selinon.storages.memory.InMemoryStorage",
+    "selinon.storages.filesystem.Filesystem",
+];
+
+/// Expands `{VAR}` from the environment (`{{`/`}}` are literal braces), as upstream's
+/// `str.format(**os.environ)`.
+pub fn expand_env(text: &str) -> Result<String, StorageError> {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                out.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                out.push('}');
+            }
+            '{' => {
+                let name: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                let value = std::env::var(&name).map_err(|_| {
+                    StorageError::Configuration(format!(
+                        "environment variable `{name}` used in `{text}` is not set"
+                    ))
+                })?;
+                out.push_str(&value);
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// Builds the adapter of a storage: a built-in by upstream module and class, or a user type.
+pub fn build_adapter(storage: &StorageSpec) -> Result<Box<dyn DataStorage>, StorageError> {
+    let configuration: Json = serde_json::from_str(storage.configuration).map_err(|e| {
+        StorageError::Configuration(format!(
+            "storage `{}` ({}): configuration is not JSON: {e}",
+            storage.name, storage.origin
+        ))
+    })?;
+    let named = |e: StorageError| match e {
+        StorageError::Configuration(m) => StorageError::Configuration(format!(
+            "storage `{}` ({}): {m}",
+            storage.name, storage.origin
+        )),
+        other => other,
+    };
+    match &storage.adapter {
+        StorageAdapter::User { build, .. } => build(&configuration).map_err(named),
+        StorageAdapter::Builtin { module, class } => {
+            let module = module.trim_end_matches('.');
+            match (module, *class) {
+                ("selinon.storages.memory" | "selinon.storages", "InMemoryStorage") => Ok(
+                    Box::new(InMemoryStorage::from_config(&configuration).map_err(named)?),
+                ),
+                ("selinon.storages.filesystem" | "selinon.storages", "Filesystem") => Ok(Box::new(
+                    Filesystem::from_config(&configuration).map_err(named)?,
+                )),
+                _ => Err(StorageError::Configuration(format!(
+                    "storage `{}` ({}): no built-in adapter `{module}.{class}` in this runtime; \
+                     built-ins: {}; or name your own type implementing `DataStorage`",
+                    storage.name,
+                    storage.origin,
+                    BUILTIN_ADAPTERS.join(", ")
+                ))),
+            }
+        }
+    }
+}
+
+/// One adapter per storage, built and connected on first use; reads and writes by task name
+/// (using `storage_task_name` consistently, for store and retrieve alike).
+pub struct StoragePool {
+    system: &'static SystemSpec,
+    slots: HashMap<String, OnceCell<Arc<dyn DataStorage>>>,
+    given: HashMap<String, Arc<dyn DataStorage>>,
+    tracer: Tracer,
+}
+
+impl std::fmt::Debug for StoragePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoragePool")
+            .field("storages", &self.slots.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoragePool {
+    /// A pool over the storages of a system; `given` replaces the adapters of the storages it
+    /// names (they are still connected lazily).
+    pub fn new(
+        system: &'static SystemSpec,
+        given: HashMap<String, Arc<dyn DataStorage>>,
+        tracer: Tracer,
+    ) -> Self {
+        let mut slots: HashMap<String, OnceCell<Arc<dyn DataStorage>>> = system
+            .storages
+            .iter()
+            .map(|s| (s.name.to_string(), OnceCell::new()))
+            .collect();
+        for name in given.keys() {
+            slots.entry(name.clone()).or_default();
+        }
+        StoragePool {
+            system,
+            slots,
+            given,
+            tracer,
+        }
+    }
+
+    /// The connected adapter of a storage (built and connected on first use).
+    pub async fn get_connected_storage(
+        &self,
+        name: &str,
+    ) -> Result<Arc<dyn DataStorage>, StorageError> {
+        let slot = self
+            .slots
+            .get(name)
+            .ok_or_else(|| StorageError::Configuration(format!("unknown storage `{name}`")))?;
+        slot.get_or_try_init(|| async {
+            let adapter: Arc<dyn DataStorage> = match self.given.get(name) {
+                Some(a) => a.clone(),
+                None => {
+                    let spec = self.system.storage(name).ok_or_else(|| {
+                        StorageError::Configuration(format!("unknown storage `{name}`"))
+                    })?;
+                    Arc::from(build_adapter(spec)?)
+                }
+            };
+            self.tracer
+                .emit_with(TraceEvent::StorageConnect, || json!({"storage_name": name}));
+            if !adapter.is_connected() {
+                adapter.connect().await?;
+            }
+            Ok(adapter)
+        })
+        .await
+        .cloned()
+    }
+
+    /// The storage name of a task, if it has one.
+    pub fn storage_name_of(&self, task_name: &str) -> Option<&'static str> {
+        self.system.task(task_name).and_then(|t| t.storage)
+    }
+
+    /// The connected storage of a task, `None` if the task has none.
+    pub async fn storage_of(
+        &self,
+        task_name: &str,
+    ) -> Result<Option<Arc<dyn DataStorage>>, StorageError> {
+        match self.storage_name_of(task_name) {
+            Some(name) => Ok(Some(self.get_connected_storage(name).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The name a task's results are stored under (`storage_task_name`).
+    fn alias(&self, task_name: &str) -> String {
+        self.system
+            .task(task_name)
+            .map(|t| t.storage_task_name)
+            .unwrap_or(task_name)
+            .to_string()
+    }
+
+    /// The stored result of a task instance.
+    pub async fn retrieve(
+        &self,
+        flow_name: &str,
+        task_name: &str,
+        task_id: &str,
+    ) -> Result<Json, StorageError> {
+        let storage = self.storage_of(task_name).await?.ok_or_else(|| {
+            StorageError::Configuration(format!(
+                "task `{task_name}` has no storage, so it has no stored result"
+            ))
+        })?;
+        let alias = self.alias(task_name);
+        self.tracer.emit_with(TraceEvent::StorageRetrieve, || {
+            json!({
+                "flow_name": flow_name,
+                "task_name": task_name,
+                "task_id": task_id,
+                "storage_name": self.storage_name_of(task_name),
+            })
+        });
+        storage.retrieve(flow_name, &alias, task_id).await
+    }
+
+    /// Stores a task's result in its storage; `None` if the task has no storage.
+    pub async fn store(
+        &self,
+        node_args: &Json,
+        flow_name: &str,
+        task_name: &str,
+        task_id: &str,
+        result: &Json,
+    ) -> Result<Option<String>, StorageError> {
+        let Some(storage) = self.storage_of(task_name).await? else {
+            return Ok(None);
+        };
+        let alias = self.alias(task_name);
+        let record = storage
+            .store(node_args, flow_name, &alias, task_id, result)
+            .await?;
+        self.tracer.emit_with(TraceEvent::StorageStore, || {
+            json!({
+                "flow_name": flow_name,
+                "task_name": task_name,
+                "task_id": task_id,
+                "storage_name": self.storage_name_of(task_name),
+                "record_id": record,
+            })
+        });
+        Ok(Some(record))
+    }
+
+    /// Stores the error of a task that failed for good.
+    pub async fn store_error(
+        &self,
+        node_args: &Json,
+        flow_name: &str,
+        task_name: &str,
+        task_id: &str,
+        error: &str,
+    ) -> Result<(), StorageError> {
+        let Some(storage) = self.storage_of(task_name).await? else {
+            return Ok(());
+        };
+        let alias = self.alias(task_name);
+        storage
+            .store_error(node_args, flow_name, &alias, task_id, error)
+            .await
+    }
+
+    /// Deletes a stored result.
+    pub async fn delete(
+        &self,
+        flow_name: &str,
+        task_name: &str,
+        task_id: &str,
+    ) -> Result<(), StorageError> {
+        let Some(storage) = self.storage_of(task_name).await? else {
+            return Ok(());
+        };
+        let alias = self.alias(task_name);
+        self.tracer.emit_with(
+            TraceEvent::StorageDelete,
+            || json!({"flow_name": flow_name, "task_name": task_name, "task_id": task_id}),
+        );
+        storage.delete(flow_name, &alias, task_id).await?;
+        self.tracer.emit_with(
+            TraceEvent::StorageDeleted,
+            || json!({"flow_name": flow_name, "task_name": task_name, "task_id": task_id}),
+        );
+        Ok(())
+    }
+
+    /// Disconnects every connected adapter.
+    pub async fn disconnect_all(&self) {
+        for slot in self.slots.values() {
+            if let Some(adapter) = slot.get() {
+                let _ = adapter.disconnect().await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_expansion() {
+        std::env::set_var("SELINON_TEST_EXPAND", "x");
+        assert_eq!(
+            expand_env("a{SELINON_TEST_EXPAND}b{{c}}").unwrap(),
+            "axb{c}"
+        );
+        assert!(expand_env("{SELINON_TEST_SURELY_UNSET_VAR}").is_err());
+    }
+
+    #[test]
+    fn unknown_builtin_names_the_storage() {
+        let spec = StorageSpec {
+            name: "Redis",
+            origin: "nodes.yml:3",
+            adapter: StorageAdapter::Builtin {
+                module: "selinon.storages.redis",
+                class: "Redis",
+            },
+            configuration: "{}",
+            cache: None,
+        };
+        let err = build_adapter(&spec)
+            .err()
+            .expect("no redis adapter")
+            .to_string();
+        assert!(err.contains("storage `Redis` (nodes.yml:3)"), "{err}");
+        assert!(err.contains("selinon.storages.redis.Redis"), "{err}");
+    }
+}
