@@ -446,3 +446,48 @@ pub const NO_PROPAGATE: selinon_runtime::spec::PropagateSpec = selinon_runtime::
 pub fn no_fallbacks(_failed: &[&str]) -> &'static [selinon_runtime::spec::FallbackSpec] {
     &[]
 }
+
+fn no_edges(_node: &str) -> &'static [usize] {
+    &[]
+}
+
+/// The fields a test flow leaves at their defaults: `FlowSpec { name, edges, …, ..FLOW }`.
+pub const FLOW: selinon_runtime::spec::FlowSpec = selinon_runtime::spec::FlowSpec {
+    name: "",
+    origin: "flows.yml:1",
+    queue: "{DEPLOYMENT_PREFIX}_dispatcher",
+    nodes: &[],
+    edges: &[],
+    edges_from: &no_edges,
+    fallbacks: &no_fallbacks,
+    nowait: &[],
+    eager_failures: &[],
+    node_args_from_first: false,
+    propagate: NO_PROPAGATE,
+    max_retry: 0,
+    retry_countdown: Duration::ZERO,
+    throttling: None,
+    cache: None,
+};
+
+/// The fields a test edge leaves at their defaults (no condition, no foreach).
+pub const EDGE: selinon_runtime::spec::EdgeSpec = selinon_runtime::spec::EdgeSpec {
+    index: 0,
+    origin: "flows.yml:2",
+    from: &[],
+    to: &[],
+    reads: &[],
+    condition: &always,
+    condition_str: "True",
+    foreach: None,
+    selective: None,
+};
+
+/// A fallback alternative with no condition.
+pub const FALLBACK: selinon_runtime::spec::FallbackSpec = selinon_runtime::spec::FallbackSpec {
+    origin: "flows.yml:3",
+    nodes: None,
+    condition: &always,
+    condition_str: "True",
+    propagate_failure: false,
+};

@@ -1,0 +1,598 @@
+//! Counterparts of upstream `test/test_node_failures.py` and `test/test_node_failures_cond.py`:
+//! fallback selection (§3.12), `fallback: true`, eager failures, failed sub-flows.
+
+mod common;
+
+use common::*;
+use selinon_runtime::engine::PassOutcome;
+use selinon_runtime::predicates as p;
+use selinon_runtime::spec::{
+    run_boxed, BoxFuture, EdgeSpec, FallbackSpec, FlowSpec, PropagateSpec, SystemSpec, TaskSpec,
+};
+use selinon_runtime::{json, Db, Json, Runtime, TaskContext, TaskResult, TraceEvent};
+
+pub static SYSTEM: SystemSpec = SystemSpec {
+    files: &["nodes.yml", "flows.yml"],
+    content_hash: "sha256:test",
+    tasks: &TASKS,
+    flows: &[
+        &single::FLOW,
+        &fb_true::FLOW,
+        &fb_start::FLOW,
+        &two::FLOW,
+        &cond::FLOW,
+        &ties::FLOW,
+        &eager::FLOW,
+        &many::FLOW,
+        &to_flow::FLOW,
+        &nowait_fb::FLOW,
+        &sub::FLOW,
+        &failing_sub::FLOW,
+    ],
+    storages: &STORAGES,
+    trace: &[],
+    migration_dir: None,
+    run_task: &run_task,
+};
+
+static TASKS: [TaskSpec; 7] = [
+    task("Task1"),
+    task("Task2"),
+    task("Task3"),
+    task("Task4"),
+    task("Task5"),
+    task("Task6"),
+    task("Task7"),
+];
+
+fn run_task(name: &str, ctx: TaskContext, node_args: Json) -> Option<BoxFuture<'static, TaskResult>> {
+    Some(match name {
+        "Task1" | "Task2" | "Task3" | "Task4" | "Task5" | "Task6" | "Task7" => {
+            run_boxed::<Scripted>(ctx, node_args)
+        }
+        _ => return None,
+    })
+}
+
+/// `→ Task1`, `Task1 → Task2`; no failures table.
+mod single {
+    use super::*;
+    pub static FLOW: FlowSpec = FlowSpec {
+        name: "single",
+        edges: &EDGES,
+        edges_from: &edges_from,
+        ..common::FLOW
+    };
+    pub static EDGES: [EdgeSpec; 2] = [
+        EdgeSpec { index: 0, to: &["Task1"], ..EDGE },
+        EdgeSpec { index: 1, from: &["Task1"], to: &["Task2"], ..EDGE },
+    ];
+    pub fn edges_from(node: &str) -> &'static [usize] {
+        match node {
+            "Task1" => &[1],
+            _ => &[],
+        }
+    }
+}
+
+/// As `single`, with `failures: [{nodes: Task1, fallback: true}]`.
+mod fb_true {
+    use super::*;
+    pub static FLOW: FlowSpec = FlowSpec {
+        name: "fb_true",
+        edges: &single::EDGES,
+        edges_from: &single::edges_from,
+        fallbacks: &fallbacks,
+        ..common::FLOW
+    };
+    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec { nodes: None, ..FALLBACK }];
+    pub fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
+        match failed {
+            ["Task1"] => &FAILURE_0,
+            _ => &[],
+        }
+    }
+}
+
+/// As `single`, with `failures: [{nodes: Task1, fallback: Task3}]`.
+mod fb_start {
+    use super::*;
+    pub static FLOW: FlowSpec = FlowSpec {
+        name: "fb_start",
+        edges: &single::EDGES,
+        edges_from: &single::edges_from,
+        fallbacks: &fallbacks,
+        ..common::FLOW
+    };
+    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec { nodes: Some(&["Task3"]), ..FALLBACK }];
+    pub fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
+        match failed {
+            ["Task1"] => &FAILURE_0,
+            _ => &[],
+        }
+    }
+}
+
+/// `Task1 → Task3`, `Task2 → Task4`, `→ Task1, Task2`; failures: `[Task1, Task2] → Task5`,
+/// `Task1 → Task6`.
+mod two {
+    use super::*;
+    pub static FLOW: FlowSpec = FlowSpec {
+        name: "two",
+        edges: &EDGES,
+        edges_from: &edges_from,
+        fallbacks: &fallbacks,
+        ..common::FLOW
+    };
+    static EDGES: [EdgeSpec; 3] = [
+        EdgeSpec { index: 0, from: &["Task1"], to: &["Task3"], ..EDGE },
+        EdgeSpec { index: 1, from: &["Task2"], to: &["Task4"], ..EDGE },
+        EdgeSpec { index: 2, to: &["Task1", "Task2"], ..EDGE },
+    ];
+    fn edges_from(node: &str) -> &'static [usize] {
+        match node {
+            "Task1" => &[0],
+            "Task2" => &[1],
+            _ => &[],
+        }
+    }
+    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec { nodes: Some(&["Task5"]), ..FALLBACK }];
+    static FAILURE_1: [FallbackSpec; 1] = [FallbackSpec { nodes: Some(&["Task6"]), ..FALLBACK }];
+    fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
+        match failed {
+            ["Task1", "Task2"] => &FAILURE_0,
+            ["Task1"] => &FAILURE_1,
+            _ => &[],
+        }
+    }
+}
+
+/// `Task1 → Task2`, `→ Task1`; Task1's alternatives: Task3 (true), Task4+Task5 (`x == 1`),
+/// Task6+Task7 (true).
+mod cond {
+    use super::*;
+    pub static FLOW: FlowSpec = FlowSpec {
+        name: "cond",
+        edges: &EDGES,
+        edges_from: &edges_from,
+        fallbacks: &fallbacks,
+        ..common::FLOW
+    };
+    static EDGES: [EdgeSpec; 2] = [
+        EdgeSpec { index: 0, from: &["Task1"], to: &["Task2"], ..EDGE },
+        EdgeSpec { index: 1, to: &["Task1"], ..EDGE },
+    ];
+    fn edges_from(node: &str) -> &'static [usize] {
+        match node {
+            "Task1" => &[0],
+            _ => &[],
+        }
+    }
+    /// `argsFieldEqual(node_args, key='x', value=1)`.
+    fn failure_0_1_condition(_db: &Db<'_>, node_args: &Json) -> bool {
+        p::args_field_equal(node_args, &json!("x"), &json!(1))
+    }
+    static FAILURE_0: [FallbackSpec; 3] = [
+        FallbackSpec { nodes: Some(&["Task3"]), ..FALLBACK },
+        FallbackSpec {
+            nodes: Some(&["Task4", "Task5"]),
+            condition: &failure_0_1_condition,
+            condition_str: "argsFieldEqual(node_args, key='x', value=1)",
+            ..FALLBACK
+        },
+        FallbackSpec { nodes: Some(&["Task6", "Task7"]), ..FALLBACK },
+    ];
+    fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
+        match failed {
+            ["Task1"] => &FAILURE_0,
+            _ => &[],
+        }
+    }
+}
+
+/// `→ Task1, Task2, Task3`; failures `[Task1, Task2] → Task4`, `[Task1, Task3] → Task5`.
+mod ties {
+    use super::*;
+    pub static FLOW: FlowSpec = FlowSpec {
+        name: "ties",
+        edges: &EDGES,
+        fallbacks: &fallbacks,
+        ..common::FLOW
+    };
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["Task1", "Task2", "Task3"], ..EDGE }];
+    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec { nodes: Some(&["Task4"]), ..FALLBACK }];
+    static FAILURE_1: [FallbackSpec; 1] = [FallbackSpec { nodes: Some(&["Task5"]), ..FALLBACK }];
+    fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
+        match failed {
+            ["Task1", "Task2"] => &FAILURE_0,
+            ["Task1", "Task3"] => &FAILURE_1,
+            _ => &[],
+        }
+    }
+}
+
+/// `→ Task1`, `Task1 → Task2`, `Task1 → Task3`, `Task2 → Task4`; `eager_failures: Task2`.
+mod eager {
+    use super::*;
+    pub static FLOW: FlowSpec = FlowSpec {
+        name: "eager",
+        edges: &EDGES,
+        edges_from: &edges_from,
+        eager_failures: &["Task2"],
+        ..common::FLOW
+    };
+    static EDGES: [EdgeSpec; 4] = [
+        EdgeSpec { index: 0, to: &["Task1"], ..EDGE },
+        EdgeSpec { index: 1, from: &["Task1"], to: &["Task2"], ..EDGE },
+        EdgeSpec { index: 2, from: &["Task1"], to: &["Task3"], ..EDGE },
+        EdgeSpec { index: 3, from: &["Task2"], to: &["Task4"], ..EDGE },
+    ];
+    fn edges_from(node: &str) -> &'static [usize] {
+        match node {
+            "Task1" => &[1, 2],
+            "Task2" => &[3],
+            _ => &[],
+        }
+    }
+}
+
+/// `→ Task2, Task1, Task1`; `failures: [{nodes: Task1, fallback: true}]`.
+mod many {
+    use super::*;
+    pub static FLOW: FlowSpec = FlowSpec {
+        name: "many",
+        edges: &EDGES,
+        fallbacks: &fb_true::fallbacks,
+        ..common::FLOW
+    };
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["Task2", "Task1", "Task1"], ..EDGE }];
+}
+
+/// `→ Task1`; Task1 falls back to the sub-flow `sub`, which gets the flow's arguments.
+mod to_flow {
+    use super::*;
+    pub static FLOW: FlowSpec = FlowSpec {
+        name: "to_flow",
+        edges: &single::EDGES,
+        edges_from: &single::edges_from,
+        fallbacks: &fallbacks,
+        propagate: PropagateSpec { node_args: &["sub"], parent: &["sub"], ..NO_PROPAGATE },
+        ..common::FLOW
+    };
+    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec { nodes: Some(&["sub"]), ..FALLBACK }];
+    fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
+        match failed {
+            ["Task1"] => &FAILURE_0,
+            _ => &[],
+        }
+    }
+}
+
+/// `→ Task1, Task2`; Task1 falls back to the `nowait` Task3, Task2 to Task4.
+mod nowait_fb {
+    use super::*;
+    pub static FLOW: FlowSpec = FlowSpec {
+        name: "nowait_fb",
+        edges: &EDGES,
+        fallbacks: &fallbacks,
+        nowait: &["Task3"],
+        ..common::FLOW
+    };
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["Task1", "Task2"], ..EDGE }];
+    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec { nodes: Some(&["Task3"]), ..FALLBACK }];
+    static FAILURE_1: [FallbackSpec; 1] = [FallbackSpec { nodes: Some(&["Task4"]), ..FALLBACK }];
+    fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
+        match failed {
+            ["Task1"] => &FAILURE_0,
+            ["Task2"] => &FAILURE_1,
+            _ => &[],
+        }
+    }
+}
+
+/// `→ Task7`.
+mod sub {
+    use super::*;
+    pub static FLOW: FlowSpec = FlowSpec {
+        name: "sub",
+        edges: &EDGES,
+        ..common::FLOW
+    };
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["Task7"], ..EDGE }];
+}
+
+/// `→ sub`; `failures: [{nodes: sub, fallback: true}]`.
+mod failing_sub {
+    use super::*;
+    pub static FLOW: FlowSpec = FlowSpec {
+        name: "failing_sub",
+        edges: &EDGES,
+        fallbacks: &fallbacks,
+        ..common::FLOW
+    };
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["sub"], ..EDGE }];
+    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec { nodes: None, ..FALLBACK }];
+    fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
+        match failed {
+            ["sub"] => &FAILURE_0,
+            _ => &[],
+        }
+    }
+}
+
+// upstream: test_node_failures.py::test_single_failure_flow_fail
+#[tokio::test]
+async fn single_failure_fails_the_flow() {
+    let mut s = Stepper::start(&SYSTEM, "single", Json::Null).await;
+    let t1 = s.id("Task1");
+    s.set_failed(&t1);
+    s.pass().await;
+    let PassOutcome::Failed(result) = &s.outcome else {
+        panic!("flow should fail: {:?}", s.outcome)
+    };
+    assert_eq!(result.failed_nodes["Task1"], [t1]);
+    assert!(s.all_started.iter().all(|n| n.name != "Task2"));
+    assert_eq!(s.env.recorder.count(TraceEvent::FlowFailure), 1);
+}
+
+// upstream: test_node_failures.py::test_single_failure_flow_fallback_true
+#[tokio::test]
+async fn fallback_true_marks_the_failure_handled() {
+    let mut s = Stepper::start(&SYSTEM, "fb_true", Json::Null).await;
+    let t1 = s.id("Task1");
+    s.set_failed(&t1);
+    s.pass().await;
+    assert!(s.is_finished(), "{:?}", s.outcome);
+    assert!(s.started.is_empty());
+    assert!(s.state().failed_nodes.is_empty());
+    assert_eq!(s.env.recorder.count(TraceEvent::FallbackStart), 1);
+}
+
+// upstream: test_node_failures.py::test_single_failure_flow_fallback_start
+#[tokio::test]
+async fn fallback_starts_with_no_parent_and_the_flow_arguments() {
+    let mut s = Stepper::start(&SYSTEM, "fb_start", json!({"a": 1})).await;
+    let t1 = s.id("Task1");
+    s.set_failed(&t1);
+    s.pass().await;
+    assert!(s.is_running());
+    assert_eq!(s.started_names(), ["Task3"]);
+    assert_eq!(s.started[0].parent, Json::Null);
+    assert_eq!(s.started[0].node_args, json!({"a": 1}));
+    assert!(s.state().failed_nodes.is_empty());
+    let t3 = s.id("Task3");
+    s.set_finished(&t3, json!(null));
+    s.pass().await;
+    assert!(s.is_finished());
+}
+
+// upstream: test_node_failures.py::test_two_failures_fallback_start (plus: the largest
+// failed set wins over a smaller one)
+#[tokio::test]
+async fn two_failures_take_the_fallback_of_the_pair() {
+    let mut s = Stepper::start(&SYSTEM, "two", Json::Null).await;
+    assert_eq!(sorted(&s.state().waiting_edges), [0, 1]);
+    let (t1, t2) = (s.id("Task1"), s.id("Task2"));
+    s.set_failed(&t1);
+    s.pass().await;
+    // Task2 is still active: fallbacks wait until nothing is active.
+    assert!(s.started.is_empty());
+    assert!(s.state().failed_nodes.contains_key("Task1"));
+    s.set_failed(&t2);
+    s.pass().await;
+    assert_eq!(s.started_names(), ["Task5"]);
+    assert!(s.state().failed_nodes.is_empty());
+    let t5 = s.id("Task5");
+    s.set_finished(&t5, json!(null));
+    s.pass().await;
+    assert!(s.is_finished());
+}
+
+// upstream: test_node_failures.py::test_singe_failure_flow_fallback (the single-node entry
+// applies when only that node failed)
+#[tokio::test]
+async fn one_failure_of_two_takes_the_single_fallback() {
+    let mut s = Stepper::start(&SYSTEM, "two", Json::Null).await;
+    let (t1, t2) = (s.id("Task1"), s.id("Task2"));
+    s.set_failed(&t1);
+    s.set_finished(&t2, json!(null));
+    s.pass().await;
+    // Fallbacks wait until nothing is active.
+    assert_eq!(s.started_names(), ["Task4"]);
+    let t4 = s.id("Task4");
+    s.set_finished(&t4, json!(null));
+    s.pass().await;
+    assert_eq!(s.started_names(), ["Task6"]);
+}
+
+// upstream: test_node_failures.py::test_single_failure_finish_wait (no fallback for the
+// failed node: the flow waits for the active ones, then fails)
+#[tokio::test]
+async fn failure_without_fallback_waits_then_fails() {
+    let mut s = Stepper::start(&SYSTEM, "two", Json::Null).await;
+    let (t1, t2) = (s.id("Task1"), s.id("Task2"));
+    s.set_failed(&t2);
+    s.pass().await;
+    assert!(s.is_running());
+    s.set_finished(&t1, json!(null));
+    s.pass().await;
+    assert_eq!(s.started_names(), ["Task3"]);
+    let t3 = s.id("Task3");
+    s.set_finished(&t3, json!(null));
+    s.pass().await;
+    assert!(s.is_failed(), "{:?}", s.outcome);
+}
+
+// upstream: test_node_failures_cond.py::test_multi_failures (every alternative whose
+// condition holds runs)
+#[tokio::test]
+async fn every_true_alternative_runs() {
+    let mut s = Stepper::start(&SYSTEM, "cond", json!({"x": 2})).await;
+    let t1 = s.id("Task1");
+    s.set_failed(&t1);
+    s.pass().await;
+    assert_eq!(s.started_names(), ["Task3", "Task6", "Task7"]);
+    assert_eq!(s.env.recorder.count(TraceEvent::FallbackCondFalse), 1);
+    assert_eq!(s.env.recorder.count(TraceEvent::FallbackCondTrue), 2);
+}
+
+// upstream: test_node_failures_cond.py::test_single_failure_cond_true
+#[tokio::test]
+async fn fallback_condition_on_the_flow_arguments() {
+    let mut s = Stepper::start(&SYSTEM, "cond", json!({"x": 1})).await;
+    let t1 = s.id("Task1");
+    s.set_failed(&t1);
+    s.pass().await;
+    assert_eq!(
+        s.started_names(),
+        ["Task3", "Task4", "Task5", "Task6", "Task7"]
+    );
+}
+
+// spec §3.12: sets of equal size are tried in lexicographic order; a set whose node was
+// consumed by an earlier one is skipped; failures left over fail the flow.
+#[tokio::test]
+async fn ties_go_to_the_lexicographically_first_set() {
+    let mut s = Stepper::start(&SYSTEM, "ties", Json::Null).await;
+    for t in ["Task1", "Task2", "Task3"] {
+        let id = s.id(t);
+        s.set_failed(&id);
+    }
+    s.pass().await;
+    assert_eq!(s.started_names(), ["Task4"]);
+    assert_eq!(
+        s.state().failed_nodes.keys().collect::<Vec<_>>(),
+        ["Task3"]
+    );
+    let t4 = s.id("Task4");
+    s.set_finished(&t4, json!(null));
+    s.pass().await;
+    let PassOutcome::Failed(result) = &s.outcome else {
+        panic!("Task3 is unhandled: {:?}", s.outcome)
+    };
+    assert!(result.failed_nodes.contains_key("Task3"));
+}
+
+// upstream: test_node_failures.py::test_eager_failures
+#[tokio::test]
+async fn eager_failure_fails_at_once() {
+    let mut s = Stepper::start(&SYSTEM, "eager", Json::Null).await;
+    let t1 = s.id("Task1");
+    s.set_finished(&t1, json!(null));
+    s.pass().await;
+    assert_eq!(s.started_names(), ["Task2", "Task3"]);
+    let t2 = s.id("Task2");
+    s.set_failed(&t2);
+    s.pass().await;
+    let PassOutcome::Failed(reported) = &s.outcome else {
+        panic!("eager failure: {:?}", s.outcome)
+    };
+    let active: Vec<&str> = reported.active_nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(active, ["Task3"]);
+    assert_eq!(reported.finished_nodes.keys().collect::<Vec<_>>(), ["Task1"]);
+    assert_eq!(reported.failed_nodes.keys().collect::<Vec<_>>(), ["Task2"]);
+    assert_eq!(s.env.recorder.count(TraceEvent::EagerFailure), 1);
+}
+
+// upstream: test_node_failures.py::test_multiple_failured_tasks (one failed instance is
+// consumed per application, repeated for every instance)
+#[tokio::test]
+async fn fallback_true_consumes_every_failed_instance() {
+    let mut s = Stepper::start(&SYSTEM, "many", Json::Null).await;
+    let ids = s.active("Task1");
+    assert_eq!(ids.len(), 2);
+    for id in &ids {
+        s.set_failed(id);
+    }
+    s.pass().await;
+    assert_eq!(s.state().failed_nodes["Task1"].len(), 2);
+    let t2 = s.id("Task2");
+    s.set_finished(&t2, json!(null));
+    s.pass().await;
+    assert!(s.is_finished(), "{:?}", s.outcome);
+    assert_eq!(s.env.recorder.count(TraceEvent::FallbackStart), 2);
+}
+
+// upstream: test_node_failures.py::test_single_failure_flow_fallback_to_flow
+#[tokio::test]
+async fn fallback_to_a_sub_flow() {
+    let mut s = Stepper::start(&SYSTEM, "to_flow", json!({"a": 1})).await;
+    let t1 = s.id("Task1");
+    s.set_failed(&t1);
+    s.pass().await;
+    assert_eq!(s.started_names(), ["sub"]);
+    assert!(s.started[0].is_flow);
+    assert_eq!(s.started[0].node_args, json!({"a": 1}));
+    assert_eq!(s.started[0].parent, Json::Null, "fallbacks get no parent");
+}
+
+// spec §3.8/§3.12: a nowait fallback is not waited for and stops fallback processing.
+#[tokio::test]
+async fn nowait_fallback_stops_fallbacks() {
+    let mut s = Stepper::start(&SYSTEM, "nowait_fb", Json::Null).await;
+    let t1 = s.id("Task1");
+    let t2 = s.id("Task2");
+    s.set_failed(&t1);
+    s.set_finished(&t2, json!(null));
+    s.pass().await;
+    assert_eq!(s.started_names(), ["Task3"]);
+    assert!(s.is_finished(), "the nowait fallback is not waited for");
+
+    let mut s = Stepper::start(&SYSTEM, "nowait_fb", Json::Null).await;
+    let t1 = s.id("Task1");
+    let t2 = s.id("Task2");
+    s.set_failed(&t1);
+    s.set_failed(&t2);
+    s.pass().await;
+    // Task1's nowait fallback stops the pass before Task2's fallback: the flow fails.
+    assert_eq!(s.started_names(), ["Task3"]);
+    assert!(s.is_failed(), "{:?}", s.outcome);
+}
+
+// upstream: test_node_failures.py::test_multiple_failures_from_subflow (end to end)
+#[tokio::test]
+async fn failed_sub_flow_is_a_failed_node() {
+    let script = Script::new();
+    script.set("Task7", Behaviour::Fail);
+    let rt = Runtime::builder(&SYSTEM).resource_arc(script.clone()).build();
+    let outcome = rt.run_flow("failing_sub", Json::Null).await.unwrap();
+    assert!(outcome.is_finished(), "{outcome:?}");
+    assert!(outcome.failed_nodes.is_empty());
+
+    let outcome = rt.run_flow("sub", Json::Null).await.unwrap();
+    assert!(outcome.is_failed());
+    assert_eq!(outcome.failed("Task7").len(), 1);
+}
+
+// The fallback scenarios end to end on the in-process runtime.
+#[tokio::test]
+async fn fallbacks_end_to_end() {
+    let script = Script::new();
+    script.set("Task1", Behaviour::Fail);
+    script.set("Task2", Behaviour::Fail);
+    let rt = Runtime::builder(&SYSTEM).resource_arc(script.clone()).build();
+
+    let outcome = rt.run_flow("two", Json::Null).await.unwrap();
+    assert!(outcome.is_finished(), "{outcome:?}");
+    assert_eq!(script.count("Task5"), 1);
+    assert_eq!(script.count("Task6"), 0);
+    assert_eq!(script.count("Task3") + script.count("Task4"), 0);
+
+    let outcome = rt.run_flow("single", Json::Null).await.unwrap();
+    assert!(outcome.is_failed());
+    assert_eq!(outcome.failed("Task1").len(), 1);
+
+    // Task1 succeeds, Task2 fails eagerly: the flow fails without waiting for Task3.
+    let script = Script::new();
+    script.set("Task2", Behaviour::Fail);
+    script.set(
+        "Task3",
+        Behaviour::Sleep(std::time::Duration::from_secs(30), json!(null)),
+    );
+    let rt = Runtime::builder(&SYSTEM).resource_arc(script.clone()).build();
+    let outcome = rt.run_flow("eager", Json::Null).await.unwrap();
+    assert!(outcome.is_failed());
+    assert_eq!(outcome.failed("Task2").len(), 1);
+    assert_eq!(outcome.active_nodes.len(), 1, "Task3 is abandoned");
+    assert_eq!(script.count("Task4"), 0);
+}
