@@ -443,7 +443,14 @@ impl Pass<'_> {
         id_of: impl Fn(&str) -> Option<String>,
     ) -> Result<Vec<(&'static str, Json)>, PassError> {
         let mut results = Vec::new();
-        for &name in edge.reads {
+        // A foreach function is user code that may read any source's result (upstream hands
+        // it the storage pool): fetch every source task's result for it.
+        let names = edge.reads.iter().chain(
+            edge.from
+                .iter()
+                .filter(|n| edge.foreach.is_some() && !edge.reads.contains(n)),
+        );
+        for &name in names {
             let Some(id) = id_of(name) else { continue };
             if self.system.task(name).and_then(|t| t.storage).is_none() {
                 continue;
