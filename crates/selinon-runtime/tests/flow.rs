@@ -38,7 +38,11 @@ static TASKS: [TaskSpec; 5] = [
     task("Add"),
 ];
 
-fn run_task(name: &str, ctx: TaskContext, node_args: Json) -> Option<BoxFuture<'static, TaskResult>> {
+fn run_task(
+    name: &str,
+    ctx: TaskContext,
+    node_args: Json,
+) -> Option<BoxFuture<'static, TaskResult>> {
     Some(match name {
         "Task1" | "Task2" | "Task3" | "Throttled" => run_boxed::<Scripted>(ctx, node_args),
         "Add" => run_boxed::<Add>(ctx, node_args),
@@ -78,7 +82,11 @@ mod chain {
         ..common::FLOW
     };
     static EDGES: [EdgeSpec; 3] = [
-        EdgeSpec { index: 0, to: &["Task1"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            to: &["Task1"],
+            ..EDGE
+        },
         EdgeSpec {
             index: 1,
             from: &["Task1"],
@@ -88,7 +96,12 @@ mod chain {
             condition_str: "fieldEqual(db.get('Task1'), key='go', value=True)",
             ..EDGE
         },
-        EdgeSpec { index: 2, from: &["Task2"], to: &["Task3"], ..EDGE },
+        EdgeSpec {
+            index: 2,
+            from: &["Task2"],
+            to: &["Task3"],
+            ..EDGE
+        },
     ];
     /// `fieldEqual(db.get('Task1'), key='go', value=True)`.
     fn edge_1_condition(db: &Db<'_>, _node_args: &Json) -> bool {
@@ -128,7 +141,11 @@ mod adder {
         ..common::FLOW
     };
     static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec { index: 0, to: &["Add"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            to: &["Add"],
+            ..EDGE
+        },
         EdgeSpec {
             index: 1,
             from: &["Add"],
@@ -156,7 +173,9 @@ mod adder {
 async fn a_chain_runs_to_the_end() {
     let script = Script::new();
     script.set("Task1", Behaviour::Result(json!({"go": true})));
-    let rt = Runtime::builder(&SYSTEM).resource_arc(script.clone()).build();
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .build();
     let outcome = rt.run_flow("chain", json!({"user": "x"})).await.unwrap();
     assert!(outcome.is_finished());
     assert_eq!(script.count("Task3"), 1);
@@ -215,7 +234,9 @@ async fn throttled_starts_are_spaced() {
 
     // End to end: the three runs take at least two intervals.
     let script = Script::new();
-    let rt = Runtime::builder(&SYSTEM).resource_arc(script.clone()).build();
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .build();
     let start = std::time::Instant::now();
     let outcome = rt.run_flow("throttled", Json::Null).await.unwrap();
     assert!(outcome.is_finished());
@@ -299,7 +320,9 @@ async fn many_flows_concurrently() {
         .without_config_trace()
         .max_concurrent_tasks(8)
         .build();
-    let handles: Vec<_> = (0..50).map(|i| rt.run_flow("chain", json!({"i": i}))).collect();
+    let handles: Vec<_> = (0..50)
+        .map(|i| rt.run_flow("chain", json!({"i": i})))
+        .collect();
     for h in handles {
         assert!(h.await.unwrap().is_finished());
     }

@@ -35,7 +35,11 @@ pub static SYSTEM: SystemSpec = SystemSpec {
 
 static TASKS: [TaskSpec; 4] = [task("Task1"), task("Task2"), task("Task3"), task("Task4")];
 
-fn run_task(name: &str, ctx: TaskContext, node_args: Json) -> Option<BoxFuture<'static, TaskResult>> {
+fn run_task(
+    name: &str,
+    ctx: TaskContext,
+    node_args: Json,
+) -> Option<BoxFuture<'static, TaskResult>> {
     Some(match name {
         "Task1" | "Task2" | "Task3" | "Task4" => run_boxed::<Scripted>(ctx, node_args),
         _ => return None,
@@ -84,7 +88,11 @@ mod fe_basic {
         ..common::FLOW
     };
     static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec { index: 0, to: &["Task1"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            to: &["Task1"],
+            ..EDGE
+        },
         EdgeSpec {
             index: 1,
             from: &["Task1"],
@@ -115,7 +123,11 @@ mod fe_propagate {
         ..common::FLOW
     };
     static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec { index: 0, to: &["Task1"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            to: &["Task1"],
+            ..EDGE
+        },
         EdgeSpec {
             index: 1,
             from: &["Task1"],
@@ -144,7 +156,11 @@ mod fe_sub {
         edges: &EDGES,
         ..common::FLOW
     };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["Task4"], ..EDGE }];
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["Task4"],
+        ..EDGE
+    }];
 }
 
 /// `→ Task1, Task2` with `nowait: Task2`.
@@ -156,7 +172,11 @@ mod nw_task {
         nowait: &["Task2"],
         ..common::FLOW
     };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["Task1", "Task2"], ..EDGE }];
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["Task1", "Task2"],
+        ..EDGE
+    }];
 }
 
 /// `→ Task1, fe_sub` with `nowait: fe_sub`.
@@ -168,7 +188,11 @@ mod nw_flow {
         nowait: &["fe_sub"],
         ..common::FLOW
     };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["Task1", "fe_sub"], ..EDGE }];
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["Task1", "fe_sub"],
+        ..EDGE
+    }];
 }
 
 /// `node_args_from_first`: `→ Task1`, `Task1 → Task2, Task3`.
@@ -182,8 +206,17 @@ mod na_first {
         ..common::FLOW
     };
     static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec { index: 0, to: &["Task1"], ..EDGE },
-        EdgeSpec { index: 1, from: &["Task1"], to: &["Task2", "Task3"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            to: &["Task1"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 1,
+            from: &["Task1"],
+            to: &["Task2", "Task3"],
+            ..EDGE
+        },
     ];
     fn edges_from(node: &str) -> &'static [usize] {
         match node {
@@ -204,8 +237,17 @@ mod na_flow {
         ..common::FLOW
     };
     pub static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec { index: 0, to: &["Task1"], ..EDGE },
-        EdgeSpec { index: 1, from: &["Task1"], to: &["fe_sub"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            to: &["Task1"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 1,
+            from: &["Task1"],
+            to: &["fe_sub"],
+            ..EDGE
+        },
     ];
     pub fn edges_from(node: &str) -> &'static [usize] {
         match node {
@@ -223,7 +265,10 @@ mod na_flow_propagate {
         edges: &na_flow::EDGES,
         edges_from: &na_flow::edges_from,
         node_args_from_first: true,
-        propagate: PropagateSpec { node_args: &["fe_sub"], ..NO_PROPAGATE },
+        propagate: PropagateSpec {
+            node_args: &["fe_sub"],
+            ..NO_PROPAGATE
+        },
         ..common::FLOW
     };
 }
@@ -233,7 +278,10 @@ mod na_flow_propagate {
 async fn foreach_on_a_starting_edge() {
     let s = Stepper::start(&SYSTEM, "fe_start", json!({"items": [1, 2, 3]})).await;
     assert_eq!(s.started_names(), ["Task1", "Task1", "Task1"]);
-    assert!(s.started.iter().all(|n| n.node_args == json!({"items": [1, 2, 3]})));
+    assert!(s
+        .started
+        .iter()
+        .all(|n| n.node_args == json!({"items": [1, 2, 3]})));
     assert_eq!(s.env.recorder.count(TraceEvent::ForeachResult), 1);
 
     // No items: nothing starts, the edge still counts as triggered, the flow ends.
@@ -268,8 +316,13 @@ async fn foreach_propagate_result_into_sub_flows() {
 
     // End to end.
     let script = Script::new();
-    script.set("Task1", Behaviour::Result(json!({"items": [{"n": 1}, {"n": 2}, {"n": 3}]})));
-    let rt = Runtime::builder(&SYSTEM).resource_arc(script.clone()).build();
+    script.set(
+        "Task1",
+        Behaviour::Result(json!({"items": [{"n": 1}, {"n": 2}, {"n": 3}]})),
+    );
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .build();
     let outcome = rt.run_flow("fe_propagate", json!({"x": 0})).await.unwrap();
     assert!(outcome.is_finished(), "{outcome:?}");
     assert_eq!(outcome.finished("fe_sub").len(), 3);
@@ -287,7 +340,10 @@ async fn foreach_propagate_result_into_sub_flows() {
 async fn nowait_task_is_never_waited_for() {
     let mut s = Stepper::start(&SYSTEM, "nw_task", Json::Null).await;
     assert_eq!(s.started_names(), ["Task1", "Task2"]);
-    assert!(s.active("Task2").is_empty(), "nowait nodes are never tracked");
+    assert!(
+        s.active("Task2").is_empty(),
+        "nowait nodes are never tracked"
+    );
     let t1 = s.id("Task1");
     s.set_finished(&t1, json!(null));
     s.pass().await;
@@ -295,8 +351,13 @@ async fn nowait_task_is_never_waited_for() {
 
     // End to end: the flow ends while the nowait task still sleeps.
     let script = Script::new();
-    script.set("Task2", Behaviour::Sleep(Duration::from_secs(30), json!(null)));
-    let rt = Runtime::builder(&SYSTEM).resource_arc(script.clone()).build();
+    script.set(
+        "Task2",
+        Behaviour::Sleep(Duration::from_secs(30), json!(null)),
+    );
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .build();
     let outcome = tokio::time::timeout(Duration::from_secs(5), rt.run_flow("nw_task", Json::Null))
         .await
         .expect("not waiting for the nowait task")
@@ -331,12 +392,23 @@ async fn node_args_from_first_task() {
     // End to end.
     let script = Script::new();
     script.set("Task1", Behaviour::Result(json!({"from": "Task1"})));
-    let rt = Runtime::builder(&SYSTEM).resource_arc(script.clone()).build();
-    let outcome = rt.run_flow("na_first", json!({"original": true})).await.unwrap();
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .build();
+    let outcome = rt
+        .run_flow("na_first", json!({"original": true}))
+        .await
+        .unwrap();
     assert!(outcome.is_finished());
     assert_eq!(outcome.node_args, json!({"from": "Task1"}));
-    assert_eq!(script.runs_of("Task1")[0].node_args, json!({"original": true}));
-    assert_eq!(script.runs_of("Task3")[0].node_args, json!({"from": "Task1"}));
+    assert_eq!(
+        script.runs_of("Task1")[0].node_args,
+        json!({"original": true})
+    );
+    assert_eq!(
+        script.runs_of("Task3")[0].node_args,
+        json!({"from": "Task1"})
+    );
 }
 
 // upstream: test_node_args.py::test_task2flow and test_task2flow_propagate

@@ -45,7 +45,11 @@ static TASKS: [TaskSpec; 7] = [
     task("Task7"),
 ];
 
-fn run_task(name: &str, ctx: TaskContext, node_args: Json) -> Option<BoxFuture<'static, TaskResult>> {
+fn run_task(
+    name: &str,
+    ctx: TaskContext,
+    node_args: Json,
+) -> Option<BoxFuture<'static, TaskResult>> {
     Some(match name {
         "Task1" | "Task2" | "Task3" | "Task4" | "Task5" | "Task6" | "Task7" => {
             run_boxed::<Scripted>(ctx, node_args)
@@ -64,8 +68,17 @@ mod single {
         ..common::FLOW
     };
     pub static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec { index: 0, to: &["Task1"], ..EDGE },
-        EdgeSpec { index: 1, from: &["Task1"], to: &["Task2"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            to: &["Task1"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 1,
+            from: &["Task1"],
+            to: &["Task2"],
+            ..EDGE
+        },
     ];
     pub fn edges_from(node: &str) -> &'static [usize] {
         match node {
@@ -85,7 +98,10 @@ mod fb_true {
         fallbacks: &fallbacks,
         ..common::FLOW
     };
-    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec { nodes: None, ..FALLBACK }];
+    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec {
+        nodes: None,
+        ..FALLBACK
+    }];
     pub fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
         match failed {
             ["Task1"] => &FAILURE_0,
@@ -104,7 +120,10 @@ mod fb_start {
         fallbacks: &fallbacks,
         ..common::FLOW
     };
-    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec { nodes: Some(&["Task3"]), ..FALLBACK }];
+    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec {
+        nodes: Some(&["Task3"]),
+        ..FALLBACK
+    }];
     pub fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
         match failed {
             ["Task1"] => &FAILURE_0,
@@ -125,9 +144,23 @@ mod two {
         ..common::FLOW
     };
     static EDGES: [EdgeSpec; 3] = [
-        EdgeSpec { index: 0, from: &["Task1"], to: &["Task3"], ..EDGE },
-        EdgeSpec { index: 1, from: &["Task2"], to: &["Task4"], ..EDGE },
-        EdgeSpec { index: 2, to: &["Task1", "Task2"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            from: &["Task1"],
+            to: &["Task3"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 1,
+            from: &["Task2"],
+            to: &["Task4"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 2,
+            to: &["Task1", "Task2"],
+            ..EDGE
+        },
     ];
     fn edges_from(node: &str) -> &'static [usize] {
         match node {
@@ -136,8 +169,14 @@ mod two {
             _ => &[],
         }
     }
-    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec { nodes: Some(&["Task5"]), ..FALLBACK }];
-    static FAILURE_1: [FallbackSpec; 1] = [FallbackSpec { nodes: Some(&["Task6"]), ..FALLBACK }];
+    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec {
+        nodes: Some(&["Task5"]),
+        ..FALLBACK
+    }];
+    static FAILURE_1: [FallbackSpec; 1] = [FallbackSpec {
+        nodes: Some(&["Task6"]),
+        ..FALLBACK
+    }];
     fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
         match failed {
             ["Task1", "Task2"] => &FAILURE_0,
@@ -159,8 +198,17 @@ mod cond {
         ..common::FLOW
     };
     static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec { index: 0, from: &["Task1"], to: &["Task2"], ..EDGE },
-        EdgeSpec { index: 1, to: &["Task1"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            from: &["Task1"],
+            to: &["Task2"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 1,
+            to: &["Task1"],
+            ..EDGE
+        },
     ];
     fn edges_from(node: &str) -> &'static [usize] {
         match node {
@@ -173,14 +221,20 @@ mod cond {
         p::args_field_equal(node_args, &json!("x"), &json!(1))
     }
     static FAILURE_0: [FallbackSpec; 3] = [
-        FallbackSpec { nodes: Some(&["Task3"]), ..FALLBACK },
+        FallbackSpec {
+            nodes: Some(&["Task3"]),
+            ..FALLBACK
+        },
         FallbackSpec {
             nodes: Some(&["Task4", "Task5"]),
             condition: &failure_0_1_condition,
             condition_str: "argsFieldEqual(node_args, key='x', value=1)",
             ..FALLBACK
         },
-        FallbackSpec { nodes: Some(&["Task6", "Task7"]), ..FALLBACK },
+        FallbackSpec {
+            nodes: Some(&["Task6", "Task7"]),
+            ..FALLBACK
+        },
     ];
     fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
         match failed {
@@ -199,9 +253,19 @@ mod ties {
         fallbacks: &fallbacks,
         ..common::FLOW
     };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["Task1", "Task2", "Task3"], ..EDGE }];
-    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec { nodes: Some(&["Task4"]), ..FALLBACK }];
-    static FAILURE_1: [FallbackSpec; 1] = [FallbackSpec { nodes: Some(&["Task5"]), ..FALLBACK }];
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["Task1", "Task2", "Task3"],
+        ..EDGE
+    }];
+    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec {
+        nodes: Some(&["Task4"]),
+        ..FALLBACK
+    }];
+    static FAILURE_1: [FallbackSpec; 1] = [FallbackSpec {
+        nodes: Some(&["Task5"]),
+        ..FALLBACK
+    }];
     fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
         match failed {
             ["Task1", "Task2"] => &FAILURE_0,
@@ -222,10 +286,29 @@ mod eager {
         ..common::FLOW
     };
     static EDGES: [EdgeSpec; 4] = [
-        EdgeSpec { index: 0, to: &["Task1"], ..EDGE },
-        EdgeSpec { index: 1, from: &["Task1"], to: &["Task2"], ..EDGE },
-        EdgeSpec { index: 2, from: &["Task1"], to: &["Task3"], ..EDGE },
-        EdgeSpec { index: 3, from: &["Task2"], to: &["Task4"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            to: &["Task1"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 1,
+            from: &["Task1"],
+            to: &["Task2"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 2,
+            from: &["Task1"],
+            to: &["Task3"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 3,
+            from: &["Task2"],
+            to: &["Task4"],
+            ..EDGE
+        },
     ];
     fn edges_from(node: &str) -> &'static [usize] {
         match node {
@@ -245,7 +328,11 @@ mod many {
         fallbacks: &fb_true::fallbacks,
         ..common::FLOW
     };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["Task2", "Task1", "Task1"], ..EDGE }];
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["Task2", "Task1", "Task1"],
+        ..EDGE
+    }];
 }
 
 /// `→ Task1`; Task1 falls back to the sub-flow `sub`, which gets the flow's arguments.
@@ -256,10 +343,17 @@ mod to_flow {
         edges: &single::EDGES,
         edges_from: &single::edges_from,
         fallbacks: &fallbacks,
-        propagate: PropagateSpec { node_args: &["sub"], parent: &["sub"], ..NO_PROPAGATE },
+        propagate: PropagateSpec {
+            node_args: &["sub"],
+            parent: &["sub"],
+            ..NO_PROPAGATE
+        },
         ..common::FLOW
     };
-    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec { nodes: Some(&["sub"]), ..FALLBACK }];
+    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec {
+        nodes: Some(&["sub"]),
+        ..FALLBACK
+    }];
     fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
         match failed {
             ["Task1"] => &FAILURE_0,
@@ -278,9 +372,19 @@ mod nowait_fb {
         nowait: &["Task3"],
         ..common::FLOW
     };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["Task1", "Task2"], ..EDGE }];
-    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec { nodes: Some(&["Task3"]), ..FALLBACK }];
-    static FAILURE_1: [FallbackSpec; 1] = [FallbackSpec { nodes: Some(&["Task4"]), ..FALLBACK }];
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["Task1", "Task2"],
+        ..EDGE
+    }];
+    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec {
+        nodes: Some(&["Task3"]),
+        ..FALLBACK
+    }];
+    static FAILURE_1: [FallbackSpec; 1] = [FallbackSpec {
+        nodes: Some(&["Task4"]),
+        ..FALLBACK
+    }];
     fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
         match failed {
             ["Task1"] => &FAILURE_0,
@@ -298,7 +402,11 @@ mod sub {
         edges: &EDGES,
         ..common::FLOW
     };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["Task7"], ..EDGE }];
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["Task7"],
+        ..EDGE
+    }];
 }
 
 /// `→ sub`; `failures: [{nodes: sub, fallback: true}]`.
@@ -310,8 +418,15 @@ mod failing_sub {
         fallbacks: &fallbacks,
         ..common::FLOW
     };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["sub"], ..EDGE }];
-    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec { nodes: None, ..FALLBACK }];
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["sub"],
+        ..EDGE
+    }];
+    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec {
+        nodes: None,
+        ..FALLBACK
+    }];
     fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
         match failed {
             ["sub"] => &FAILURE_0,
@@ -460,10 +575,7 @@ async fn ties_go_to_the_lexicographically_first_set() {
     }
     s.pass().await;
     assert_eq!(s.started_names(), ["Task4"]);
-    assert_eq!(
-        s.state().failed_nodes.keys().collect::<Vec<_>>(),
-        ["Task3"]
-    );
+    assert_eq!(s.state().failed_nodes.keys().collect::<Vec<_>>(), ["Task3"]);
     let t4 = s.id("Task4");
     s.set_finished(&t4, json!(null));
     s.pass().await;
@@ -487,9 +599,16 @@ async fn eager_failure_fails_at_once() {
     let PassOutcome::Failed(reported) = &s.outcome else {
         panic!("eager failure: {:?}", s.outcome)
     };
-    let active: Vec<&str> = reported.active_nodes.iter().map(|n| n.name.as_str()).collect();
+    let active: Vec<&str> = reported
+        .active_nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
     assert_eq!(active, ["Task3"]);
-    assert_eq!(reported.finished_nodes.keys().collect::<Vec<_>>(), ["Task1"]);
+    assert_eq!(
+        reported.finished_nodes.keys().collect::<Vec<_>>(),
+        ["Task1"]
+    );
     assert_eq!(reported.failed_nodes.keys().collect::<Vec<_>>(), ["Task2"]);
     assert_eq!(s.env.recorder.count(TraceEvent::EagerFailure), 1);
 }
@@ -554,7 +673,9 @@ async fn nowait_fallback_stops_fallbacks() {
 async fn failed_sub_flow_is_a_failed_node() {
     let script = Script::new();
     script.set("Task7", Behaviour::Fail);
-    let rt = Runtime::builder(&SYSTEM).resource_arc(script.clone()).build();
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .build();
     let outcome = rt.run_flow("failing_sub", Json::Null).await.unwrap();
     assert!(outcome.is_finished(), "{outcome:?}");
     assert!(outcome.failed_nodes.is_empty());
@@ -570,7 +691,9 @@ async fn fallbacks_end_to_end() {
     let script = Script::new();
     script.set("Task1", Behaviour::Fail);
     script.set("Task2", Behaviour::Fail);
-    let rt = Runtime::builder(&SYSTEM).resource_arc(script.clone()).build();
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .build();
 
     let outcome = rt.run_flow("two", Json::Null).await.unwrap();
     assert!(outcome.is_finished(), "{outcome:?}");
@@ -589,7 +712,9 @@ async fn fallbacks_end_to_end() {
         "Task3",
         Behaviour::Sleep(std::time::Duration::from_secs(30), json!(null)),
     );
-    let rt = Runtime::builder(&SYSTEM).resource_arc(script.clone()).build();
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .build();
     let outcome = rt.run_flow("eager", Json::Null).await.unwrap();
     assert!(outcome.is_failed());
     assert_eq!(outcome.failed("Task2").len(), 1);

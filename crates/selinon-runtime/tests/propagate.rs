@@ -41,7 +41,11 @@ static TASKS: [TaskSpec; 5] = [
     task("TaskX"),
 ];
 
-fn run_task(name: &str, ctx: TaskContext, node_args: Json) -> Option<BoxFuture<'static, TaskResult>> {
+fn run_task(
+    name: &str,
+    ctx: TaskContext,
+    node_args: Json,
+) -> Option<BoxFuture<'static, TaskResult>> {
     Some(match name {
         "Task1" | "Task2" | "Task3" | "Task4" | "TaskX" => run_boxed::<Scripted>(ctx, node_args),
         _ => return None,
@@ -54,10 +58,17 @@ mod p_args {
     pub static FLOW: FlowSpec = FlowSpec {
         name: "p_args",
         edges: &EDGES,
-        propagate: PropagateSpec { node_args: &["flow2"], ..NO_PROPAGATE },
+        propagate: PropagateSpec {
+            node_args: &["flow2"],
+            ..NO_PROPAGATE
+        },
         ..common::FLOW
     };
-    pub static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["flow2"], ..EDGE }];
+    pub static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["flow2"],
+        ..EDGE
+    }];
 }
 
 /// `→ flow2`, nothing propagated.
@@ -77,12 +88,24 @@ mod p_parent {
         name: "p_parent",
         edges: &EDGES,
         edges_from: &edges_from,
-        propagate: PropagateSpec { parent: &["flow2"], ..NO_PROPAGATE },
+        propagate: PropagateSpec {
+            parent: &["flow2"],
+            ..NO_PROPAGATE
+        },
         ..common::FLOW
     };
     static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec { index: 0, to: &["Task1"], ..EDGE },
-        EdgeSpec { index: 1, from: &["Task1"], to: &["flow2"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            to: &["Task1"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 1,
+            from: &["Task1"],
+            to: &["flow2"],
+            ..EDGE
+        },
     ];
     fn edges_from(node: &str) -> &'static [usize] {
         match node {
@@ -108,9 +131,23 @@ mod p_compound {
         ..common::FLOW
     };
     static EDGES: [EdgeSpec; 3] = [
-        EdgeSpec { index: 0, from: &["flow2", "Task2"], to: &["TaskX"], ..EDGE },
-        EdgeSpec { index: 1, from: &["Task1"], to: &["flow2"], ..EDGE },
-        EdgeSpec { index: 2, to: &["Task1", "Task2"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            from: &["flow2", "Task2"],
+            to: &["TaskX"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 1,
+            from: &["Task1"],
+            to: &["flow2"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 2,
+            to: &["Task1", "Task2"],
+            ..EDGE
+        },
     ];
     fn edges_from(node: &str) -> &'static [usize] {
         match node {
@@ -137,8 +174,17 @@ mod p_mixed {
         ..common::FLOW
     };
     static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec { index: 0, to: &["flow2", "flow3"], ..EDGE },
-        EdgeSpec { index: 1, from: &["flow2", "flow3"], to: &["TaskX"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            to: &["flow2", "flow3"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 1,
+            from: &["flow2", "flow3"],
+            to: &["TaskX"],
+            ..EDGE
+        },
     ];
     fn edges_from(node: &str) -> &'static [usize] {
         match node {
@@ -156,7 +202,11 @@ mod flow2 {
         edges: &EDGES,
         ..common::FLOW
     };
-    pub static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["Task1"], ..EDGE }];
+    pub static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["Task1"],
+        ..EDGE
+    }];
 }
 
 mod flow3 {
@@ -193,8 +243,17 @@ mod outer {
         ..common::FLOW
     };
     static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec { index: 0, to: &["inner"], ..EDGE },
-        EdgeSpec { index: 1, from: &["inner"], to: &["TaskX"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            to: &["inner"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 1,
+            from: &["inner"],
+            to: &["TaskX"],
+            ..EDGE
+        },
     ];
     fn edges_from(node: &str) -> &'static [usize] {
         match node {
@@ -211,12 +270,24 @@ mod inner {
         name: "inner",
         edges: &EDGES,
         edges_from: &edges_from,
-        propagate: PropagateSpec { parent: &["nested"], ..NO_PROPAGATE },
+        propagate: PropagateSpec {
+            parent: &["nested"],
+            ..NO_PROPAGATE
+        },
         ..common::FLOW
     };
     static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec { index: 0, to: &["Task1"], ..EDGE },
-        EdgeSpec { index: 1, from: &["Task1"], to: &["Task2", "nested"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            to: &["Task1"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 1,
+            from: &["Task1"],
+            to: &["Task2", "nested"],
+            ..EDGE
+        },
     ];
     fn edges_from(node: &str) -> &'static [usize] {
         match node {
@@ -234,7 +305,11 @@ mod nested {
         edges: &EDGES,
         ..common::FLOW
     };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["Task3", "Task3"], ..EDGE }];
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["Task3", "Task3"],
+        ..EDGE
+    }];
 }
 
 // upstream: test_propagate.py::test_propagate_node_args_true / test_propagate_node_args_flow
@@ -296,7 +371,10 @@ async fn compound_finished_flattens_nested_sub_flows() {
     let parent = &s.started[0].parent;
     assert_eq!(parent["Task2"], json!(t2));
     let flow2 = parent["flow2"].as_object().unwrap();
-    assert_eq!(sorted(&flow2.keys().cloned().collect::<Vec<_>>()), ["Task2", "Task3", "Task4"]);
+    assert_eq!(
+        sorted(&flow2.keys().cloned().collect::<Vec<_>>()),
+        ["Task2", "Task3", "Task4"]
+    );
     let ids = |k: &str| -> Vec<String> { serde_json::from_value(flow2[k].clone()).unwrap() };
     assert_eq!(sorted(&ids("Task2")), ["<task2-id1>", "<task2-id2>"]);
     assert_eq!(sorted(&ids("Task3")), ["<task3-id1>", "<task3-id2>"]);
@@ -368,15 +446,22 @@ async fn sub_flow_sources_without_propagation_contribute_nothing() {
 #[tokio::test]
 async fn propagate_finished_end_to_end() {
     let script = Script::new();
-    script.set("Task3", Behaviour::Results(vec![json!({"n": 1}), json!({"n": 2})]));
-    let rt = Runtime::builder(&SYSTEM).resource_arc(script.clone()).build();
+    script.set(
+        "Task3",
+        Behaviour::Results(vec![json!({"n": 1}), json!({"n": 2})]),
+    );
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .build();
     let outcome = rt.run_flow("outer", json!({"order": 7})).await.unwrap();
     assert!(outcome.is_finished(), "{outcome:?}");
     assert_eq!(outcome.finished("inner").len(), 1);
     assert_eq!(outcome.finished("TaskX").len(), 1);
 
     let x = &script.runs_of("TaskX")[0];
-    let inner = x.parent["inner"].as_object().expect("inner's finished nodes");
+    let inner = x.parent["inner"]
+        .as_object()
+        .expect("inner's finished nodes");
     assert_eq!(inner["Task1"].as_array().unwrap().len(), 1);
     assert_eq!(inner["Task2"].as_array().unwrap().len(), 1);
     let nested = inner["nested"]["Task3"].as_array().unwrap();

@@ -37,13 +37,23 @@ static TASKS: [TaskSpec; 5] = [
         retry_countdown: Duration::from_millis(5),
         ..task("Retrying")
     },
-    TaskSpec { max_retry: 1, ..task("Once") },
+    TaskSpec {
+        max_retry: 1,
+        ..task("Once")
+    },
     task("Task1"),
-    TaskSpec { max_retry: 3, ..task("Panicky") },
+    TaskSpec {
+        max_retry: 3,
+        ..task("Panicky")
+    },
     task("Task2"),
 ];
 
-fn run_task(name: &str, ctx: TaskContext, node_args: Json) -> Option<BoxFuture<'static, TaskResult>> {
+fn run_task(
+    name: &str,
+    ctx: TaskContext,
+    node_args: Json,
+) -> Option<BoxFuture<'static, TaskResult>> {
     Some(match name {
         "Retrying" | "Once" | "Task1" | "Task2" => run_boxed::<Scripted>(ctx, node_args),
         "Panicky" => run_boxed::<Panicky>(ctx, node_args),
@@ -73,7 +83,11 @@ mod retrying {
         edges: &EDGES,
         ..common::FLOW
     };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["Retrying"], ..EDGE }];
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["Retrying"],
+        ..EDGE
+    }];
 }
 
 /// `→ Once`.
@@ -84,7 +98,11 @@ mod once {
         edges: &EDGES,
         ..common::FLOW
     };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["Once"], ..EDGE }];
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["Once"],
+        ..EDGE
+    }];
 }
 
 /// `→ Task1`, `Task1 → Task2`; the flow is retried twice (`max_retry: 2`).
@@ -99,8 +117,17 @@ mod flaky_flow {
         ..common::FLOW
     };
     static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec { index: 0, to: &["Task1"], ..EDGE },
-        EdgeSpec { index: 1, from: &["Task1"], to: &["Task2"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            to: &["Task1"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 1,
+            from: &["Task1"],
+            to: &["Task2"],
+            ..EDGE
+        },
     ];
     fn edges_from(node: &str) -> &'static [usize] {
         match node {
@@ -118,7 +145,11 @@ mod panicking {
         edges: &EDGES,
         ..common::FLOW
     };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec { index: 0, to: &["Panicky"], ..EDGE }];
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["Panicky"],
+        ..EDGE
+    }];
 }
 
 /// `→ Task1`, `Task1 → Task2` if `fieldExist(db.get('Task1'), key='ok')`.
@@ -132,7 +163,11 @@ mod reading {
         ..common::FLOW
     };
     static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec { index: 0, to: &["Task1"], ..EDGE },
+        EdgeSpec {
+            index: 0,
+            to: &["Task1"],
+            ..EDGE
+        },
         EdgeSpec {
             index: 1,
             from: &["Task1"],
@@ -249,7 +284,10 @@ async fn a_panicking_task_fails_and_the_worker_goes_on() {
     );
 
     // The same runtime goes on: a panic counts as an ordinary failure, so retries recover.
-    let outcome = rt.run_flow("panicking", json!({"panics": 2})).await.unwrap();
+    let outcome = rt
+        .run_flow("panicking", json!({"panics": 2}))
+        .await
+        .unwrap();
     assert!(outcome.is_finished(), "{outcome:?}");
     let id = &outcome.finished("Panicky")[0];
     let stored = rt.task_result("panicking", "Panicky", id).await.unwrap();
@@ -278,7 +316,10 @@ async fn flow_retry_restarts_from_scratch() {
     // Every attempt had the flow's arguments and its own task ids.
     let runs = script.runs_of("Task1");
     assert!(runs.iter().all(|r| r.node_args == json!({"a": 1})));
-    assert_eq!(sorted(&runs.iter().map(|r| r.task_id.clone()).collect::<Vec<_>>()).len(), 3);
+    assert_eq!(
+        sorted(&runs.iter().map(|r| r.task_id.clone()).collect::<Vec<_>>()).len(),
+        3
+    );
     // The final state is the last attempt's.
     assert_eq!(outcome.finished("Task1").len(), 1);
     assert!(outcome.failed_nodes.is_empty());

@@ -33,7 +33,11 @@ pub static SYSTEM: SystemSpec = SystemSpec {
 
 static TASKS: [TaskSpec; 4] = [task("Task1"), task("Task2"), task("Task3"), task("Task4")];
 
-fn run_task(name: &str, ctx: TaskContext, node_args: Json) -> Option<BoxFuture<'static, TaskResult>> {
+fn run_task(
+    name: &str,
+    ctx: TaskContext,
+    node_args: Json,
+) -> Option<BoxFuture<'static, TaskResult>> {
     match name {
         "Task1" | "Task2" | "Task3" | "Task4" => {
             Some(selinon_runtime::spec::run_boxed::<Scripted>(ctx, node_args))
@@ -43,10 +47,22 @@ fn run_task(name: &str, ctx: TaskContext, node_args: Json) -> Option<BoxFuture<'
 }
 
 static NODES_1234: [NodeSpec; 4] = [
-    NodeSpec { name: "Task1", kind: NodeKind::Task },
-    NodeSpec { name: "Task2", kind: NodeKind::Task },
-    NodeSpec { name: "Task3", kind: NodeKind::Task },
-    NodeSpec { name: "Task4", kind: NodeKind::Task },
+    NodeSpec {
+        name: "Task1",
+        kind: NodeKind::Task,
+    },
+    NodeSpec {
+        name: "Task2",
+        kind: NodeKind::Task,
+    },
+    NodeSpec {
+        name: "Task3",
+        kind: NodeKind::Task,
+    },
+    NodeSpec {
+        name: "Task4",
+        kind: NodeKind::Task,
+    },
 ];
 
 fn never(_db: &Db<'_>, _node_args: &Json) -> bool {
@@ -472,10 +488,13 @@ async fn two_to_one_fires_when_the_last_source_finishes() {
     s.set_finished(&t2, json!(null));
     s.pass().await;
     assert!(s.started.is_empty());
-    assert_eq!(s.active("Task1"), [t1.clone()]);
+    assert_eq!(s.active("Task1"), std::slice::from_ref(&t1));
     assert!(s.state().finished_nodes.contains_key("Task2"));
 
-    s.set_finished(&t1, json!("some result of task1 that shouldn't be propagated"));
+    s.set_finished(
+        &t1,
+        json!("some result of task1 that shouldn't be propagated"),
+    );
     s.pass().await;
     assert_eq!(s.started_names(), ["Task3"]);
     assert_eq!(s.started[0].parent, json!({"Task1": t1, "Task2": t2}));

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use selinon_runtime::engine::{
-    dispatch, Action, DispatcherMessage, EngineEnv, FlowResult, FlowState, NodeEvent,
-    PassOutcome, Throttler,
+    dispatch, Action, DispatcherMessage, EngineEnv, FlowResult, FlowState, NodeEvent, PassOutcome,
+    Throttler,
 };
 use selinon_runtime::spec::{StorageAdapter, StorageSpec, SystemSpec, TaskSpec};
 use selinon_runtime::trace::Tracer;
@@ -366,7 +366,12 @@ impl Stepper {
     /// The id of the only active instance of a node.
     pub fn id(&self, name: &str) -> String {
         let ids = self.active(name);
-        assert_eq!(ids.len(), 1, "one active `{name}` expected: {:?}", self.state());
+        assert_eq!(
+            ids.len(),
+            1,
+            "one active `{name}` expected: {:?}",
+            self.state()
+        );
         ids[0].clone()
     }
 
@@ -433,14 +438,15 @@ pub fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
 }
 
 /// No `propagate_*` flag set.
-pub const NO_PROPAGATE: selinon_runtime::spec::PropagateSpec = selinon_runtime::spec::PropagateSpec {
-    node_args: &[],
-    parent: &[],
-    finished: &[],
-    compound_finished: &[],
-    failures: &[],
-    compound_failures: &[],
-};
+pub const NO_PROPAGATE: selinon_runtime::spec::PropagateSpec =
+    selinon_runtime::spec::PropagateSpec {
+        node_args: &[],
+        parent: &[],
+        finished: &[],
+        compound_finished: &[],
+        failures: &[],
+        compound_failures: &[],
+    };
 
 /// A flow with no failures table.
 pub fn no_fallbacks(_failed: &[&str]) -> &'static [selinon_runtime::spec::FallbackSpec] {
