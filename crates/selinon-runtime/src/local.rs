@@ -18,12 +18,14 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -554,8 +556,16 @@ async fn run_task(
             None => None,
         };
         let env: Arc<dyn TaskEnv> = inner.clone();
-        let outcome =
-            envelope::run_attempt(inner.system, &inner.pool, &inner.tracer, &message, env).await;
+        let attempt =
+            envelope::run_attempt(inner.system, &inner.pool, &inner.tracer, &message, env);
+        // User code is already guarded in the envelope; this guards adapters and sinks too,
+        // so that a flow always hears of its task.
+        let outcome = match AssertUnwindSafe(attempt).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(_) => AttemptOutcome::Failed {
+                error: "the task envelope panicked (storage adapter or trace sink)".into(),
+            },
+        };
         match outcome {
             AttemptOutcome::Succeeded => break NodeStatus::Finished,
             AttemptOutcome::Failed { .. } => break NodeStatus::Failed,
