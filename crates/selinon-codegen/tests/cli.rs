@@ -1,0 +1,384 @@
+//! The `selinon` binary: exit codes (0 no errors, 1 errors, 2 usage), rustc-style diagnostics on
+//! stderr, `--format json`, and the queue listings.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn selinon(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_selinon"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SELINON_NODES")
+        .output()
+        .expect("run the selinon binary")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).expect("stderr is UTF-8")
+}
+
+#[track_caller]
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// A fresh directory holding the given files.
+fn scratch(name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+/// The repository's example configuration.
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/flows")
+}
+
+const EXAMPLE_ARGS: &[&str] = &[
+    "check",
+    "--nodes",
+    "nodes.yml",
+    "--flows",
+    "ingest.yml",
+    "--flows",
+    "analyse.yml",
+];
+
+const NODES: &str = "\
+tasks:
+  - name: Fetch
+    import: app.tasks
+    queue: '{PREFIX}_fetch'
+  - name: Parse
+    import: app.tasks
+    max_retry: -1
+flows: [main]
+";
+
+const FLOWS: &str = "\
+flow-definitions:
+  - name: main
+    queue: main_v0
+    edges:
+      - from:
+        to: Fetch
+      - from: Fetch
+        to: Parse
+        condition:
+          name: fieldLenLes
+          args: {key: a}
+";
+
+fn broken() -> PathBuf {
+    scratch("broken", &[("nodes.yml", NODES), ("flows/main.yml", FLOWS)])
+}
+
+#[test]
+fn example_config_is_ok() {
+    let out = selinon(&example_dir(), EXAMPLE_ARGS);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("configuration OK: 6 tasks, 2 flows, 1 storages"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("warning"),
+        "the example has no warnings:\n{err}"
+    );
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn errors_exit_1_with_rustc_style_diagnostics() {
+    let out = selinon(
+        &broken(),
+        &["check", "--nodes", "nodes.yml", "--flows", "flows"],
+    );
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    // The negative retry count: header, location, the source line, a caret under the value.
+    let expected = [
+        "error: `max_retry` of task `Parse` must be a non-negative integer, found -1",
+        " --> nodes.yml:7:16",
+        "7 |     max_retry: -1",
+        "  |                ^^",
+    ];
+    for line in expected {
+        assert!(
+            err.lines().any(|l| l == line),
+            "missing line {line:?} in:\n{err}"
+        );
+    }
+    // The misspelt predicate, in the flow file, with a suggestion.
+    assert!(err.contains("fieldLenLes"), "{err}");
+    assert!(err.contains("--> flows/main.yml:10:17"), "{err}");
+    assert!(err.contains("did you mean `fieldLenLess`?"), "{err}");
+    // Every problem of the run is reported, then a summary.
+    assert!(
+        err.trim_end().ends_with("2 errors, 0 warnings"),
+        "summary line:\n{err}"
+    );
+    assert!(
+        !err.contains('\x1b'),
+        "no colour when stderr is not a terminal"
+    );
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn json_format_has_the_expected_fields() {
+    let out = selinon(
+        &broken(),
+        &[
+            "check",
+            "--nodes",
+            "nodes.yml",
+            "--flows",
+            "flows",
+            "--format",
+            "json",
+        ],
+    );
+    assert_exit(&out, 1);
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&out)).expect("stdout is one JSON document");
+    let items = json.as_array().expect("an array of diagnostics");
+    assert_eq!(items.len(), 2, "{json:#}");
+    for item in items {
+        for key in ["severity", "message", "help", "location", "related"] {
+            assert!(item.get(key).is_some(), "no `{key}` in {item:#}");
+        }
+        let loc = &item["location"];
+        for key in ["file", "line", "column", "end_line", "end_column"] {
+            assert!(loc.get(key).is_some(), "no `location.{key}` in {item:#}");
+        }
+    }
+    let retry = items
+        .iter()
+        .find(|i| i["message"].as_str().unwrap().contains("max_retry"))
+        .expect("the max_retry error");
+    assert_eq!(retry["severity"], "error");
+    assert_eq!(retry["location"]["file"], "nodes.yml");
+    assert_eq!(retry["location"]["line"], 7);
+    assert_eq!(retry["location"]["column"], 16);
+    assert_eq!(retry["help"], "write e.g. `max_retry: 3`");
+    let predicate = items
+        .iter()
+        .find(|i| i["message"].as_str().unwrap().contains("fieldLenLes"))
+        .expect("the predicate error");
+    assert_eq!(predicate["location"]["file"], "flows/main.yml");
+    assert_eq!(predicate["location"]["line"], 10);
+
+    // A clean config: an empty array and exit 0.
+    let mut args = EXAMPLE_ARGS.to_vec();
+    args.extend(["--format", "json"]);
+    let out = selinon(&example_dir(), &args);
+    assert_exit(&out, 0);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json, serde_json::json!([]));
+}
+
+#[test]
+fn warnings_alone_exit_0() {
+    let nodes =
+        "tasks:\n  - name: A\n    import: app\n  - name: Unused\n    import: app\nflows: [f]\n";
+    let flows = "flow-definitions:\n  - name: f\n    edges:\n      - from:\n        to: A\n";
+    let dir = scratch("warnings", &[("nodes.yml", nodes), ("flows.yml", flows)]);
+    let out = selinon(
+        &dir,
+        &["check", "--nodes", "nodes.yml", "--flows", "flows.yml"],
+    );
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(err.contains("warning: "), "{err}");
+    assert!(err.contains(" --> nodes.yml:4:11"), "{err}");
+    assert!(err.contains("0 errors, 1 warning"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = example_dir();
+    for args in [
+        &[][..],
+        &["check"][..],
+        &["check", "--nodes", "nodes.yml"][..],
+        &["check", "--flows", "ingest.yml"][..],
+        &[
+            "check",
+            "--nodes",
+            "nodes.yml",
+            "--flows",
+            "ingest.yml",
+            "--format",
+            "xml",
+        ][..],
+        &[
+            "check",
+            "--nodes",
+            "nodes.yml",
+            "--flows",
+            "ingest.yml",
+            "--bogus",
+        ][..],
+        &["frobnicate"][..],
+    ] {
+        let out = selinon(&dir, args);
+        assert_exit(&out, 2);
+        assert!(!stderr(&out).is_empty(), "{args:?}: a usage message");
+    }
+    let out = selinon(&dir, &["check", "--help"]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("--list-task-queues"));
+}
+
+#[test]
+fn missing_and_unreadable_inputs_exit_1() {
+    let dir = scratch(
+        "inputs",
+        &[
+            ("nodes.yml", "tasks: [\n"),
+            ("empty/readme.txt", "no yaml here\n"),
+        ],
+    );
+    std::fs::write(dir.join("latin1.yml"), b"flow-definitions: caf\xe9\n").unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--nodes", "nope.yml", "--flows", "also-nope.yml"],
+            "nope.yml does not exist",
+        ),
+        (
+            &["--nodes", "nodes.yml", "--flows", "empty"],
+            "holds no `*.yml` or `*.yaml`",
+        ),
+        (
+            &["--nodes", "nodes.yml", "--flows", "nodes.yml"],
+            "malformed YAML",
+        ),
+        (
+            &["--nodes", "nodes.yml", "--flows", "latin1.yml"],
+            "--> latin1.yml:1:22",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut full = vec!["check"];
+        full.extend_from_slice(args);
+        let out = selinon(&dir, &full);
+        assert_exit(&out, 1);
+        let err = stderr(&out);
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in:\n{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn queue_listings() {
+    let mut args = EXAMPLE_ARGS.to_vec();
+    args.push("--list-task-queues");
+    let out = selinon(&example_dir(), &args);
+    assert_exit(&out, 0);
+    assert_eq!(
+        stdout(&out).lines().collect::<Vec<_>>(),
+        [
+            "FetchRelease:celery",
+            "ExtractMetadata:celery",
+            "CheckLicense:celery",
+            "ScanCode:celery",
+            "FetchFromMirror:celery",
+            "Report:reports",
+        ]
+    );
+
+    let mut args = EXAMPLE_ARGS.to_vec();
+    args.push("--list-dispatcher-queues");
+    let out = selinon(&example_dir(), &args);
+    assert_exit(&out, 0);
+    assert_eq!(
+        stdout(&out).lines().collect::<Vec<_>>(),
+        ["ingest:ingest_flow", "analyse:celery"]
+    );
+
+    // `{VAR}` placeholders are listed as written: they are expanded when a worker starts.
+    let nodes = NODES.replace("    max_retry: -1\n", "");
+    let flows = FLOWS.replace("fieldLenLes", "argsFieldExist");
+    let dir = scratch("queues", &[("nodes.yml", &nodes), ("flows.yml", &flows)]);
+    let out = selinon(
+        &dir,
+        &[
+            "check",
+            "--nodes",
+            "nodes.yml",
+            "--flows",
+            "flows.yml",
+            "--list-task-queues",
+            "--list-dispatcher-queues",
+        ],
+    );
+    assert_exit(&out, 0);
+    let listed: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert_eq!(
+        listed,
+        ["Fetch:{PREFIX}_fetch", "Parse:celery", "main:main_v0"]
+    );
+    for line in &listed {
+        let (name, queue) = line.split_once(':').expect("name:queue");
+        assert!(!name.is_empty() && !queue.is_empty(), "{line}");
+    }
+}
+
+#[test]
+fn listings_are_not_printed_when_there_are_errors() {
+    let out = selinon(
+        &broken(),
+        &[
+            "check",
+            "--nodes",
+            "nodes.yml",
+            "--flows",
+            "flows",
+            "--list-task-queues",
+        ],
+    );
+    assert_exit(&out, 1);
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+}
+
+#[test]
+fn readme_main_command_works() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let prefix = "cargo run -p selinon-codegen --bin selinon -- ";
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .expect("README.md shows the `selinon check` command");
+    let args: Vec<&str> = line[prefix.len()..].split_whitespace().collect();
+    let out = selinon(&root, &args);
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("configuration OK"),
+        "{}",
+        stderr(&out)
+    );
+}

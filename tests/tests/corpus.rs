@@ -1,0 +1,316 @@
+//! The corpus of real Selinon configurations (`shared/corpus`): every configuration upstream
+//! Selinon 1.4.0 accepts is accepted, every one it rejects is rejected for the reason MANIFEST.md
+//! gives.
+//!
+//! The corpus folder is `$SELINON_CORPUS_DIR` (set by `.ci/run`). When the variable is set and the
+//! folder is missing, the test fails. When it is unset, `../shared/corpus` beside the workspace is
+//! used; if that is missing too the test fails, unless `SELINON_SKIP_CORPUS=1`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use selinon_codegen::{check_files, Checked, Diagnostic};
+
+/// The corpus folder, or `None` when the corpus is explicitly skipped.
+fn corpus_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SELINON_CORPUS_DIR") {
+        let dir = PathBuf::from(dir);
+        assert!(
+            dir.is_dir(),
+            "SELINON_CORPUS_DIR={} is not a directory: point it at the shared/corpus folder",
+            dir.display()
+        );
+        return Some(dir);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lies in the workspace");
+    let default = workspace.join("../shared/corpus");
+    if default.is_dir() {
+        return Some(default);
+    }
+    if std::env::var("SELINON_SKIP_CORPUS").as_deref() == Ok("1") {
+        eprintln!(
+            "SKIPPED: the corpus is missing (SELINON_CORPUS_DIR is unset and {} does not exist) \
+             and SELINON_SKIP_CORPUS=1",
+            default.display()
+        );
+        return None;
+    }
+    panic!(
+        "the corpus is missing: SELINON_CORPUS_DIR is unset and {} does not exist; set \
+         SELINON_CORPUS_DIR to the shared/corpus folder (or SELINON_SKIP_CORPUS=1 to skip)",
+        default.display()
+    );
+}
+
+#[derive(Debug)]
+struct Entry {
+    name: String,
+    accept: bool,
+    nodes: PathBuf,
+    flows: Vec<PathBuf>,
+}
+
+/// The lines of `CONFIGS.tsv`: folder, verdict, nodes file, space-separated flow files.
+fn entries(corpus: &Path) -> Vec<Entry> {
+    let path = corpus.join("CONFIGS.tsv");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty() && !line.starts_with('#'))
+        .map(|(i, line)| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            assert!(
+                fields.len() == 4,
+                "{}:{}: expected 4 tab-separated fields, found {}",
+                path.display(),
+                i + 1,
+                fields.len()
+            );
+            let dir = corpus.join(fields[0]);
+            let accept = match fields[1] {
+                "ACCEPT" => true,
+                "REJECT" => false,
+                other => panic!("{}:{}: unknown verdict {other:?}", path.display(), i + 1),
+            };
+            Entry {
+                name: fields[0].to_string(),
+                accept,
+                nodes: dir.join(fields[2]),
+                flows: fields[3].split_whitespace().map(|f| dir.join(f)).collect(),
+            }
+        })
+        .collect()
+}
+
+/// Upstream's counts for an accepted config, from `VALIDATION.json`.
+#[derive(Debug, PartialEq)]
+struct Counts {
+    tasks: u64,
+    flows: u64,
+    storages: u64,
+    edges: u64,
+}
+
+struct Upstream {
+    counts: std::collections::BTreeMap<String, Counts>,
+    env_placeholders: BTreeSet<String>,
+}
+
+fn upstream(corpus: &Path) -> Upstream {
+    let path = corpus.join("VALIDATION.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|err| panic!("{} is not JSON: {err}", path.display()));
+    let mut counts = std::collections::BTreeMap::new();
+    let mut env_placeholders = BTreeSet::new();
+    for item in json.as_array().expect("VALIDATION.json is a list") {
+        let name = item["config"].as_str().expect("config name").to_string();
+        let c = &item["counts"];
+        let n = |key: &str| {
+            c[key]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{name}: counts.{key}"))
+        };
+        counts.insert(
+            name.clone(),
+            Counts {
+                tasks: n("tasks"),
+                flows: n("flows"),
+                storages: n("storages"),
+                edges: n("edges"),
+            },
+        );
+        for var in item["env_placeholders"].as_array().into_iter().flatten() {
+            env_placeholders.insert(var.as_str().expect("a variable name").to_string());
+        }
+    }
+    Upstream {
+        counts,
+        env_placeholders,
+    }
+}
+
+/// Why upstream rejects a config (MANIFEST.md, "Negative cases"), as something to find among our
+/// errors: words the message must contain (every group: one of its alternatives), and a text the
+/// reported source line must contain.
+struct Reason {
+    config_suffix: &'static str,
+    manifest: &'static str,
+    message: &'static [&'static [&'static str]],
+    line_contains: &'static str,
+}
+
+const REASONS: &[Reason] = &[
+    Reason {
+        config_suffix: "_bc798de",
+        manifest: "Configuration of trace function expects dict",
+        message: &[&["trace"], &["function"], &["mapping", "dict"]],
+        line_contains: "function:",
+    },
+    Reason {
+        config_suffix: "_f0fe9c4",
+        manifest: "an edge names flow 'osioUserAnalysisFlow', which is not defined",
+        message: &[
+            &["`osioUserAnalysisFlow`"],
+            &["not listed", "not defined", "unknown", "no such"],
+        ],
+        line_contains: "osioUserAnalysisFlow",
+    },
+    Reason {
+        config_suffix: "_48f901c",
+        manifest: "Empty flow: bayesianPackageTaggingFlow (listed in flows, no definition)",
+        message: &[
+            &["`bayesianPackageTaggingFlow`"],
+            &["no definition", "empty flow"],
+        ],
+        line_contains: "bayesianPackageTaggingFlow",
+    },
+];
+
+fn matches(checked: &Checked, d: &Diagnostic, reason: &Reason) -> bool {
+    let message_ok = reason
+        .message
+        .iter()
+        .all(|group| group.iter().any(|word| d.message.contains(word)));
+    let line_ok = d.span.is_some_and(|span| {
+        checked
+            .sources
+            .get(span.file)
+            .text
+            .lines()
+            .nth(span.line.saturating_sub(1) as usize)
+            .is_some_and(|line| line.contains(reason.line_contains))
+    });
+    d.is_error() && message_ok && line_ok
+}
+
+fn rendered_errors(checked: &Checked) -> String {
+    let mut errors = selinon_codegen::Diagnostics::default();
+    for d in checked.diagnostics.errors() {
+        errors.push(d.clone());
+    }
+    let text = errors.render(&checked.sources, false);
+    text.lines()
+        .map(|l| format!("      {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn corpus_configs_get_upstream_verdicts() {
+    let Some(corpus) = corpus_dir() else {
+        return;
+    };
+    let entries = entries(&corpus);
+    assert!(!entries.is_empty(), "CONFIGS.tsv lists no configuration");
+    let upstream = upstream(&corpus);
+
+    // `{VAR}` placeholders are resolved when a worker starts: checking must not need them.
+    for var in &upstream.env_placeholders {
+        std::env::remove_var(var);
+    }
+
+    let mut failures = Vec::new();
+    let mut placeholders_kept = 0;
+    for entry in &entries {
+        let missing: Vec<_> = std::iter::once(&entry.nodes)
+            .chain(&entry.flows)
+            .filter(|p| !p.is_file())
+            .collect();
+        if !missing.is_empty() {
+            failures.push(format!("{}: files missing: {missing:?}", entry.name));
+            continue;
+        }
+        let checked = check_files(&entry.nodes, &entry.flows);
+        let errors = checked.diagnostics.error_count();
+        if entry.accept {
+            if errors > 0 {
+                failures.push(format!(
+                    "{}: upstream ACCEPTs it, we report {errors} error(s):\n{}",
+                    entry.name,
+                    rendered_errors(&checked)
+                ));
+                continue;
+            }
+            let Some(system) = &checked.system else {
+                failures.push(format!("{}: no errors but no IR", entry.name));
+                continue;
+            };
+            let ours = Counts {
+                tasks: system.tasks.len() as u64,
+                flows: system.flows.len() as u64,
+                storages: system.storages.len() as u64,
+                edges: system.flows.iter().map(|f| f.edges.len() as u64).sum(),
+            };
+            match upstream.counts.get(&entry.name) {
+                Some(theirs) if *theirs != ours => failures.push(format!(
+                    "{}: upstream loads {theirs:?}, we load {ours:?}",
+                    entry.name
+                )),
+                Some(_) => {}
+                None => failures.push(format!("{}: not in VALIDATION.json", entry.name)),
+            }
+            placeholders_kept += system
+                .tasks
+                .iter()
+                .map(|t| &t.queue.raw)
+                .chain(system.flows.iter().map(|f| &f.queue.raw))
+                .filter(|q| q.contains("{DEPLOYMENT_PREFIX}"))
+                .count();
+        } else {
+            let Some(reason) = REASONS
+                .iter()
+                .find(|r| entry.name.ends_with(r.config_suffix))
+            else {
+                failures.push(format!(
+                    "{}: upstream REJECTs it, but this test does not know why: add it to REASONS",
+                    entry.name
+                ));
+                continue;
+            };
+            if errors == 0 {
+                failures.push(format!(
+                    "{}: upstream REJECTs it ({}), we report no error",
+                    entry.name, reason.manifest
+                ));
+            } else if !checked
+                .diagnostics
+                .iter()
+                .any(|d| matches(&checked, d, reason))
+            {
+                failures.push(format!(
+                    "{}: upstream REJECTs it ({}); none of our {errors} error(s) says so (on a \
+                     line containing {:?}):\n{}",
+                    entry.name,
+                    reason.manifest,
+                    reason.line_contains,
+                    rendered_errors(&checked)
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} corpus configs disagree with upstream:\n\n{}",
+        failures.len(),
+        entries.len(),
+        failures.join("\n\n")
+    );
+    assert!(
+        placeholders_kept > 0,
+        "no queue kept a `{{DEPLOYMENT_PREFIX}}` placeholder: are placeholders resolved at load?"
+    );
+    for reason in REASONS {
+        assert!(
+            entries
+                .iter()
+                .any(|e| !e.accept && e.name.ends_with(reason.config_suffix)),
+            "CONFIGS.tsv no longer lists a REJECT config ending in {}",
+            reason.config_suffix
+        );
+    }
+}
