@@ -24,6 +24,7 @@ pub fn load_files(
     let mut flow_docs = Vec::new();
     let mut seen = BTreeSet::new();
     for path in flows {
+        let from_dir = path.is_dir();
         for file in expand_flow_path(path, diags) {
             let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
             if !seen.insert(key.clone()) {
@@ -31,6 +32,15 @@ pub fn load_files(
             }
             let same_as_nodes = std::fs::canonicalize(nodes).ok().as_ref() == Some(&key);
             if same_as_nodes {
+                // A nodes file found while scanning a flows directory is a flow file only if
+                // it holds flow definitions (`--flows flows/` beside `flows/nodes.yml`).
+                let defines_flows = nodes_doc
+                    .as_ref()
+                    .and_then(|(_, doc)| doc.as_ref())
+                    .is_some_and(|doc| doc.get("flow-definitions").is_some());
+                if from_dir && !defines_flows {
+                    continue;
+                }
                 flow_docs.push(nodes_doc.clone());
             } else {
                 flow_docs.push(read_yaml(&file, sources, diags));

@@ -110,9 +110,15 @@ impl Node {
 /// Parses one YAML file. Returns `None` for an empty file (no document, or a document that is
 /// only a comment); every problem goes to `diags`.
 pub fn parse(file: FileId, text: &str, diags: &mut Diagnostics) -> Result<Option<Node>, Reported> {
+    let lines: Vec<&str> = text.lines().collect();
+    let last_line = (
+        lines.len().max(1),
+        lines.last().map_or(0, |l| l.chars().count()),
+    );
     let mut builder = Builder {
         file,
         text,
+        last_line,
         diags,
         anchors: Vec::new(),
         nodes: 0,
@@ -137,6 +143,8 @@ enum Frame {
 struct Builder<'a, 'd> {
     file: FileId,
     text: &'a str,
+    /// The last line's number and length in characters.
+    last_line: (usize, usize),
     diags: &'d mut Diagnostics,
     anchors: Vec<(usize, Node)>,
     nodes: usize,
@@ -144,11 +152,21 @@ struct Builder<'a, 'd> {
 
 impl Builder<'_, '_> {
     fn span(&self, s: YamlSpan) -> Span {
+        // The parser reports the end of input one line past the last one; keep every place on
+        // a line of the file so all renderings agree.
+        let (last_line, last_len) = self.last_line;
+        let clamp = |line: usize, col: usize| {
+            if line > last_line {
+                (last_line, last_len)
+            } else {
+                (line, col)
+            }
+        };
         Span::from_chars(
             self.file,
             self.text,
-            (s.start.line(), s.start.col()),
-            (s.end.line(), s.end.col()),
+            clamp(s.start.line(), s.start.col()),
+            clamp(s.end.line(), s.end.col()),
         )
     }
 
