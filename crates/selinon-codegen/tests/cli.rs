@@ -32,11 +32,13 @@ fn assert_exit(out: &Output, code: i32) {
     );
 }
 
-/// A fresh directory holding the given files.
+/// A fresh directory holding the given files, private to this call (tests run concurrently).
 fn scratch(name: &str, files: &[(&str, &str)]) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("cli")
-        .join(name);
+        .join(format!("{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     for (path, text) in files {
