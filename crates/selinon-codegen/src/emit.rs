@@ -709,6 +709,8 @@ impl Emitter<'_> {
                     #(#variant_docs #variants,)*
                 }
 
+                // Callers may never need a node's name: no dead-code warning in binaries.
+                #[allow(dead_code)]
                 impl Node {
                     /// The node's name in the YAML.
                     pub const fn name(self) -> &'static str {

@@ -1,0 +1,89 @@
+//! `selinon new` scaffolds a project that builds and runs without edits.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[test]
+fn scaffolded_project_builds_and_runs_a_flow() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("new-project-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_selinon"))
+        .args(["new"])
+        .arg(&dir)
+        .args([
+            "--nodes",
+            "examples/flows/nodes.yml",
+            "--flows",
+            "examples/flows/",
+            "--selinon-path",
+            ".",
+        ])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in [
+        "Cargo.toml",
+        "build.rs",
+        "src/main.rs",
+        "src/app.rs",
+        "config/nodes.yml",
+        "config/flows/ingest.yml",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} was not created");
+    }
+    // A second `new` into the same directory refuses to overwrite it.
+    let again = Command::new(env!("CARGO_BIN_EXE_selinon"))
+        .arg("new")
+        .arg(&dir)
+        .args([
+            "--nodes",
+            "examples/flows/nodes.yml",
+            "--flows",
+            "examples/flows/",
+        ])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("new-project-target");
+    let run = |args: &[&str]| {
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["run", "--quiet", "--"])
+            .args(args)
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["ingest", r#"{"name": "serde"}"#]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outcome: serde_json::Value =
+        serde_json::from_str(&stdout).expect("the final state as JSON");
+    assert_eq!(outcome["status"], "finished");
+    assert!(
+        outcome["finished_nodes"]["FetchRelease"].is_array(),
+        "{outcome:#}"
+    );
+
+    let usage = run(&[]);
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "no flow name is a usage error"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

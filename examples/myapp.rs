@@ -1,0 +1,142 @@
+//! The code the example configuration (`examples/flows/`) names: `import: myapp.tasks` and
+//! `import: myapp.storages` map to these modules.
+
+pub mod tasks {
+    use selinon_runtime::{json, Json, Task, TaskContext, TaskError, TaskResult};
+
+    /// Downloads a release; fails for the package `broken` so the fallback runs.
+    #[derive(Default)]
+    pub struct FetchRelease;
+
+    impl Task for FetchRelease {
+        async fn run(&self, _ctx: &TaskContext, args: Json) -> TaskResult {
+            let name = args["name"].as_str().unwrap_or("unknown");
+            if name == "broken" {
+                return Err(TaskError::fatal("the release server does not have it"));
+            }
+            Ok(json!({"name": name, "url": format!("https://example.invalid/{name}.tar.gz")}))
+        }
+    }
+
+    /// The fallback of `FetchRelease`.
+    #[derive(Default)]
+    pub struct FetchFromMirror;
+
+    impl Task for FetchFromMirror {
+        async fn run(&self, _ctx: &TaskContext, args: Json) -> TaskResult {
+            Ok(json!({"name": args["name"], "mirror": true}))
+        }
+    }
+
+    /// Reads the package's metadata.
+    #[derive(Default)]
+    pub struct ExtractMetadata;
+
+    impl Task for ExtractMetadata {
+        async fn run(&self, _ctx: &TaskContext, args: Json) -> TaskResult {
+            Ok(
+                json!({"kind": args["kind"].as_str().unwrap_or("library"), "sources": ["src/lib.rs"]}),
+            )
+        }
+    }
+
+    #[derive(Default)]
+    pub struct CheckLicense;
+
+    impl Task for CheckLicense {
+        async fn run(&self, _ctx: &TaskContext, _args: Json) -> TaskResult {
+            Ok(json!({"license": "MIT"}))
+        }
+    }
+
+    #[derive(Default)]
+    pub struct ScanCode;
+
+    impl Task for ScanCode {
+        async fn run(&self, _ctx: &TaskContext, _args: Json) -> TaskResult {
+            Ok(json!({"findings": 0}))
+        }
+    }
+
+    /// Reads the metadata its parent stored.
+    #[derive(Default)]
+    pub struct Report;
+
+    impl Task for Report {
+        async fn run(&self, ctx: &TaskContext, _args: Json) -> TaskResult {
+            let metadata = ctx.parent_task_result("ExtractMetadata").await?;
+            Ok(json!({"report": format!("{} package", metadata["kind"])}))
+        }
+    }
+}
+
+pub mod storages {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use selinon_runtime::{async_trait, DataStorage, Json, StorageError, StorageFromConfig};
+
+    /// Results kept in memory (the configuration's `directory` is only shown).
+    #[derive(Default)]
+    pub struct ResultStore {
+        records: Mutex<HashMap<String, Json>>,
+    }
+
+    impl StorageFromConfig for ResultStore {
+        fn from_config(_configuration: &Json) -> Result<Self, StorageError> {
+            Ok(Self::default())
+        }
+    }
+
+    #[async_trait]
+    impl DataStorage for ResultStore {
+        async fn connect(&self) -> Result<(), StorageError> {
+            Ok(())
+        }
+
+        fn is_connected(&self) -> bool {
+            true
+        }
+
+        async fn disconnect(&self) -> Result<(), StorageError> {
+            Ok(())
+        }
+
+        async fn retrieve(&self, flow: &str, task: &str, id: &str) -> Result<Json, StorageError> {
+            let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+            records
+                .get(id)
+                .cloned()
+                .ok_or_else(|| StorageError::Missing {
+                    flow_name: flow.into(),
+                    task_name: task.into(),
+                    task_id: id.into(),
+                })
+        }
+
+        async fn store(
+            &self,
+            _node_args: &Json,
+            _flow: &str,
+            _task: &str,
+            id: &str,
+            result: &Json,
+        ) -> Result<String, StorageError> {
+            let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+            records.insert(id.to_string(), result.clone());
+            Ok(id.to_string())
+        }
+    }
+}
+
+/// Runs `ingest` for a package and prints how it ended; panics when it did not end as expected.
+pub async fn run_ingest(system: &'static selinon_runtime::SystemSpec, package: &str) {
+    let runtime = selinon_runtime::Runtime::new(system);
+    let outcome = runtime
+        .run_flow("ingest", selinon_runtime::json!({"name": package}))
+        .await
+        .expect("the flow runs");
+    println!("{}", serde_json::to_string(&outcome).expect("JSON"));
+    assert!(outcome.is_finished(), "ingest of {package} failed");
+    assert_eq!(outcome.finished("analyse").len(), 1, "analyse ran once");
+}
