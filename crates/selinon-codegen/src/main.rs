@@ -27,6 +27,27 @@ enum Command {
     New(NewArgs),
     /// Draw every flow as a graph (Graphviz DOT, or SVG through `dot`).
     Plot(PlotArgs),
+    /// Run a flow on the engine with mocked tasks: trace events as JSON lines, then a summary.
+    #[cfg(feature = "simulate")]
+    Simulate(SimulateArgs),
+}
+
+#[cfg(feature = "simulate")]
+#[derive(Args)]
+struct SimulateArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The flow to run.
+    #[arg(long, value_name = "NAME")]
+    flow: String,
+    /// The flow's arguments, as JSON.
+    #[arg(long, value_name = "JSON", default_value = "null")]
+    args: String,
+    /// What the mocked tasks return (YAML): `Task: {result: …}`, `{results: […]}`,
+    /// `{fail: true}`, `{fail_times: N}`; `foreach: {function: [items]}`; tasks not named
+    /// return `{}`.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -133,6 +154,8 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate(args, color),
         Command::New(args) => new_project(args, color),
         Command::Plot(args) => plot(args, color),
+        #[cfg(feature = "simulate")]
+        Command::Simulate(args) => simulate(args, color),
     }
 }
 
@@ -297,5 +320,109 @@ fn plot(args: PlotArgs, color: bool) -> ExitCode {
             eprintln!("error: {err}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(feature = "simulate")]
+fn simulate(args: SimulateArgs, color: bool) -> ExitCode {
+    use std::sync::{Arc, Mutex};
+
+    use selinon_codegen::sim::{self, RunCounts, Scenario};
+    use selinon_runtime::trace::{JsonLinesSink, TraceEvent, TraceRecorder};
+
+    let mut checked = selinon_codegen::check_files(&args.config.nodes, &args.config.flows);
+    let scenario = match &args.scenario {
+        None => Scenario::default(),
+        Some(path) => {
+            let text = match std::fs::read_to_string(path) {
+                Ok(text) => text,
+                Err(err) => {
+                    eprintln!("error: cannot read the scenario {}: {err}", path.display());
+                    return ExitCode::from(1);
+                }
+            };
+            let shown = path.to_string_lossy();
+            match Scenario::parse(
+                &shown,
+                &text,
+                &mut checked.sources,
+                &mut checked.diagnostics,
+            ) {
+                Some(s) => s,
+                None => {
+                    eprint!("{}", checked.diagnostics.render(&checked.sources, color));
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
+    let Some(system) = &checked.system else {
+        eprint!("{}", checked.diagnostics.render(&checked.sources, color));
+        return ExitCode::from(1);
+    };
+    if system.flow(&args.flow).is_none() {
+        let hint = selinon_codegen::diagnostics::did_you_mean(
+            &args.flow,
+            system.flows.iter().map(|f| f.name.as_str()),
+        );
+        eprintln!("error: unknown flow `{}` {hint}", args.flow);
+        return ExitCode::from(2);
+    }
+    let node_args: serde_json::Value = match serde_json::from_str(&args.args) {
+        Ok(v) => v,
+        Err(err) => {
+            eprintln!("error: --args is not JSON: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let counts = Arc::new(Mutex::new(RunCounts::default()));
+    let spec = sim::system_spec(system, Arc::new(scenario), counts);
+    let recorder = TraceRecorder::new();
+    let runtime = selinon_runtime::Runtime::builder(spec)
+        .trace_sink(JsonLinesSink::new(std::io::stdout()))
+        .trace_sink(recorder.clone())
+        .build();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = match rt.block_on(async { runtime.run_flow(&args.flow, node_args).await }) {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut runs = std::collections::BTreeMap::<String, u64>::new();
+    for d in recorder.of(TraceEvent::TaskStart) {
+        if let Some(task) = d["task_name"].as_str() {
+            *runs.entry(task.to_string()).or_default() += 1;
+        }
+    }
+    let mut flows = std::collections::BTreeMap::<String, u64>::new();
+    for d in recorder.of(TraceEvent::FlowStart) {
+        if d["dispatcher_id"].as_str() == Some(outcome.flow_id.as_str()) {
+            continue;
+        }
+        if let Some(flow) = d["flow_name"].as_str() {
+            *flows.entry(flow.to_string()).or_default() += 1;
+        }
+    }
+    let status = if outcome.is_finished() {
+        "finished"
+    } else {
+        "failed"
+    };
+    println!(
+        "{}",
+        serde_json::json!({"status": status, "runs": runs, "flows": flows})
+    );
+    if outcome.is_finished() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }

@@ -4,7 +4,8 @@
 //! Conditions become closures that evaluate the condition tree with the runtime's built-in
 //! predicates; tasks, custom predicates and `foreach` functions are mocked from a
 //! [`Scenario`]; every storage is an in-memory one, so conditions read the mocked results. The
-//! spec is leaked (`'static`), as generated statics are: one simulation per process.
+//! spec is leaked (`'static`), as generated statics are: one simulation per process. Retry
+//! countdowns and throttling are dropped: a simulation shows what runs, not when.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -223,8 +224,9 @@ pub fn system_spec(
             storage_task_name: leak_str(&t.storage_task_name),
             output_schema: None,
             max_retry: u32::try_from(t.max_retry).unwrap_or(u32::MAX),
-            retry_countdown: Duration::from_secs(t.retry_countdown_s),
-            throttling: t.throttling_us.map(Duration::from_micros),
+            // A simulation shows what runs, not when: no countdowns, no throttling.
+            retry_countdown: Duration::ZERO,
+            throttling: None,
             selective_run_function: None,
         })
         .collect();
@@ -399,8 +401,8 @@ fn flow_spec(system: &System, f: &ir::Flow, scenario: &Arc<Scenario>) -> &'stati
             compound_failures: leak_strs(&p.compound_failures),
         },
         max_retry: u32::try_from(f.max_retry).unwrap_or(u32::MAX),
-        retry_countdown: Duration::from_secs(f.retry_countdown_s),
-        throttling: f.throttling_us.map(Duration::from_micros),
+        retry_countdown: Duration::ZERO,
+        throttling: None,
         cache: None,
     })
 }

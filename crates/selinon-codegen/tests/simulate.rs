@@ -1,0 +1,111 @@
+//! `selinon simulate`: a flow run on the engine with mocked tasks, checked black-box through its
+//! last output line.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SYSTEM: &str = "\
+tasks:
+  - {name: Charge, import: shop.tasks, max_retry: 2}
+  - {name: Refund, import: shop.tasks}
+  - {name: Fetch, import: shop.tasks, storage: S}
+  - {name: Item, import: shop.tasks}
+storages:
+  - {name: S, import: shop.storages, configuration: {a: 1}}
+flows: [order, items]
+flow-definitions:
+  - name: order
+    edges:
+      - {from: , to: [Fetch, Charge]}
+      - from: Fetch
+        to: items
+        condition: {name: fieldEqual, args: {key: ok, value: true}}
+    failures:
+      - {nodes: Charge, fallback: Refund}
+  - name: items
+    edges:
+      - from:
+        to: Item
+        foreach: {function: each_item, import: shop.foreach}
+";
+
+fn simulate(name: &str, scenario: Option<&str>) -> (i32, serde_json::Value) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("simulate-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("system.yml"), SYSTEM).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_selinon"));
+    cmd.args([
+        "simulate",
+        "-n",
+        "system.yml",
+        "-f",
+        "system.yml",
+        "--flow",
+        "order",
+    ])
+    .current_dir(&dir);
+    if let Some(s) = scenario {
+        std::fs::write(dir.join("scenario.yml"), s).unwrap();
+        cmd.args(["--scenario", "scenario.yml"]);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let last = stdout.lines().last().unwrap_or_default().to_string();
+    for line in stdout.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("every line is JSON");
+    }
+    let _ = Path::new(&dir);
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_str(&last)
+            .unwrap_or_else(|_| panic!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr))),
+    )
+}
+
+#[test]
+fn tasks_not_named_return_empty_results() {
+    let (code, summary) = simulate("default", None);
+    assert_eq!(code, 0);
+    assert_eq!(summary["status"], "finished");
+    assert_eq!(
+        summary["runs"],
+        serde_json::json!({"Charge": 1, "Fetch": 1})
+    );
+    assert_eq!(summary["flows"], serde_json::json!({}));
+}
+
+#[test]
+fn a_failing_task_is_retried_then_its_fallback_runs() {
+    let (code, summary) = simulate("fail", Some("Charge: {fail: true}\n"));
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["runs"]["Charge"], 3, "max_retry 2: three runs");
+    assert_eq!(summary["runs"]["Refund"], 1);
+}
+
+#[test]
+fn fail_times_recovers_within_the_retries() {
+    let (_, summary) = simulate(
+        "fail-times",
+        Some("Charge: {fail_times: 2, result: {paid: true}}\n"),
+    );
+    assert_eq!(summary["runs"]["Charge"], 3);
+    assert!(summary["runs"].get("Refund").is_none(), "{summary}");
+}
+
+#[test]
+fn results_drive_conditions_and_foreach_starts_a_node_per_item() {
+    let scenario = "Fetch: {result: {ok: true}}\nforeach:\n  each_item: [1, 2, 3]\n";
+    let (code, summary) = simulate("foreach", Some(scenario));
+    assert_eq!(code, 0);
+    assert_eq!(summary["flows"], serde_json::json!({"items": 1}));
+    assert_eq!(summary["runs"]["Item"], 3);
+}
+
+#[test]
+fn a_failure_without_fallback_fails_the_flow() {
+    let scenario = "Fetch: {fail: true}\n";
+    let (code, summary) = simulate("failed", Some(scenario));
+    assert_eq!(code, 1);
+    assert_eq!(summary["status"], "failed");
+}
