@@ -94,65 +94,12 @@ mod myapp {
     }
 
     pub mod storages {
-        use std::collections::HashMap;
-        use std::sync::Mutex;
+        //! The oven, the fridge and the basket keep results in memory.
+        use selinon_runtime::storages::InMemoryStorage;
 
-        use selinon_runtime::{async_trait, DataStorage, Json, StorageError, StorageFromConfig};
-
-        macro_rules! storage {
-            ($($name:ident),*) => {$(
-                /// Keeps results in memory (the YAML configuration is not needed here).
-                pub struct $name {
-                    records: Mutex<HashMap<String, Json>>,
-                }
-
-                impl StorageFromConfig for $name {
-                    fn from_config(configuration: &Json) -> Result<Self, StorageError> {
-                        let _ = configuration;
-                        Ok($name { records: Mutex::default() })
-                    }
-                }
-
-                #[async_trait]
-                impl DataStorage for $name {
-                    async fn connect(&self) -> Result<(), StorageError> {
-                        Ok(())
-                    }
-
-                    fn is_connected(&self) -> bool {
-                        true
-                    }
-
-                    async fn disconnect(&self) -> Result<(), StorageError> {
-                        Ok(())
-                    }
-
-                    async fn retrieve(&self, flow: &str, task: &str, id: &str) -> Result<Json, StorageError> {
-                        let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-                        records.get(id).cloned().ok_or_else(|| StorageError::Missing {
-                            flow_name: flow.into(),
-                            task_name: task.into(),
-                            task_id: id.into(),
-                        })
-                    }
-
-                    async fn store(
-                        &self,
-                        _node_args: &Json,
-                        _flow: &str,
-                        _task: &str,
-                        id: &str,
-                        result: &Json,
-                    ) -> Result<String, StorageError> {
-                        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-                        records.insert(id.to_string(), result.clone());
-                        Ok(id.to_string())
-                    }
-                }
-            )*};
-        }
-
-        storage!(Oven, Fridge, Basket);
+        pub type Oven = InMemoryStorage;
+        pub type Fridge = InMemoryStorage;
+        pub type Basket = InMemoryStorage;
     }
 
     pub mod helpers {

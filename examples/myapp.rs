@@ -71,62 +71,8 @@ pub mod tasks {
 }
 
 pub mod storages {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    use selinon_runtime::{async_trait, DataStorage, Json, StorageError, StorageFromConfig};
-
-    /// Results kept in memory (the configuration's `directory` is only shown).
-    #[derive(Default)]
-    pub struct ResultStore {
-        records: Mutex<HashMap<String, Json>>,
-    }
-
-    impl StorageFromConfig for ResultStore {
-        fn from_config(_configuration: &Json) -> Result<Self, StorageError> {
-            Ok(Self::default())
-        }
-    }
-
-    #[async_trait]
-    impl DataStorage for ResultStore {
-        async fn connect(&self) -> Result<(), StorageError> {
-            Ok(())
-        }
-
-        fn is_connected(&self) -> bool {
-            true
-        }
-
-        async fn disconnect(&self) -> Result<(), StorageError> {
-            Ok(())
-        }
-
-        async fn retrieve(&self, flow: &str, task: &str, id: &str) -> Result<Json, StorageError> {
-            let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-            records
-                .get(id)
-                .cloned()
-                .ok_or_else(|| StorageError::Missing {
-                    flow_name: flow.into(),
-                    task_name: task.into(),
-                    task_id: id.into(),
-                })
-        }
-
-        async fn store(
-            &self,
-            _node_args: &Json,
-            _flow: &str,
-            _task: &str,
-            id: &str,
-            result: &Json,
-        ) -> Result<String, StorageError> {
-            let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-            records.insert(id.to_string(), result.clone());
-            Ok(id.to_string())
-        }
-    }
+    /// Results kept in memory (the configuration's `directory` is not used here).
+    pub type ResultStore = selinon_runtime::storages::InMemoryStorage;
 }
 
 /// Runs `ingest` for a package and prints how it ended; panics when it did not end as expected.

@@ -88,63 +88,15 @@ pub fn stubs(system: &System) -> String {
             "Storage `{}` ({}): an in-memory stand-in; replace it with the real adapter.",
             storage.name, storage.origin
         ));
-        root.at(&storage.class.module).items.entry(format!("storage {name}")).or_insert_with(|| {
-            quote! {
-                #d
-                #[derive(Default)]
-                pub struct #ty {
-                    records: std::sync::Mutex<std::collections::HashMap<String, Json>>,
+        root.at(&storage.class.module)
+            .items
+            .entry(format!("storage {name}"))
+            .or_insert_with(|| {
+                quote! {
+                    #d
+                    pub type #ty = selinon_runtime::storages::InMemoryStorage;
                 }
-
-                impl selinon_runtime::StorageFromConfig for #ty {
-                    fn from_config(_configuration: &Json) -> Result<Self, selinon_runtime::StorageError> {
-                        Ok(Self::default())
-                    }
-                }
-
-                #[selinon_runtime::async_trait]
-                impl selinon_runtime::DataStorage for #ty {
-                    async fn connect(&self) -> Result<(), selinon_runtime::StorageError> {
-                        Ok(())
-                    }
-
-                    fn is_connected(&self) -> bool {
-                        true
-                    }
-
-                    async fn disconnect(&self) -> Result<(), selinon_runtime::StorageError> {
-                        Ok(())
-                    }
-
-                    async fn retrieve(
-                        &self,
-                        flow_name: &str,
-                        task_name: &str,
-                        task_id: &str,
-                    ) -> Result<Json, selinon_runtime::StorageError> {
-                        let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-                        records.get(task_id).cloned().ok_or_else(|| selinon_runtime::StorageError::Missing {
-                            flow_name: flow_name.to_string(),
-                            task_name: task_name.to_string(),
-                            task_id: task_id.to_string(),
-                        })
-                    }
-
-                    async fn store(
-                        &self,
-                        _node_args: &Json,
-                        _flow_name: &str,
-                        _task_name: &str,
-                        task_id: &str,
-                        result: &Json,
-                    ) -> Result<String, selinon_runtime::StorageError> {
-                        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-                        records.insert(task_id.to_string(), result.clone());
-                        Ok(task_id.to_string())
-                    }
-                }
-            }
-        });
+            });
     }
     let mut add_fn = |import: &Import, item: TokenStream| {
         root.at(&import.module)

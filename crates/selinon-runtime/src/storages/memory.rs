@@ -183,6 +183,14 @@ impl DataStorage for InMemoryStorage {
     }
 }
 
+/// So a configuration can name it as a user storage too (`pub type Store = InMemoryStorage;`),
+/// e.g. as the stand-in `selinon new` scaffolds.
+impl crate::storage::StorageFromConfig for InMemoryStorage {
+    fn from_config(configuration: &Json) -> Result<Self, StorageError> {
+        InMemoryStorage::from_config(configuration)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
