@@ -69,8 +69,9 @@ pub fn stubs(system: &System) -> String {
                     pub struct #ty;
 
                     impl Task for #ty {
-                        async fn run(&self, _ctx: &TaskContext, node_args: Json) -> TaskResult {
-                            Ok(json!({ "task": #name, "node_args": node_args }))
+                        async fn run(&self, _ctx: &TaskContext, _node_args: Json) -> TaskResult {
+                            // `{}`, as `selinon simulate` returns for tasks a scenario does not name.
+                            Ok(json!({}))
                         }
                     }
                 }
