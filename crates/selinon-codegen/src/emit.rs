@@ -6,7 +6,6 @@
 //! the references to the user's task types, storages and functions. Every item carries a doc
 //! comment naming its YAML `file:line`.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use proc_macro2::{Ident, Literal, Span, TokenStream};
@@ -783,14 +782,7 @@ impl Emitter<'_> {
         let const_name = format_ident!("EDGE_{}", e.index);
         let from = str_list(&e.from);
         let to = str_list(&e.to);
-        let reads: BTreeSet<&str> = e
-            .condition
-            .predicates()
-            .into_iter()
-            .filter_map(|p| p.node.as_deref())
-            .filter(|n| self.system.task(n).is_some())
-            .collect();
-        let reads_list = str_list(&reads);
+        let reads_list = str_list(e.reads(self.system));
         let (cond_fn, cond_item) = self.condition_fn(
             &e.condition,
             &format!("edge_{}_condition", e.index),

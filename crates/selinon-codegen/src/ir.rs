@@ -238,6 +238,20 @@ pub struct Predicate {
     pub origin: Origin,
 }
 
+impl Edge {
+    /// The source tasks whose results the condition reads (fetched before it runs), sorted.
+    pub fn reads(&self, system: &System) -> Vec<String> {
+        let tasks: BTreeSet<&str> = self
+            .condition
+            .predicates()
+            .into_iter()
+            .filter_map(|p| p.node.as_deref())
+            .filter(|n| system.task(n).is_some())
+            .collect();
+        tasks.into_iter().map(str::to_string).collect()
+    }
+}
+
 impl Condition {
     /// The condition as upstream prints it in traces (`condition_str`).
     pub fn to_source(&self) -> String {

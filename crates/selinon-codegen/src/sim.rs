@@ -308,15 +308,7 @@ fn flow_spec(system: &System, f: &ir::Flow, scenario: &Arc<Scenario>) -> &'stati
         .edges
         .iter()
         .map(|e| {
-            let reads: Vec<String> = e
-                .condition
-                .predicates()
-                .into_iter()
-                .filter_map(|p| p.node.clone())
-                .filter(|n| system.task(n).is_some())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
+            let reads = e.reads(system);
             EdgeSpec {
                 index: e.index,
                 origin: leak_str(&e.origin.to_string()),
