@@ -28,6 +28,9 @@ pub mod storages;
 pub mod task;
 pub mod trace;
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
+
 pub use async_trait::async_trait;
 pub use local::{FlowHandle, FlowOutcome, FlowStatus, RunError, Runtime, RuntimeBuilder};
 pub use serde_json::{json, Value as Json};

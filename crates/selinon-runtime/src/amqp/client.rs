@@ -1,0 +1,359 @@
+//! Submitting flows and asking about them from any process.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+use tokio::sync::Notify;
+
+use super::backend::{BackendError, FlowBackend, FlowRecord, Outgoing, RecordStatus};
+use super::broker::{Broker, BrokerError, FLOW_ENDED_EXCHANGE};
+use super::wire::Body;
+use super::worker::{Queues, WorkerError};
+use crate::engine::{DispatcherMessage, NodeIds, NodeRef};
+use crate::local::{FlowOutcome, FlowStatus};
+use crate::spec::SystemSpec;
+use crate::trace::{TraceEvent, Tracer};
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("unknown flow `{name}` (flows: {known})")]
+    UnknownFlow { name: String, known: String },
+    #[error("flow {flow_id} did not end within {after:?} (ask `status` what it is doing)")]
+    TimedOut { flow_id: String, after: Duration },
+    #[error("no record of flow {0} (never submitted, or ended more than a day ago)")]
+    NoRecord(String),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Setup(#[from] WorkerError),
+}
+
+/// What a flow instance is doing ("what is my flow doing").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowReport {
+    pub flow_name: String,
+    pub flow_id: String,
+    pub status: RecordStatus,
+    pub node_args: Json,
+    /// Running nodes (tasks and sub-flows).
+    pub active_nodes: Vec<NodeRef>,
+    pub finished_nodes: NodeIds,
+    pub failed_nodes: NodeIds,
+    pub retried_count: u32,
+    /// Milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl FlowReport {
+    fn from_record(record: FlowRecord) -> Self {
+        let state = record.message.state.clone().unwrap_or_default();
+        let (finished, failed, active) = match record.result {
+            Some(r) => (r.finished_nodes, r.failed_nodes, r.active_nodes),
+            None => (state.finished_nodes, state.failed_nodes, state.active_nodes),
+        };
+        FlowReport {
+            flow_name: record.message.flow_name,
+            flow_id: record.message.flow_id,
+            status: record.status,
+            node_args: record.message.node_args,
+            active_nodes: active,
+            finished_nodes: finished,
+            failed_nodes: failed,
+            retried_count: record.message.retried_count,
+            created_ms: record.created_ms,
+            updated_ms: record.updated_ms,
+        }
+    }
+
+    /// The final state, if the flow ended.
+    pub fn outcome(&self) -> Option<FlowOutcome> {
+        let status = match self.status {
+            RecordStatus::Running => return None,
+            RecordStatus::Finished => FlowStatus::Finished,
+            RecordStatus::Failed => FlowStatus::Failed,
+        };
+        Some(FlowOutcome {
+            flow_name: self.flow_name.clone(),
+            flow_id: self.flow_id.clone(),
+            status,
+            node_args: self.node_args.clone(),
+            finished_nodes: self.finished_nodes.clone(),
+            failed_nodes: self.failed_nodes.clone(),
+            active_nodes: self.active_nodes.clone(),
+            retried_count: self.retried_count,
+        })
+    }
+}
+
+/// Submits flows and waits for them; hears of flow ends from the broker as they happen.
+pub struct Client {
+    system: &'static SystemSpec,
+    broker: Arc<Broker>,
+    backend: Arc<dyn FlowBackend>,
+    queues: Queues,
+    tracer: Tracer,
+    ended: Arc<(Mutex<HashSet<String>>, Notify)>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("broker", &self.broker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects to the broker and starts listening for flow ends.
+    pub async fn connect(
+        system: &'static SystemSpec,
+        amqp_url: &str,
+        backend: Arc<dyn FlowBackend>,
+    ) -> Result<Self, ClientError> {
+        let broker = Arc::new(Broker::new(
+            amqp_url,
+            format!("selinon-client-{}", std::process::id()),
+        ));
+        let ended: Arc<(Mutex<HashSet<String>>, Notify)> = Arc::default();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let listener = tokio::spawn(listen(broker.clone(), ended.clone(), ready_tx));
+        match ready_rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(broker.error("the listener stopped").into()),
+        }
+        Ok(Client {
+            system,
+            broker,
+            backend,
+            queues: Queues::new(system)?,
+            tracer: Tracer::from_spec(system),
+            ended,
+            listener,
+        })
+    }
+
+    /// Starts a flow; returns its id. The start is confirmed by the broker when this returns.
+    pub async fn submit(&self, flow_name: &str, node_args: Json) -> Result<String, ClientError> {
+        let ids = self
+            .submit_many(flow_name, std::iter::once(node_args))
+            .await?;
+        Ok(ids.into_iter().next().expect("one flow"))
+    }
+
+    /// Starts one flow per argument, publishing them in one confirmed batch.
+    pub async fn submit_many(
+        &self,
+        flow_name: &str,
+        args: impl IntoIterator<Item = Json>,
+    ) -> Result<Vec<String>, ClientError> {
+        let Some(flow) = self.system.flow(flow_name) else {
+            let known: Vec<&str> = self.system.flows.iter().map(|f| f.name).collect();
+            return Err(ClientError::UnknownFlow {
+                name: flow_name.into(),
+                known: known.join(", "),
+            });
+        };
+        let queue = self.queues.flow(flow_name).to_string();
+        let mut ids = Vec::new();
+        let mut batch = Vec::new();
+        for node_args in args {
+            let flow_id = uuid::Uuid::new_v4().to_string();
+            self.tracer.emit_with(TraceEvent::FlowSchedule, || {
+                json!({
+                    "flow_name": flow_name,
+                    "node_args": node_args,
+                    "dispatcher_id": flow_id,
+                    "queue": flow.queue,
+                })
+            });
+            let body = Body::Start {
+                message: DispatcherMessage::new(flow_name, flow_id.clone(), node_args, Json::Null),
+                report_to: None,
+            };
+            batch.push(Outgoing {
+                exchange: String::new(),
+                routing_key: queue.clone(),
+                body: String::from_utf8(body.encode()).expect("JSON is UTF-8"),
+                delay_ms: 0,
+                durable: true,
+            });
+            ids.push(flow_id);
+        }
+        self.broker.publish_all(&batch).await?;
+        Ok(ids)
+    }
+
+    /// What a flow is doing now.
+    pub async fn status(&self, flow_id: &str) -> Result<FlowReport, ClientError> {
+        match self.backend.load(flow_id).await? {
+            Some(v) => Ok(FlowReport::from_record(v.record)),
+            None => Err(ClientError::NoRecord(flow_id.to_string())),
+        }
+    }
+
+    /// Waits for a flow's end.
+    pub async fn wait(&self, flow_id: &str, timeout: Duration) -> Result<FlowOutcome, ClientError> {
+        let mut all = self.wait_all(&[flow_id.to_string()], timeout).await?;
+        match all.remove(flow_id) {
+            Some(outcome) => Ok(outcome),
+            None => Err(ClientError::TimedOut {
+                flow_id: flow_id.to_string(),
+                after: timeout,
+            }),
+        }
+    }
+
+    /// Waits for the ends of these flows, at most `timeout`; the flows that ended by then.
+    pub async fn wait_all(
+        &self,
+        flow_ids: &[String],
+        timeout: Duration,
+    ) -> Result<HashMap<String, FlowOutcome>, ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut done: HashMap<String, FlowOutcome> = HashMap::new();
+        let mut pending: Vec<String> = flow_ids.to_vec();
+        // Ends are announced on the broker; the backend is read for those announced and, now
+        // and then, for all (an announcement may be missed while reconnecting).
+        let mut sweep = tokio::time::Instant::now();
+        loop {
+            let notified = self.ended.1.notified();
+            let announced: Vec<String> = {
+                let mut ended = self.ended.0.lock().unwrap_or_else(|e| e.into_inner());
+                pending
+                    .iter()
+                    .filter(|id| ended.remove(*id))
+                    .cloned()
+                    .collect()
+            };
+            let check: Vec<String> = if tokio::time::Instant::now() >= sweep {
+                sweep = tokio::time::Instant::now() + Duration::from_secs(2);
+                pending.clone()
+            } else {
+                announced
+            };
+            for id in check {
+                if let Some(v) = self.backend.load(&id).await? {
+                    if let Some(outcome) = FlowReport::from_record(v.record).outcome() {
+                        done.insert(id, outcome);
+                    }
+                }
+            }
+            pending.retain(|id| !done.contains_key(id));
+            if pending.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(done);
+            }
+            let _ = tokio::time::timeout_at(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(500)),
+                notified,
+            )
+            .await;
+        }
+    }
+}
+
+/// Listens for flow ends on an exclusive queue bound to the fanout exchange, reconnecting.
+async fn listen(
+    broker: Arc<Broker>,
+    ended: Arc<(Mutex<HashSet<String>>, Notify)>,
+    ready: tokio::sync::oneshot::Sender<Result<(), BrokerError>>,
+) {
+    let mut ready = Some(ready);
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let subscribed = async {
+            let link = broker.link().await?;
+            broker.declare_common(&link).await?;
+            let channel = link
+                .connection
+                .create_channel()
+                .await
+                .map_err(|e| broker.error(format!("cannot open a channel: {e}")))?;
+            let queue = channel
+                .queue_declare(
+                    "",
+                    QueueDeclareOptions {
+                        exclusive: true,
+                        auto_delete: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| broker.error(format!("cannot declare a reply queue: {e}")))?;
+            channel
+                .queue_bind(
+                    queue.name().as_str(),
+                    FLOW_ENDED_EXCHANGE,
+                    "",
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| broker.error(format!("cannot bind the reply queue: {e}")))?;
+            let consumer = channel
+                .basic_consume(
+                    queue.name().as_str(),
+                    "",
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..BasicConsumeOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| broker.error(format!("cannot consume the reply queue: {e}")))?;
+            Ok::<_, BrokerError>((link, channel, consumer))
+        }
+        .await;
+        match subscribed {
+            Ok((link, _channel, mut consumer)) => {
+                wait = Duration::from_millis(100);
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(Ok(()));
+                }
+                while let Some(Ok(delivery)) = consumer.next().await {
+                    #[derive(Deserialize)]
+                    struct Ended {
+                        flow_id: String,
+                    }
+                    if let Ok(e) = serde_json::from_slice::<Ended>(&delivery.data) {
+                        ended
+                            .0
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(e.flow_id);
+                        ended.1.notify_waiters();
+                    }
+                }
+                broker.drop_link(&link).await;
+            }
+            Err(e) => {
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                tracing::warn!("{e}; retrying in {wait:?}");
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,42 @@
+//! A worker process for the AMQP tests: the test system's queues (prefixed by the env
+//! `SELINON_TEST_PREFIX`), results in the directory `SELINON_TEST_STORE`, flow state and run
+//! counts in Redis (`REDIS_URL`), broker `AMQP_URL`. Stops on SIGTERM.
+
+use std::sync::Arc;
+
+use selinon_runtime::amqp::{RedisBackend, Worker};
+use selinon_tests::{flows, testapp};
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let redis_url =
+        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_string());
+    let concurrency = std::env::var("SELINON_TEST_CONCURRENCY")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(8);
+    let backend = RedisBackend::connect(&redis_url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = redis::Client::open(redis_url.as_str()).expect("REDIS_URL");
+    let counter = redis::aio::ConnectionManager::new(client)
+        .await
+        .expect("Redis");
+    let worker = Worker::builder(&flows::SYSTEM)
+        .backend(Arc::new(backend))
+        .concurrency(concurrency)
+        .resource(testapp::Counter(counter))
+        .without_config_trace()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Err(e) = worker.run().await {
+        eprintln!("worker stopped: {e}");
+        std::process::exit(1);
+    }
+}

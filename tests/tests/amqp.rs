@@ -1,0 +1,208 @@
+//! The in-process engine's scenarios, over RabbitMQ with two worker processes (the real
+//! broker and Redis on 127.0.0.1; see `support`). The in-process counterparts are in
+//! `crates/selinon-runtime/tests/`.
+
+mod support;
+
+use std::time::Duration;
+
+use selinon_runtime::amqp::RecordStatus;
+use selinon_runtime::{json, FlowStatus};
+use support::{services_or_skip, Cluster};
+
+fn ns() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_scenarios_over_amqp_with_two_workers() {
+    if !services_or_skip("engine_scenarios_over_amqp_with_two_workers") {
+        return;
+    }
+    let cluster = Cluster::start("scenarios", 2).await;
+
+    // test_flow: a chain runs each node once, in order.
+    let n = ns();
+    let out = cluster.run("chain", json!({"ns": n})).await;
+    assert_eq!(out.status, FlowStatus::Finished, "{out:?}");
+    for task in ["A", "B", "C"] {
+        assert_eq!(out.finished(task).len(), 1, "{task}: {out:?}");
+    }
+    let runs = cluster.runs_by_task(&n).await;
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert!(runs.values().all(|r| *r == 1), "{runs:?}");
+
+    // test_system_state: a join fires once, when both sources finished.
+    let n = ns();
+    let out = cluster.run("join", json!({"ns": n})).await;
+    assert!(out.is_finished(), "{out:?}");
+    assert_eq!(out.finished("D").len(), 1, "{out:?}");
+    assert_eq!(cluster.runs_by_task(&n).await["D"], 1);
+
+    // Conditions read the stored result of the source (test_flow, conditions).
+    for (go, ran, skipped) in [(true, "Accept", "Reject"), (false, "Reject", "Accept")] {
+        let n = ns();
+        let out = cluster.run("branch", json!({"ns": n, "go": go})).await;
+        assert!(out.is_finished(), "{out:?}");
+        assert_eq!(out.finished(ran).len(), 1, "go={go}: {out:?}");
+        assert!(out.finished(skipped).is_empty(), "go={go}: {out:?}");
+    }
+
+    // test_node_failures: the fallback handles the failure, the flow finishes.
+    let n = ns();
+    let out = cluster.run("fallback", json!({"ns": n})).await;
+    assert!(out.is_finished(), "{out:?}");
+    assert!(out.failed_nodes.is_empty(), "{out:?}");
+    assert_eq!(out.finished("Recover").len(), 1);
+    assert_eq!(out.finished("C").len(), 1);
+
+    // test_node_failures: no fallback, the flow fails with the failed node.
+    let n = ns();
+    let out = cluster.run("failing", json!({"ns": n})).await;
+    assert_eq!(out.status, FlowStatus::Failed, "{out:?}");
+    assert_eq!(out.failed("Boom").len(), 1, "{out:?}");
+    assert_eq!(out.finished("A").len(), 1, "{out:?}");
+
+    // test_selinon_task: a panicking task is a failed task, and the worker goes on.
+    let n = ns();
+    let out = cluster.run("panicking", json!({"ns": n})).await;
+    assert_eq!(out.status, FlowStatus::Failed, "{out:?}");
+    assert_eq!(out.failed("Panics").len(), 1, "{out:?}");
+
+    // test_retry: the task is retried (through a delay queue) and then succeeds.
+    let n = ns();
+    let out = cluster.run("flaky", json!({"ns": n})).await;
+    assert!(out.is_finished(), "{out:?}");
+    let runs = cluster.runs_by_task(&n).await;
+    assert_eq!(runs["Flaky"], 2, "one failure, one success: {runs:?}");
+    assert_eq!(runs["A"], 1, "{runs:?}");
+
+    // test_flow_retry: the flow restarts max_retry times, then fails.
+    let n = ns();
+    let out = cluster.run("restarting", json!({"ns": n})).await;
+    assert_eq!(out.status, FlowStatus::Failed, "{out:?}");
+    assert_eq!(out.retried_count, 2, "{out:?}");
+    assert_eq!(cluster.runs_by_task(&n).await["Boom"], 3);
+
+    // test_nowait: the flow does not wait for `Side`, which still runs.
+    let n = ns();
+    let out = cluster.run("nowait", json!({"ns": n, "sleep_ms": 0})).await;
+    assert!(out.is_finished(), "{out:?}");
+    assert!(out.finished("Side").is_empty(), "{out:?}");
+    let mut side_ran = false;
+    for _ in 0..100 {
+        if cluster.runs_by_task(&n).await.get("Side") == Some(&1) {
+            side_ran = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(side_ran, "the nowait task ran");
+
+    // test_foreach: ten instances; the edge from `Fan` fires once per finished instance (as
+    // upstream: an edge fires for every new combination of finished sources).
+    let n = ns();
+    let out = cluster.run("fanout", json!({"ns": n})).await;
+    assert!(out.is_finished(), "{out:?}");
+    assert_eq!(out.finished("Fan").len(), 10, "{out:?}");
+    assert_eq!(out.finished("D").len(), 10, "{out:?}");
+
+    // test_propagate: sub-flows as nodes, their ends reported to the parent.
+    let n = ns();
+    let out = cluster.run("parent", json!({"ns": n})).await;
+    assert!(out.is_finished(), "{out:?}");
+    assert_eq!(out.finished("join").len(), 1, "{out:?}");
+    assert_eq!(out.finished("chain").len(), 1, "{out:?}");
+    assert_eq!(out.finished("D").len(), 1, "{out:?}");
+    let runs = cluster.runs_by_task(&n).await;
+    assert_eq!(runs["D"], 2, "D of join and D of parent: {runs:?}");
+    assert_eq!(runs["C"], 2, "C of join and C of chain: {runs:?}");
+    let child = cluster
+        .client
+        .status(&out.finished("join")[0])
+        .await
+        .unwrap();
+    assert_eq!(child.status, RecordStatus::Finished);
+    assert_eq!(child.flow_name, "join");
+
+    // A failed sub-flow fails its parent; nothing after it runs.
+    let n = ns();
+    let out = cluster.run("parent_of_failing", json!({"ns": n})).await;
+    assert_eq!(out.status, FlowStatus::Failed, "{out:?}");
+    assert_eq!(out.failed("failing").len(), 1, "{out:?}");
+    assert!(!cluster.runs_by_task(&n).await.contains_key("A") || out.finished("A").is_empty());
+
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_flows_finish_once_each_across_workers() {
+    if !services_or_skip("many_flows_finish_once_each_across_workers") {
+        return;
+    }
+    let mut cluster = Cluster::start("many", 3).await;
+    let n = ns();
+    let ids = cluster
+        .client
+        .submit_many("everything", (0..60).map(|_| json!({"ns": n})))
+        .await
+        .unwrap();
+    let done = cluster
+        .client
+        .wait_all(&ids, Duration::from_secs(90))
+        .await
+        .unwrap();
+    assert_eq!(done.len(), ids.len(), "every flow ended");
+    for out in done.values() {
+        assert!(out.is_finished(), "{out:?}");
+        assert_eq!(out.finished("D").len(), 1, "{out:?}");
+        assert_eq!(out.finished("Recover").len(), 1, "{out:?}");
+    }
+    // No crash, so no duplicates: every task instance ran exactly as often as it should.
+    let runs = cluster.runs(&n).await;
+    for (key, count) in &runs {
+        let expected = if key.starts_with("Flaky:") { 2 } else { 1 };
+        assert_eq!(*count, expected, "{key}");
+    }
+    cluster.assert_alive();
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_says_what_a_running_flow_does() {
+    if !services_or_skip("status_says_what_a_running_flow_does") {
+        return;
+    }
+    let cluster = Cluster::start("status", 1).await;
+    let n = ns();
+    let id = cluster
+        .submit("chain", json!({"ns": n, "sleep_ms": 700}))
+        .await;
+    let mut seen_running = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(report) = cluster.client.status(&id).await {
+            if report.status == RecordStatus::Running && !report.active_nodes.is_empty() {
+                seen_running = Some(report);
+                break;
+            }
+        }
+    }
+    let report = seen_running.expect("the flow was seen running");
+    assert_eq!(report.flow_name, "chain");
+    assert!(report
+        .active_nodes
+        .iter()
+        .any(|n| n.name == "A" || n.name == "B"));
+    let out = cluster
+        .client
+        .wait(&id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(out.is_finished());
+    let report = cluster.client.status(&id).await.unwrap();
+    assert_eq!(report.status, RecordStatus::Finished);
+    assert!(report.active_nodes.is_empty());
+    assert_eq!(report.finished_nodes.len(), 3);
+    cluster.stop().await;
+}

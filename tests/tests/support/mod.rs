@@ -1,0 +1,220 @@
+//! A cluster for the AMQP tests: worker processes (`amqp_worker`) on the real RabbitMQ and
+//! Redis on 127.0.0.1, with queues of their own (a per-cluster prefix), and a client.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use selinon_runtime::amqp::{Client, RedisBackend};
+use selinon_runtime::{FlowOutcome, Json};
+use selinon_tests::flows;
+use tokio::process::{Child, Command};
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
+
+/// One cluster at a time per test process (its queue prefix is process-wide).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn answers(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(2),
+    )
+    .is_ok()
+}
+
+/// Whether the servers answer; panics with how to start them if not, unless the explicit
+/// opt-out `SELINON_SKIP_SERVICES=1` is set (then the caller skips, saying so).
+pub fn services_or_skip(test: &str) -> bool {
+    if std::env::var("SELINON_SKIP_SERVICES").is_ok_and(|v| v == "1") {
+        eprintln!("{test}: SKIPPED because SELINON_SKIP_SERVICES=1");
+        return false;
+    }
+    assert!(
+        answers(5672),
+        "RabbitMQ does not answer on 127.0.0.1:5672. Start it with `rabbitmq-server -detached` \
+         (install: `apt-get install -y rabbitmq-server`), or set SELINON_SKIP_SERVICES=1 to \
+         skip the broker tests explicitly."
+    );
+    assert!(
+        answers(6379),
+        "Redis does not answer on 127.0.0.1:6379. Start it with `redis-server --daemonize yes \
+         --bind 127.0.0.1 --port 6379 --save \"\"`, or set SELINON_SKIP_SERVICES=1 to skip \
+         the broker tests explicitly."
+    );
+    true
+}
+
+pub struct Cluster {
+    _guard: tokio::sync::MutexGuard<'static, ()>,
+    pub prefix: String,
+    pub store: PathBuf,
+    pub workers: Vec<Option<Child>>,
+    pub client: Client,
+    pub backend: Arc<RedisBackend>,
+    pub redis: redis::aio::ConnectionManager,
+    concurrency: usize,
+}
+
+impl Cluster {
+    /// Starts `n` worker processes and a client.
+    pub async fn start(name: &str, n: usize) -> Cluster {
+        Self::start_with(name, n, 8).await
+    }
+
+    pub async fn start_with(name: &str, n: usize, concurrency: usize) -> Cluster {
+        let guard = ONE_AT_A_TIME.lock().await;
+        let prefix = format!(
+            "t_{name}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let store = std::env::temp_dir().join(format!("selinon-{prefix}"));
+        std::fs::create_dir_all(&store).unwrap();
+        // The client expands the queue names from the same variables as the workers.
+        std::env::set_var("SELINON_TEST_PREFIX", &prefix);
+        std::env::set_var("SELINON_TEST_STORE", &store);
+        let backend = Arc::new(RedisBackend::connect(REDIS_URL).await.unwrap());
+        let client = Client::connect(&flows::SYSTEM, AMQP_URL, backend.clone())
+            .await
+            .unwrap();
+        let redis = redis::aio::ConnectionManager::new(redis::Client::open(REDIS_URL).unwrap())
+            .await
+            .unwrap();
+        let mut cluster = Cluster {
+            _guard: guard,
+            prefix,
+            store,
+            workers: Vec::new(),
+            client,
+            backend,
+            redis,
+            concurrency,
+        };
+        for _ in 0..n {
+            let child = cluster.spawn_worker();
+            cluster.workers.push(Some(child));
+        }
+        cluster
+    }
+
+    fn spawn_worker(&self) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_amqp_worker"))
+            .env("SELINON_TEST_PREFIX", &self.prefix)
+            .env("SELINON_TEST_STORE", &self.store)
+            .env("SELINON_TEST_CONCURRENCY", self.concurrency.to_string())
+            .env("AMQP_URL", AMQP_URL)
+            .env("REDIS_URL", REDIS_URL)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),
+            )
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the amqp_worker binary starts")
+    }
+
+    /// `kill -9` worker `i`.
+    pub async fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.workers[i].take() {
+            child.start_kill().unwrap();
+            let _ = child.wait().await;
+        }
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.workers[i].is_none(), "worker {i} still runs");
+        self.workers[i] = Some(self.spawn_worker());
+    }
+
+    /// Asserts every worker process is still alive (none crashed).
+    pub fn assert_alive(&mut self) {
+        for (i, w) in self.workers.iter_mut().enumerate() {
+            if let Some(child) = w {
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "worker {i} exited: a worker must never crash"
+                );
+            }
+        }
+    }
+
+    pub async fn submit(&self, flow: &str, args: Json) -> String {
+        self.client.submit(flow, args).await.unwrap()
+    }
+
+    /// Runs a flow to its end (at most 60 s).
+    pub async fn run(&self, flow: &str, args: Json) -> FlowOutcome {
+        let id = self.submit(flow, args).await;
+        self.client
+            .wait(&id, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("flow `{flow}`: {e}"))
+    }
+
+    /// Runs per task instance in namespace `ns`: `"Task:id"` → runs.
+    pub async fn runs(&self, ns: &str) -> HashMap<String, i64> {
+        let mut conn = self.redis.clone();
+        redis::cmd("HGETALL")
+            .arg(format!("selinon-test:runs:{ns}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    /// Runs per task name in namespace `ns`.
+    pub async fn runs_by_task(&self, ns: &str) -> HashMap<String, i64> {
+        let mut by_task = HashMap::new();
+        for (key, n) in self.runs(ns).await {
+            let task = key.split(':').next().unwrap().to_string();
+            *by_task.entry(task).or_default() += n;
+        }
+        by_task
+    }
+
+    /// The queues of this cluster.
+    pub fn queues(&self) -> Vec<String> {
+        ["tasks", "side", "dispatcher"]
+            .iter()
+            .map(|q| format!("{}_{q}", self.prefix))
+            .collect()
+    }
+
+    /// Stops the workers (SIGTERM, then kill) and deletes the cluster's queues.
+    pub async fn stop(mut self) {
+        for w in self.workers.iter_mut() {
+            if let Some(child) = w.as_mut() {
+                if let Some(pid) = child.id() {
+                    let _ = std::process::Command::new("kill")
+                        .arg(pid.to_string())
+                        .status();
+                }
+                if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.start_kill();
+                }
+            }
+        }
+        if let Ok(conn) = lapin::Connection::connect(
+            AMQP_URL,
+            selinon_runtime::amqp::broker::connection_properties("selinon-test"),
+        )
+        .await
+        {
+            if let Ok(channel) = conn.create_channel().await {
+                for q in self.queues() {
+                    let _ = channel
+                        .queue_delete(&q, lapin::options::QueueDeleteOptions::default())
+                        .await;
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
