@@ -7,8 +7,8 @@
 //! message the broker could not route or store is an error, never a silent loss.
 //!
 //! Delays (task `retry_countdown`, throttling, flow retries) are delay queues: a message for
-//! queue `Q` due in `N` ms goes to `selinon.delay.Q.N`, a queue with a TTL of `N` ms whose
-//! dead-letter route is `Q`. No worker slot waits.
+//! queue `Q` due in `N` ms goes to `selinon.delay.Q.Nms`, a quorum queue with a TTL of `N` ms
+//! whose dead-letter route (at-least-once) is `Q`. No worker slot waits.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -245,8 +245,22 @@ impl Broker {
         queue: &str,
         delay_ms: u64,
     ) -> Result<String, BrokerError> {
-        let name = format!("selinon.delay.{queue}.{delay_ms}");
+        let name = format!("selinon.delay.{queue}.{delay_ms}ms");
+        // A quorum queue with at-least-once dead-lettering: a message due while the broker
+        // stops is still moved to its queue (a classic queue may drop it then).
         let args = field_table(&[
+            (
+                "x-queue-type",
+                AMQPValue::LongString(LongString::from("quorum")),
+            ),
+            (
+                "x-dead-letter-strategy",
+                AMQPValue::LongString(LongString::from("at-least-once")),
+            ),
+            (
+                "x-overflow",
+                AMQPValue::LongString(LongString::from("reject-publish")),
+            ),
             ("x-message-ttl", AMQPValue::LongLongInt(delay_ms as i64)),
             (
                 "x-dead-letter-exchange",
@@ -323,8 +337,11 @@ impl Broker {
                 .await
                 .map_err(|e| self.error(format!("publish to `{routing_key}` failed: {e}")))?;
             match confirmation {
-                Confirmation::Ack(None) | Confirmation::NotRequested => {}
-                Confirmation::Ack(Some(_)) if !durable => {}
+                Confirmation::Ack(None) => {}
+                Confirmation::Ack(Some(_)) | Confirmation::NotRequested if !durable => {}
+                Confirmation::NotRequested => {
+                    return Err(self.error("the publishing channel is not in confirm mode"))
+                }
                 Confirmation::Ack(Some(returned)) => {
                     return Err(self.error(format!(
                         "the broker could not route a message to `{routing_key}`: {}",
@@ -382,7 +399,7 @@ impl Broker {
                 .await
                 .map_err(|e| self.error(format!("dead-lettering failed: {e}")))?
             {
-                Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+                Confirmation::Ack(None) => Ok(()),
                 _ => Err(self.error("the broker did not take a dead-lettered message")),
             }
         }

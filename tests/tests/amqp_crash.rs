@@ -1,0 +1,238 @@
+//! Nothing is lost: worker processes killed with SIGKILL every second, and RabbitMQ itself
+//! restarted, while flows run; every flow still reaches its correct final state.
+//! Also: poison messages go to the dead-letter queue and the worker goes on.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use selinon_runtime::amqp::broker::connection_properties;
+use selinon_runtime::{json, FlowOutcome};
+use support::{services_or_skip, Cluster, AMQP_URL};
+
+/// The final state every `everything` flow must reach: the retried task, the join, the
+/// sub-flow and the fallback all done, nothing failed.
+fn assert_everything_done(out: &FlowOutcome) {
+    assert!(out.is_finished(), "{out:?}");
+    for node in ["Flaky", "A", "B", "join", "D", "Recover"] {
+        assert_eq!(out.finished(node).len(), 1, "{node}: {out:?}");
+    }
+    assert!(out.failed_nodes.is_empty(), "{out:?}");
+}
+
+/// Runs of task instances beyond the expected ones (`Flaky` fails once by design).
+fn duplicates(runs: &HashMap<String, i64>) -> i64 {
+    runs.iter()
+        .map(|(key, n)| {
+            let expected = if key.starts_with("Flaky:") { 2 } else { 1 };
+            (n - expected).max(0)
+        })
+        .sum()
+}
+
+async fn wait_and_check(cluster: &Cluster, ids: &[String], ns: &str, patience: Duration) {
+    let done = cluster.client.wait_all(ids, patience).await.unwrap();
+    let lost: Vec<&String> = ids.iter().filter(|id| !done.contains_key(*id)).collect();
+    for id in lost.iter().take(5) {
+        eprintln!("not ended: {:?}", cluster.client.status(id).await);
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of {} flows never ended",
+        lost.len(),
+        ids.len()
+    );
+    for out in done.values() {
+        assert_everything_done(out);
+    }
+    let runs = cluster.runs(ns).await;
+    // Every scheduled task instance ran (at least once): 6 tasks + 4 in the `join` sub-flow.
+    assert_eq!(runs.len(), ids.len() * 10, "task instances that ran");
+    eprintln!(
+        "{} flows, {} task instances, {} duplicate runs",
+        ids.len(),
+        runs.len(),
+        duplicates(&runs)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_killed_every_second_lose_no_flow() {
+    if !services_or_skip("workers_killed_every_second_lose_no_flow") {
+        return;
+    }
+    let mut cluster = Cluster::start_with("crash", 3, 4).await;
+    let ns = uuid::Uuid::new_v4().simple().to_string();
+    let ids = cluster
+        .client
+        .submit_many(
+            "everything",
+            (0..200).map(|_| json!({"ns": ns, "sleep_ms": 100})),
+        )
+        .await
+        .unwrap();
+    // Kill a worker (SIGKILL) every second and start a new one, until every flow ended.
+    let started = Instant::now();
+    let mut seed = 0x9e37_79b9_u64;
+    let mut kills = 0;
+    while started.elapsed() < Duration::from_secs(150) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let ended = cluster
+            .client
+            .wait_all(&ids, Duration::ZERO)
+            .await
+            .unwrap()
+            .len();
+        if ended == ids.len() {
+            break;
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let victim = (seed % 3) as usize;
+        cluster.kill(victim).await;
+        cluster.restart(victim);
+        kills += 1;
+        eprintln!(
+            "killed worker {victim} with {ended} of {} flows ended",
+            ids.len()
+        );
+    }
+    assert!(kills >= 3, "the flows ran through several kills ({kills})");
+    wait_and_check(&cluster, &ids, &ns, Duration::from_secs(60)).await;
+    cluster.stop().await;
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let status = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("rabbitmqctl runs (it comes with rabbitmq-server)");
+    assert!(status.success(), "rabbitmqctl {args:?} failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_restarted_mid_run_loses_no_flow() {
+    if !services_or_skip("rabbitmq_restarted_mid_run_loses_no_flow") {
+        return;
+    }
+    let cluster = Cluster::start_with("restart", 3, 4).await;
+    let ns = uuid::Uuid::new_v4().simple().to_string();
+    let ids = cluster
+        .client
+        .submit_many(
+            "everything",
+            (0..100).map(|_| json!({"ns": ns, "sleep_ms": 100})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    rabbitmqctl(&["stop_app"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rabbitmqctl(&["start_app"]);
+    rabbitmqctl(&["await_startup"]);
+    wait_and_check(&cluster, &ids, &ns, Duration::from_secs(60)).await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_go_to_the_dead_letter_queue() {
+    if !services_or_skip("poison_messages_go_to_the_dead_letter_queue") {
+        return;
+    }
+    let mut cluster = Cluster::start("poison", 1).await;
+    let queue = format!("{}_tasks", cluster.prefix);
+    let conn = lapin::Connection::connect(AMQP_URL, connection_properties("selinon-test"))
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    // The queue may not be declared by the worker yet.
+    channel
+        .queue_declare(
+            &queue,
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let bad: [(&str, &[u8]); 5] = [
+        ("not JSON", b"\xff\xfe garbage"),
+        ("no version", br#"{"kind":"task"}"#),
+        ("version 99", br#"{"v":99,"kind":"task"}"#),
+        (
+            "unknown task",
+            br#"{"v":1,"kind":"task","task_name":"Nope","flow_name":"chain","task_id":"x","dispatcher_id":"y","report":true}"#,
+        ),
+        (
+            "unknown flow",
+            br#"{"v":1,"kind":"kick","flow_name":"nope","flow_id":"z","retried_count":0}"#,
+        ),
+    ];
+    for (_, body) in bad {
+        channel
+            .basic_publish(
+                "",
+                &queue,
+                lapin::options::BasicPublishOptions::default(),
+                body,
+                lapin::BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap();
+    }
+    // The worker goes on: a flow still runs.
+    let out = cluster.run("chain", json!({"ns": "poison"})).await;
+    assert!(out.is_finished(), "{out:?}");
+    cluster.assert_alive();
+
+    // Each poison message is in the dead-letter queue with its reason.
+    let mut reasons: Vec<(Vec<u8>, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reasons.len() < bad.len() && Instant::now() < deadline {
+        let got = channel
+            .basic_get(
+                selinon_runtime::amqp::DEAD_LETTER_QUEUE,
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        let Some(message) = got else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let headers = message
+            .delivery
+            .properties
+            .headers()
+            .clone()
+            .unwrap_or_default();
+        let header = |name: &str| match headers.inner().get(name) {
+            Some(lapin::types::AMQPValue::LongString(s)) => s.to_string(),
+            _ => String::new(),
+        };
+        if header("x-selinon-queue") == queue {
+            reasons.push((message.delivery.data.clone(), header("x-selinon-reason")));
+        }
+    }
+    assert_eq!(reasons.len(), bad.len(), "{reasons:?}");
+    for ((what, body), expected) in bad.iter().zip([
+        "not a JSON object",
+        "no version field",
+        "version 99 is not supported",
+        "unknown task `Nope`",
+        "unknown flow `nope`",
+    ]) {
+        let (_, reason) = reasons
+            .iter()
+            .find(|(b, _)| b == body)
+            .unwrap_or_else(|| panic!("{what}: not dead-lettered as it came"));
+        assert!(reason.contains(expected), "{what}: {reason}");
+    }
+    cluster.kill(0).await;
+    cluster.stop().await;
+}
