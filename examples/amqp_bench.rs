@@ -43,12 +43,15 @@ mod bench {
             async fn run(&self, ctx: &TaskContext, _args: Json) -> TaskResult {
                 let start = crate::now_us();
                 let result = json!({"ok": true});
-                crate::TIMES.lock().unwrap_or_else(|e| e.into_inner()).push((
-                    ctx.dispatcher_id.clone(),
-                    ctx.task_name.clone(),
-                    start,
-                    crate::now_us(),
-                ));
+                crate::TIMES
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((
+                        ctx.dispatcher_id.clone(),
+                        ctx.task_name.clone(),
+                        start,
+                        crate::now_us(),
+                    ));
                 Ok(result)
             }
         }
@@ -102,7 +105,9 @@ fn options() -> (bool, Options) {
             "--shape" => o.shape = value("--shape"),
             "--flows" => o.flows = value("--flows").parse().expect("--flows N"),
             "--workers" => o.workers = value("--workers").parse().expect("--workers W"),
-            "--concurrency" => o.concurrency = value("--concurrency").parse().expect("--concurrency C"),
+            "--concurrency" => {
+                o.concurrency = value("--concurrency").parse().expect("--concurrency C")
+            }
             "--amqp" => o.amqp = value("--amqp"),
             "--redis" => o.redis = value("--redis"),
             "--times-file" => o.times_file = Some(value("--times-file")),
@@ -161,7 +166,10 @@ fn hops(shape: &str, times: &HashMap<(String, String), (u64, u64)>, id: &str, ou
                 hop(e, s);
             }
         }
-        let last = (1..=10).filter_map(|i| t(&format!("F{i}"))).map(|(_, e)| e).max();
+        let last = (1..=10)
+            .filter_map(|i| t(&format!("F{i}")))
+            .map(|(_, e)| e)
+            .max();
         if let (Some(e), Some((s, _))) = (last, t("FJoin")) {
             hop(e, s);
         }
@@ -172,9 +180,11 @@ fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
@@ -210,7 +220,12 @@ async fn raw_ceiling(url: &str, count: usize, size: usize) -> f64 {
         .await
         .unwrap();
     let mut consumer = consumer_channel
-        .basic_consume(queue, "", BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            queue,
+            "",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let body = vec![b'x'; size];
@@ -218,7 +233,11 @@ async fn raw_ceiling(url: &str, count: usize, size: usize) -> f64 {
     let consume = tokio::spawn(async move {
         for _ in 0..count {
             let delivery = consumer.next().await.expect("delivery").expect("delivery");
-            delivery.acker.ack(BasicAckOptions::default()).await.unwrap();
+            delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .unwrap();
         }
     });
     let mut window = Vec::with_capacity(256);
@@ -245,9 +264,7 @@ async fn raw_ceiling(url: &str, count: usize, size: usize) -> f64 {
     }
     consume.await.unwrap();
     let rate = count as f64 / start.elapsed().as_secs_f64();
-    let _ = publisher
-        .queue_delete(queue, Default::default())
-        .await;
+    let _ = publisher.queue_delete(queue, Default::default()).await;
     rate
 }
 
@@ -259,7 +276,12 @@ async fn run_bench(o: Options) {
     // Start from empty queues.
     let conn = lapin::Connection::connect(&o.amqp, connection_properties("selinon-bench"))
         .await
-        .unwrap_or_else(|e| panic!("RabbitMQ at {}: {e} (start it with `rabbitmq-server -detached`)", o.amqp));
+        .unwrap_or_else(|e| {
+            panic!(
+                "RabbitMQ at {}: {e} (start it with `rabbitmq-server -detached`)",
+                o.amqp
+            )
+        });
     let channel = conn.create_channel().await.unwrap();
     for q in ["bench_tasks", "bench_flows"] {
         channel
@@ -284,7 +306,10 @@ async fn run_bench(o: Options) {
         let child = tokio::process::Command::new(&exe)
             .args(["worker", "--concurrency", &o.concurrency.to_string()])
             .args(["--amqp", &o.amqp, "--redis", &o.redis])
-            .args(["--times-file", dir.join(format!("w{i}.tsv")).to_str().unwrap()])
+            .args([
+                "--times-file",
+                dir.join(format!("w{i}.tsv")).to_str().unwrap(),
+            ])
             .kill_on_drop(true)
             .spawn()
             .expect("worker process");
@@ -307,7 +332,10 @@ async fn run_bench(o: Options) {
         if q.consumer_count() as usize >= o.workers {
             break;
         }
-        assert!(ready.elapsed() < Duration::from_secs(60), "workers did not start");
+        assert!(
+            ready.elapsed() < Duration::from_secs(60),
+            "workers did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -322,7 +350,10 @@ async fn run_bench(o: Options) {
         .submit_many(&o.shape, (0..20).map(|i| json!({"i": i})))
         .await
         .unwrap();
-    client.wait_all(&warm, Duration::from_secs(120)).await.unwrap();
+    client
+        .wait_all(&warm, Duration::from_secs(120))
+        .await
+        .unwrap();
     let start = Instant::now();
     let ids = client
         .submit_many(&o.shape, (0..o.flows).map(|i| json!({"i": i})))
@@ -350,7 +381,9 @@ async fn run_bench(o: Options) {
         .fold(0.0, f64::max);
     for w in &workers {
         if let Some(pid) = w.id() {
-            let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
         }
     }
     for w in &mut workers {

@@ -181,6 +181,13 @@ impl Broker {
         }
     }
 
+    /// Closes the connection (a clean goodbye to the broker).
+    pub async fn close(&self) {
+        if let Some(link) = self.link.write().await.take() {
+            let _ = link.connection.close(200, "bye").await;
+        }
+    }
+
     /// Declares a durable queue once per connection.
     pub(crate) async fn declare(
         &self,

@@ -150,6 +150,12 @@ impl Client {
         })
     }
 
+    /// Stops listening and closes the connection.
+    pub async fn close(self) {
+        self.listener.abort();
+        self.broker.close().await;
+    }
+
     /// Starts a flow; returns its id. The start is confirmed by the broker when this returns.
     pub async fn submit(&self, flow_name: &str, node_args: Json) -> Result<String, ClientError> {
         let ids = self

@@ -388,6 +388,9 @@ impl Worker {
                         for tag in &tags {
                             let _ = channel.basic_cancel(tag, BasicCancelOptions::default()).await;
                         }
+                        // Messages in hand are acknowledged on this channel: wait for them.
+                        let _ = permits.acquire_many(self.concurrency as u32).await;
+                        let _ = channel.close(200, "bye").await;
                         break 'connect;
                     }
                     next = merged.next() => match next {
@@ -416,6 +419,7 @@ impl Worker {
         // Wait for the messages in hand.
         let _ = permits.acquire_many(self.concurrency as u32).await;
         self.shared.pool.disconnect_all().await;
+        self.shared.broker.close().await;
         Ok(())
     }
 }
@@ -444,7 +448,7 @@ async fn shutdown_signal() {
 /// What a message asks for, as input to [`Shared::advance`].
 enum Step {
     Start {
-        message: DispatcherMessage,
+        message: Box<DispatcherMessage>,
         report_to: Option<ParentRef>,
     },
     Events(Vec<NodeEvent>),
@@ -510,7 +514,10 @@ impl Shared {
                     &flow_name,
                     &flow_id,
                     "start",
-                    Step::Start { message, report_to },
+                    Step::Start {
+                        message: Box::new(message),
+                        report_to,
+                    },
                 )
                 .await
             }
@@ -651,7 +658,7 @@ impl Shared {
             let current = self.backend.load(flow_id).await?;
             let (input, events, expected, report_to, created_ms) = match (&step, current) {
                 (Step::Start { message, report_to }, None) => (
-                    message.clone(),
+                    (**message).clone(),
                     Vec::new(),
                     None,
                     report_to.clone(),
@@ -713,7 +720,7 @@ impl Shared {
                 // Nothing was decided: the same step again later.
                 let body = match &step {
                     Step::Start { message, report_to } => Body::Start {
-                        message: message.clone(),
+                        message: (**message).clone(),
                         report_to: report_to.clone(),
                     },
                     Step::Events(events) => Body::Event {

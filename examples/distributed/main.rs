@@ -1,0 +1,286 @@
+//! Flows across worker processes over RabbitMQ (see `examples/distributed/README.md`).
+//!
+//! ```text
+//! cargo run --release --example distributed -- worker [--amqp URL] [--redis URL] [--concurrency N]
+//! cargo run --release --example distributed -- submit --flows N [--wait] [--amqp URL] [--redis URL]
+//! ```
+//!
+//! `worker` consumes every queue of the example; `submit --wait` waits for the flows and prints
+//! `{"submitted":N,"finished":n,"failed":n,"lost":n,"duplicates":n}`, exiting 0 only when every
+//! flow ended as expected.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use selinon_runtime::amqp::{Client, RedisBackend, Worker};
+use selinon_runtime::{json, FlowOutcome};
+
+mod flows {
+    selinon_macros::include_flows!("distributed/nodes.yml", "distributed/flows.yml");
+}
+
+/// The tasks. Each run is counted in Redis (hash `selinon-example:runs:<run>`, field
+/// `<task>:<task id>`), which is how `submit --wait` finds duplicate runs.
+mod shop {
+    use selinon_runtime::{json, Json, Task, TaskContext, TaskError, TaskResult};
+
+    /// The Redis connection of the worker, for counting runs.
+    pub struct Runs(pub redis::aio::ConnectionManager);
+
+    async fn count(ctx: &TaskContext, args: &Json) -> Result<i64, TaskError> {
+        let runs = ctx
+            .resource::<Runs>()
+            .ok_or_else(|| TaskError::fatal("the worker has no Redis connection"))?;
+        let mut conn = runs.0.clone();
+        redis::cmd("HINCRBY")
+            .arg(format!(
+                "selinon-example:runs:{}",
+                args["run"].as_str().unwrap_or("")
+            ))
+            .arg(format!("{}:{}", ctx.task_name, ctx.task_id))
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| TaskError::failed(format!("Redis: {e}")))
+    }
+
+    #[derive(Default)]
+    pub struct ValidateOrder;
+
+    impl Task for ValidateOrder {
+        async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
+            count(ctx, &args).await?;
+            Ok(json!({"order": args["order"], "valid": true}))
+        }
+    }
+
+    /// The stock service fails the first call for every order; the retry succeeds.
+    #[derive(Default)]
+    pub struct ReserveStock;
+
+    impl Task for ReserveStock {
+        async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
+            if count(ctx, &args).await? == 1 {
+                return Err(TaskError::failed("stock service timed out"));
+            }
+            Ok(json!({"reserved": true}))
+        }
+    }
+
+    /// The primary payment provider is down.
+    #[derive(Default)]
+    pub struct ChargeCard;
+
+    impl Task for ChargeCard {
+        async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
+            count(ctx, &args).await?;
+            Err(TaskError::fatal("payment provider unavailable"))
+        }
+    }
+
+    /// The fallback of `ChargeCard`.
+    #[derive(Default)]
+    pub struct ChargeBackupCard;
+
+    impl Task for ChargeBackupCard {
+        async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
+            count(ctx, &args).await?;
+            Ok(json!({"charged": true, "provider": "backup"}))
+        }
+    }
+
+    #[derive(Default)]
+    pub struct SendEmail;
+
+    impl Task for SendEmail {
+        async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
+            count(ctx, &args).await?;
+            Ok(json!({"sent": "email"}))
+        }
+    }
+
+    #[derive(Default)]
+    pub struct SendSms;
+
+    impl Task for SendSms {
+        async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
+            count(ctx, &args).await?;
+            Ok(json!({"sent": "sms"}))
+        }
+    }
+}
+
+struct Options {
+    command: String,
+    amqp: String,
+    redis: String,
+    concurrency: usize,
+    flows: usize,
+    wait: bool,
+}
+
+fn options() -> Result<Options, String> {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: distributed worker [--amqp URL] [--redis URL] [--concurrency N]\n       \
+                 distributed submit --flows N [--wait] [--amqp URL] [--redis URL]";
+    let command = args.next().ok_or(usage)?;
+    let mut o = Options {
+        command,
+        amqp: std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672".into()),
+        redis: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into()),
+        concurrency: 16,
+        flows: 10,
+        wait: false,
+    };
+    while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or(format!("{a} needs a value\n{usage}"));
+        match a.as_str() {
+            "--amqp" => o.amqp = value()?,
+            "--redis" => o.redis = value()?,
+            "--concurrency" => {
+                o.concurrency = value()?
+                    .parse()
+                    .map_err(|e| format!("--concurrency: {e}"))?
+            }
+            "--flows" => o.flows = value()?.parse().map_err(|e| format!("--flows: {e}"))?,
+            "--wait" => o.wait = true,
+            other => return Err(format!("unknown argument `{other}`\n{usage}")),
+        }
+    }
+    if o.command != "worker" && o.command != "submit" {
+        return Err(usage.to_string());
+    }
+    Ok(o)
+}
+
+async fn worker(o: Options) -> Result<(), String> {
+    let backend = RedisBackend::connect(&o.redis)
+        .await
+        .map_err(|e| e.to_string())?;
+    let client = redis::Client::open(o.redis.as_str()).map_err(|e| e.to_string())?;
+    let runs = redis::aio::ConnectionManager::new(client)
+        .await
+        .map_err(|e| format!("Redis at {}: {e}", o.redis))?;
+    let worker = Worker::builder(&flows::SYSTEM)
+        .amqp_url(&o.amqp)
+        .backend(Arc::new(backend))
+        .concurrency(o.concurrency)
+        .resource(shop::Runs(runs))
+        .build()
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "worker {} consuming {:?} (Ctrl-C to stop)",
+        std::process::id(),
+        worker.queues()
+    );
+    worker.run().await.map_err(|e| e.to_string())
+}
+
+/// The final state every order must reach.
+fn as_expected(out: &FlowOutcome) -> bool {
+    out.is_finished()
+        && out.failed_nodes.is_empty()
+        && [
+            "ValidateOrder",
+            "ReserveStock",
+            "ChargeBackupCard",
+            "notify",
+        ]
+        .iter()
+        .all(|n| out.finished(n).len() == 1)
+}
+
+async fn submit(o: Options) -> Result<bool, String> {
+    let backend = Arc::new(
+        RedisBackend::connect(&o.redis)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let client = Client::connect(&flows::SYSTEM, &o.amqp, backend)
+        .await
+        .map_err(|e| e.to_string())?;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let ids = client
+        .submit_many(
+            "order",
+            (0..o.flows).map(|i| json!({"order": i, "run": run})),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if !o.wait {
+        for id in &ids {
+            println!("{id}");
+        }
+        client.close().await;
+        return Ok(true);
+    }
+    let done = client
+        .wait_all(&ids, Duration::from_secs(300))
+        .await
+        .map_err(|e| e.to_string())?;
+    client.close().await;
+    let finished = done.values().filter(|o| as_expected(o)).count();
+    let failed = done.len() - finished;
+    let lost = ids.len() - done.len();
+    // Runs beyond one per scheduled node (ReserveStock fails once by design).
+    let mut conn = redis::aio::ConnectionManager::new(
+        redis::Client::open(o.redis.as_str()).map_err(|e| e.to_string())?,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let runs: HashMap<String, i64> = redis::cmd("HGETALL")
+        .arg(format!("selinon-example:runs:{run}"))
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    let duplicates: i64 = runs
+        .iter()
+        .map(|(k, n)| {
+            let expected = if k.starts_with("ReserveStock:") { 2 } else { 1 };
+            (n - expected).max(0)
+        })
+        .sum();
+    println!(
+        "{}",
+        json!({
+            "submitted": ids.len(),
+            "finished": finished,
+            "failed": failed,
+            "lost": lost,
+            "duplicates": duplicates,
+        })
+    );
+    Ok(finished == ids.len())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let o = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = if o.command == "worker" {
+        worker(o).await.map(|()| true)
+    } else {
+        submit(o).await
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
