@@ -1,8 +1,9 @@
 //! Flows across worker processes over RabbitMQ (see `examples/distributed/README.md`).
 //!
 //! ```text
-//! cargo run --release --example distributed -- worker [--amqp URL] [--redis URL] [--concurrency N]
+//! cargo run --release --example distributed -- worker [--queues Q1,Q2] [--concurrency N] [--amqp URL] [--redis URL]
 //! cargo run --release --example distributed -- submit --flows N [--wait] [--amqp URL] [--redis URL]
+//! cargo run --release --example distributed -- status FLOW_ID
 //! ```
 //!
 //! `worker` consumes every queue of the example; `submit --wait` waits for the flows and prints
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use selinon_runtime::amqp::{Client, RedisBackend, Worker};
+use selinon_runtime::amqp::{worker_main, Client, RedisBackend};
 use selinon_runtime::{json, FlowOutcome};
 
 mod flows {
@@ -113,69 +114,86 @@ mod shop {
 }
 
 struct Options {
-    command: String,
     amqp: String,
     redis: String,
-    concurrency: usize,
     flows: usize,
     wait: bool,
+    flow_id: Option<String>,
 }
 
-fn options() -> Result<Options, String> {
-    let mut args = std::env::args().skip(1);
-    let usage = "usage: distributed worker [--amqp URL] [--redis URL] [--concurrency N]\n       \
-                 distributed submit --flows N [--wait] [--amqp URL] [--redis URL]";
-    let command = args.next().ok_or(usage)?;
+const USAGE: &str =
+    "usage: distributed worker [--queues Q1,Q2] [--concurrency N] [--amqp URL] [--redis URL]
+       distributed submit --flows N [--wait] [--amqp URL] [--redis URL]
+       distributed status FLOW_ID [--amqp URL] [--redis URL]";
+
+fn options(args: Vec<String>) -> Result<Options, String> {
     let mut o = Options {
-        command,
         amqp: std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672".into()),
         redis: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into()),
-        concurrency: 16,
         flows: 10,
         wait: false,
+        flow_id: None,
     };
+    let mut args = args.into_iter();
     while let Some(a) = args.next() {
-        let mut value = || args.next().ok_or(format!("{a} needs a value\n{usage}"));
+        let mut value = || args.next().ok_or(format!("{a} needs a value\n{USAGE}"));
         match a.as_str() {
             "--amqp" => o.amqp = value()?,
             "--redis" => o.redis = value()?,
-            "--concurrency" => {
-                o.concurrency = value()?
-                    .parse()
-                    .map_err(|e| format!("--concurrency: {e}"))?
-            }
             "--flows" => o.flows = value()?.parse().map_err(|e| format!("--flows: {e}"))?,
             "--wait" => o.wait = true,
-            other => return Err(format!("unknown argument `{other}`\n{usage}")),
+            id if !id.starts_with('-') && o.flow_id.is_none() => o.flow_id = Some(id.to_string()),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
-    }
-    if o.command != "worker" && o.command != "submit" {
-        return Err(usage.to_string());
     }
     Ok(o)
 }
 
-async fn worker(o: Options) -> Result<(), String> {
-    let backend = RedisBackend::connect(&o.redis)
-        .await
-        .map_err(|e| e.to_string())?;
-    let client = redis::Client::open(o.redis.as_str()).map_err(|e| e.to_string())?;
-    let runs = redis::aio::ConnectionManager::new(client)
-        .await
-        .map_err(|e| format!("Redis at {}: {e}", o.redis))?;
-    let worker = Worker::builder(&flows::SYSTEM)
-        .amqp_url(&o.amqp)
-        .backend(Arc::new(backend))
-        .concurrency(o.concurrency)
-        .resource(shop::Runs(runs))
-        .build()
-        .map_err(|e| e.to_string())?;
-    eprintln!(
-        "worker {} consuming {:?} (Ctrl-C to stop)",
-        std::process::id(),
-        worker.queues()
+/// `worker`: the runtime's standard worker command line, plus the Redis connection the tasks
+/// count their runs with.
+async fn worker(args: Vec<String>) -> ExitCode {
+    let redis = args
+        .iter()
+        .position(|a| a == "--redis")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| std::env::var("REDIS_URL").ok())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379/".into());
+    let runs = match redis::Client::open(redis.as_str()) {
+        Ok(client) => match redis::aio::ConnectionManager::new(client).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: Redis at {redis}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(e) => {
+            eprintln!("error: Redis URL {redis}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    worker_main(&flows::SYSTEM, args, |w| w.resource(shop::Runs(runs))).await
+}
+
+async fn status(o: Options) -> Result<bool, String> {
+    let id = o
+        .flow_id
+        .clone()
+        .ok_or(format!("status needs a flow id\n{USAGE}"))?;
+    let backend = Arc::new(
+        RedisBackend::connect(&o.redis)
+            .await
+            .map_err(|e| e.to_string())?,
     );
-    worker.run().await.map_err(|e| e.to_string())
+    let client = Client::connect(&flows::SYSTEM, &o.amqp, backend)
+        .await
+        .map_err(|e| e.to_string())?;
+    let report = client.status(&id).await.map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+    );
+    client.close().await;
+    Ok(true)
 }
 
 /// The final state every order must reach.
@@ -263,17 +281,29 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let o = match options() {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    }
+    let command = args.remove(0);
+    if command == "worker" {
+        return worker(args).await;
+    }
+    let o = match options(args) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
-    let result = if o.command == "worker" {
-        worker(o).await.map(|()| true)
-    } else {
-        submit(o).await
+    let result = match command.as_str() {
+        "submit" => submit(o).await,
+        "status" => status(o).await,
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,0 +1,121 @@
+//! A whole worker `main` in one call: the command line every worker binary shares.
+//!
+//! ```no_run
+//! # static SYSTEM: std::sync::OnceLock<selinon_runtime::SystemSpec> = std::sync::OnceLock::new();
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     # let system: &'static selinon_runtime::SystemSpec = SYSTEM.get().unwrap();
+//!     // `my-worker [--queues a,b] [--concurrency N] [--amqp URL] [--redis URL]`
+//!     selinon_runtime::amqp::worker_main(system, std::env::args().skip(1), |worker| worker).await
+//! }
+//! ```
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use super::backend::RedisBackend;
+use super::worker::WorkerBuilder;
+use super::Worker;
+use crate::spec::SystemSpec;
+
+/// What `--help` prints.
+pub const WORKER_USAGE: &str = "\
+options:
+  --queues Q1,Q2      consume only these queues (default: every task and dispatcher queue)
+  --concurrency N     messages handled at once (default 16)
+  --amqp URL          the broker (default: env AMQP_URL, else amqp://127.0.0.1:5672/%2f)
+  --redis URL         the flow-state backend (default: env REDIS_URL, else redis://127.0.0.1:6379/)
+  --list-queues       print the queues of this system and exit";
+
+/// Parses the worker options from `args`, connects to Redis, lets `configure` add resources,
+/// trace sinks or storages, and runs the worker until Ctrl-C or SIGTERM. Errors are printed
+/// with what to do; the exit code is 2 for a usage error, 1 for a failure.
+pub async fn worker_main(
+    system: &'static SystemSpec,
+    args: impl IntoIterator<Item = String>,
+    configure: impl FnOnce(WorkerBuilder) -> WorkerBuilder,
+) -> ExitCode {
+    let mut builder = Worker::builder(system);
+    let mut redis =
+        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_string());
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next().ok_or_else(|| {
+                eprintln!("error: {arg} needs a value\n{WORKER_USAGE}");
+                ExitCode::from(2)
+            })
+        };
+        match arg.as_str() {
+            "--queues" => match value() {
+                Ok(v) => builder = builder.queues(v.split(',').map(str::trim)),
+                Err(code) => return code,
+            },
+            "--concurrency" => match value().map(|v| v.parse::<usize>()) {
+                Ok(Ok(n)) => builder = builder.concurrency(n),
+                Ok(Err(e)) => {
+                    eprintln!("error: --concurrency: {e}\n{WORKER_USAGE}");
+                    return ExitCode::from(2);
+                }
+                Err(code) => return code,
+            },
+            "--amqp" => match value() {
+                Ok(v) => builder = builder.amqp_url(v),
+                Err(code) => return code,
+            },
+            "--redis" => match value() {
+                Ok(v) => redis = v,
+                Err(code) => return code,
+            },
+            "--list-queues" => match super::worker::Queues::new(system) {
+                Ok(q) => {
+                    for queue in q.all() {
+                        println!("{queue}");
+                    }
+                    return ExitCode::SUCCESS;
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            "--help" | "-h" => {
+                println!("{WORKER_USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("error: unknown option `{other}`\n{WORKER_USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let backend = match RedisBackend::connect(&redis).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!(
+                "error: {e}\n(start Redis with `redis-server --daemonize yes --bind 127.0.0.1 \
+                 --port 6379 --save \"\"`, or pass --redis URL)"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let worker = match configure(builder.backend(Arc::new(backend))).build() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!(
+        "worker {} consuming {} (Ctrl-C to stop)",
+        std::process::id(),
+        worker.queues().join(", ")
+    );
+    match worker.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
