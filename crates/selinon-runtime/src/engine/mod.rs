@@ -13,6 +13,7 @@
 //! built-in strategies end it: after a pass that leaves no active node.
 
 mod pass;
+mod selective;
 mod state;
 mod throttle;
 
@@ -23,6 +24,7 @@ use serde_json::Value as Json;
 
 pub use pass::dispatch;
 pub(crate) use pass::panic_message;
+pub use selective::{RunSubsequent, SelectiveError, SelectiveMap};
 pub use state::{
     Action, DispatcherMessage, FlowResult, FlowState, NodeEvent, NodeIds, NodeRef, NodeStatus,
     PassOutcome, PassOutput, TaskMessage,

@@ -10,8 +10,8 @@ use super::state::{
     Action, DispatcherMessage, FlowResult, FlowState, NodeEvent, NodeRef, NodeStatus, PassOutcome,
     PassOutput, TaskMessage,
 };
-use super::{EngineEnv, MIN_PASS_RETRY};
-use crate::spec::{Db, EdgeSpec, FlowSpec, NodeKind, SystemSpec};
+use super::{EngineEnv, RunSubsequent, SelectiveMap, MIN_PASS_RETRY};
+use crate::spec::{Db, EdgeSpec, FlowSpec, NodeKind, SelectiveRunInput, SystemSpec, TaskSpec};
 use crate::trace::{TraceEvent, Tracer};
 
 /// Why a pass stopped early.
@@ -59,6 +59,7 @@ pub async fn dispatch(
         msg: input.clone(),
         state: input.state.clone().unwrap_or_default(),
         actions: Vec::new(),
+        reused: Vec::new(),
     };
     let run = AssertUnwindSafe(pass.update(events)).catch_unwind().await;
     let result = match run {
@@ -134,6 +135,7 @@ pub async fn dispatch(
                     retried_count: input.retried_count + 1,
                     state: None,
                     initial_node_args: None,
+                    selective: msg.selective,
                 };
                 let countdown = flow.retry_countdown;
                 tracer.emit_with(TraceEvent::FlowRetry, || {
@@ -228,6 +230,18 @@ struct Pass<'a> {
     msg: DispatcherMessage,
     state: FlowState,
     actions: Vec<Action>,
+    /// Nodes a selective run reuses from an earlier run: finished as soon as started.
+    reused: Vec<NodeRef>,
+}
+
+/// What a selective run lets an edge do.
+enum Allowed<'m> {
+    /// Not a selective run (or the flow is not part of it): everything.
+    All,
+    /// The edge may not fire.
+    Omit,
+    /// The edge may start these `to` nodes (empty: all).
+    Nodes(&'m [String]),
 }
 
 /// The product of the candidate id lists, in `itertools.product` order (last varies fastest).
@@ -325,6 +339,10 @@ impl Pass<'_> {
             if !edge.from.is_empty() {
                 continue;
             }
+            if let Allowed::Omit = self.allowed(i) {
+                self.selective_omit_edge(edge);
+                continue;
+            }
             let results = self
                 .fetch_reads(edge, |name| {
                     parent.get(name).and_then(Json::as_str).map(str::to_string)
@@ -340,6 +358,37 @@ impl Pass<'_> {
             }
         }
         self.update_waiting_edges(&started);
+        self.finish_reused().await
+    }
+
+    /// What the selective run (if any) lets edge `index` of this flow do.
+    fn allowed(&self, index: usize) -> Allowed<'_> {
+        match &self.msg.selective {
+            Some(map) if map.covers(self.flow.name) => match map.allowed(self.flow.name, index) {
+                Some(nodes) => Allowed::Nodes(nodes),
+                None => Allowed::Omit,
+            },
+            _ => Allowed::All,
+        }
+    }
+
+    fn selective_omit_edge(&self, edge: &EdgeSpec) {
+        self.tracer.emit_with(TraceEvent::SelectiveOmitEdge, || {
+            self.info_with(json!({
+                "nodes_from": edge.from,
+                "nodes_to": edge.to,
+                "edge_index": edge.index,
+            }))
+        });
+    }
+
+    /// Selectively reused nodes count as finished in the same pass.
+    async fn finish_reused(&mut self) -> Result<(), PassError> {
+        while !self.reused.is_empty() {
+            let nodes = std::mem::take(&mut self.reused);
+            self.update_waiting_edges(&nodes);
+            self.start_new(&nodes).await?;
+        }
         Ok(())
     }
 
@@ -391,6 +440,7 @@ impl Pass<'_> {
         }
         self.update_waiting_edges(&finished);
         self.start_new(&finished).await?;
+        self.finish_reused().await?;
         if self.state.active_nodes.is_empty() && !self.state.failed_nodes.is_empty() {
             let fallbacks = self.run_fallbacks()?;
             if fallbacks.is_empty() && !self.state.failed_nodes.is_empty() {
@@ -411,6 +461,12 @@ impl Pass<'_> {
                 continue;
             }
             for &idx in (self.flow.edges_from)(&node.name) {
+                if let Allowed::Omit = self.allowed(idx) {
+                    if let Some(edge) = self.flow.edges.get(idx) {
+                        self.selective_omit_edge(edge);
+                    }
+                    continue;
+                }
                 if !self.state.waiting_edges.contains(&idx) {
                     self.state.waiting_edges.push(idx);
                 }
@@ -646,6 +702,21 @@ impl Pass<'_> {
         parent: &Json,
     ) -> Result<Vec<NodeRef>, PassError> {
         let mut started = Vec::new();
+        let to: Vec<&'static str> = match self.allowed(edge.index) {
+            Allowed::All => edge.to.to_vec(),
+            Allowed::Omit => Vec::new(),
+            Allowed::Nodes(nodes) if nodes.is_empty() => edge.to.to_vec(),
+            Allowed::Nodes(nodes) => {
+                let (keep, omit): (Vec<&'static str>, Vec<&'static str>) =
+                    edge.to.iter().partition(|t| nodes.iter().any(|n| n == *t));
+                for node in omit {
+                    self.tracer.emit_with(TraceEvent::SelectiveOmitNode, || {
+                        self.info_with(json!({"node_name": node, "edge_index": edge.index}))
+                    });
+                }
+                keep
+            }
+        };
         match &edge.foreach {
             Some(foreach) => {
                 let items = (foreach.function)(db, &self.msg.node_args);
@@ -661,7 +732,7 @@ impl Pass<'_> {
                     }))
                 });
                 for item in items {
-                    for &to in edge.to {
+                    for &to in &to {
                         let args = if foreach.propagate_result {
                             item.clone()
                         } else {
@@ -678,7 +749,7 @@ impl Pass<'_> {
                 }
             }
             None => {
-                for &to in edge.to {
+                for &to in &to {
                     let args = self.msg.node_args.clone();
                     started.push(self.start_node(to, parent, args, Some(edge), false)?);
                 }
@@ -731,8 +802,43 @@ impl Pass<'_> {
                     "parent": child_parent,
                 }))
             });
+            let mut message = DispatcherMessage::new(name, id.clone(), args, child_parent);
+            message.selective = match edge.and_then(|e| e.selective.as_ref()) {
+                // The edge's own `selective` block: the sub-flow runs selectively.
+                Some(spec) => {
+                    let tasks: Vec<String> = spec.tasks.iter().map(|t| t.to_string()).collect();
+                    let subsequent = match spec.run_subsequent {
+                        None => RunSubsequent::No,
+                        Some([]) => RunSubsequent::All,
+                        Some(flows) => {
+                            RunSubsequent::Flows(flows.iter().map(|f| f.to_string()).collect())
+                        }
+                    };
+                    let map = SelectiveMap::compute(
+                        self.system,
+                        name,
+                        &tasks,
+                        spec.follow_subflows,
+                        &subsequent,
+                    )
+                    .map_err(|e| {
+                        PassError::Dispatcher(format!(
+                            "`selective` of the edge to `{name}` ({}): {e}",
+                            edge.map(|e| e.origin).unwrap_or_default()
+                        ))
+                    })?;
+                    Some(map)
+                }
+                // A selective run goes on into the sub-flows it covers.
+                None => self
+                    .msg
+                    .selective
+                    .as_ref()
+                    .filter(|m| m.covers(name))
+                    .cloned(),
+            };
             self.actions.push(Action::StartFlow {
-                message: DispatcherMessage::new(name, id.clone(), args, child_parent),
+                message,
                 parent_flow_id: self.msg.flow_id.clone(),
                 queue: child.queue,
                 countdown,
@@ -743,6 +849,11 @@ impl Pass<'_> {
                 .system
                 .task(name)
                 .ok_or_else(|| PassError::Dispatcher(format!("unknown task `{name}`")))?;
+            if let Some(reused) = self.selective_reuse(task, &node_args) {
+                let record = NodeRef::new(name, reused);
+                self.reused.push(record.clone());
+                return Ok(record);
+            }
             let countdown = task
                 .throttling
                 .map(|t| self.env.throttle(name, false, t))
@@ -782,6 +893,36 @@ impl Pass<'_> {
             self.state.active_nodes.push(record.clone());
         }
         Ok(record)
+    }
+
+    /// In a selective run, a task that was not asked for may reuse an earlier run: its
+    /// `selective_run_function` decides (none: the task runs).
+    fn selective_reuse(&self, task: &TaskSpec, node_args: &Json) -> Option<String> {
+        let map = self.msg.selective.as_ref()?;
+        if !map.covers(self.flow.name) || map.is_requested(task.name) {
+            return None;
+        }
+        let decide = task.selective_run_function?;
+        let reuse = decide(&SelectiveRunInput {
+            flow_name: &self.msg.flow_name,
+            node_name: task.name,
+            node_args,
+            task_names: &map.task_names,
+        });
+        self.tracer.emit_with(TraceEvent::SelectiveRunFunc, || {
+            self.info_with(json!({
+                "node_name": task.name,
+                "node_args": node_args,
+                "task_names": map.task_names,
+                "result": reuse,
+            }))
+        });
+        if let Some(id) = &reuse {
+            self.tracer.emit_with(TraceEvent::SelectiveTaskReuse, || {
+                self.info_with(json!({"node_name": task.name, "node_id": id}))
+            });
+        }
+        reuse
     }
 
     /// RUN_FALLBACKS (§3.12): largest failed set first, lexicographic ties, every alternative

@@ -90,6 +90,9 @@ pub struct DispatcherMessage {
     /// `node_args`, so that a flow restart starts from the same arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_node_args: Option<Json>,
+    /// A selective run: the edges that may fire and the nodes they may start (§3.16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selective: Option<super::SelectiveMap>,
 }
 
 impl DispatcherMessage {
@@ -108,6 +111,7 @@ impl DispatcherMessage {
             retried_count: 0,
             state: None,
             initial_node_args: None,
+            selective: None,
         }
     }
 }

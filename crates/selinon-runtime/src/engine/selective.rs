@@ -1,0 +1,293 @@
+//! Selective runs (spec §3.16): run only the nodes on paths to the requested tasks.
+//!
+//! The map in upstream's JSON shape travels with the dispatcher message (and on to
+//! sub-flows): per flow, the edges (by index, as strings) that may fire, each with the `to`
+//! nodes it may start (an empty list: all of them).
+//!
+//! ```json
+//! {"task_names": ["Task2"], "waiting_edges_subset": {"flow1": {"0": ["Task1"], "1": ["Task2"]}}}
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{FlowSpec, SystemSpec};
+
+/// Which edges of which flows a selective run lets fire, and which nodes they start.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelectiveMap {
+    /// The requested tasks: they always run.
+    pub task_names: Vec<String>,
+    /// Flow name → edge index (a string, as upstream's JSON) → `to` nodes allowed (empty:
+    /// all).
+    pub waiting_edges_subset: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+}
+
+/// Why a selective run cannot be computed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SelectiveError {
+    #[error("unknown flow `{0}`")]
+    UnknownFlow(String),
+    #[error("`{task}` is not a task of flow `{flow}`{hint} (its tasks: {known})")]
+    UnknownTask {
+        task: String,
+        flow: String,
+        hint: String,
+        known: String,
+    },
+    #[error("no path from the start of flow `{flow}` leads to `{task}`")]
+    NoPath { task: String, flow: String },
+    #[error("no tasks named: a selective run needs at least one task")]
+    Empty,
+    #[error("`run_subsequent` names `{0}`, which is not a flow of this selective run")]
+    UnknownSubsequentFlow(String),
+}
+
+/// Subsequent runs: none, in every traversed flow, or in the named flows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunSubsequent {
+    No,
+    All,
+    Flows(Vec<String>),
+}
+
+impl SelectiveMap {
+    /// The map for a selective run of `flow` that must run `task_names`.
+    pub fn compute(
+        system: &SystemSpec,
+        flow: &str,
+        task_names: &[String],
+        follow_subflows: bool,
+        run_subsequent: &RunSubsequent,
+    ) -> Result<SelectiveMap, SelectiveError> {
+        if task_names.is_empty() {
+            return Err(SelectiveError::Empty);
+        }
+        let root = system
+            .flow(flow)
+            .ok_or_else(|| SelectiveError::UnknownFlow(flow.to_string()))?;
+        let mut map = SelectiveMap {
+            task_names: task_names.to_vec(),
+            waiting_edges_subset: BTreeMap::new(),
+        };
+        // Flows to visit: the root, and with `follow_subflows` every sub-flow that holds a
+        // requested task somewhere below it.
+        let mut found: BTreeSet<String> = BTreeSet::new();
+        let mut queue = vec![root];
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        while let Some(f) = queue.pop() {
+            if !seen.insert(f.name) {
+                continue;
+            }
+            let mut targets: BTreeSet<&str> = BTreeSet::new();
+            for t in task_names {
+                if f.node(t).is_some_and(|n| !system.is_flow(n.name)) {
+                    targets.insert(f.node(t).map(|n| n.name).unwrap_or_default());
+                }
+            }
+            if follow_subflows {
+                for n in f.nodes {
+                    // A flow already visited (a cycle of sub-flows) is not entered again.
+                    if system.is_flow(n.name)
+                        && !seen.contains(n.name)
+                        && contains_task(system, n.name, task_names, &mut BTreeSet::new())
+                    {
+                        targets.insert(n.name);
+                        if let Some(sub) = system.flow(n.name) {
+                            queue.push(sub);
+                        }
+                    }
+                }
+            }
+            if targets.is_empty() {
+                continue;
+            }
+            let subset = paths_to(f, &targets)?;
+            for t in &targets {
+                found.insert((*t).to_string());
+            }
+            map.waiting_edges_subset.insert(f.name.to_string(), subset);
+        }
+        for t in task_names {
+            if !found.contains(t) {
+                let known: Vec<&str> = root
+                    .nodes
+                    .iter()
+                    .filter(|n| !system.is_flow(n.name))
+                    .map(|n| n.name)
+                    .collect();
+                let in_subflow = system
+                    .flows
+                    .iter()
+                    .any(|f| f.name != root.name && f.node(t).is_some());
+                return Err(SelectiveError::UnknownTask {
+                    task: t.clone(),
+                    flow: root.name.to_string(),
+                    hint: if in_subflow && !follow_subflows {
+                        " (it is in a sub-flow: use follow_subflows)".to_string()
+                    } else {
+                        String::new()
+                    },
+                    known: known.join(", "),
+                });
+            }
+        }
+        match run_subsequent {
+            RunSubsequent::No => {}
+            RunSubsequent::All => {
+                let flows: Vec<String> = map.waiting_edges_subset.keys().cloned().collect();
+                for f in flows {
+                    map.add_subsequent(system, &f);
+                }
+            }
+            RunSubsequent::Flows(names) => {
+                for f in names {
+                    if !map.waiting_edges_subset.contains_key(f) {
+                        return Err(SelectiveError::UnknownSubsequentFlow(f.clone()));
+                    }
+                    map.add_subsequent(system, f);
+                }
+            }
+        }
+        Ok(map)
+    }
+
+    /// Adds, to a fixed point, every non-starting edge whose sources are all requested tasks
+    /// or nodes started by edges added so far, with all its `to` nodes.
+    fn add_subsequent(&mut self, system: &SystemSpec, flow: &str) {
+        let Some(f) = system.flow(flow) else { return };
+        let mut reached: BTreeSet<&str> = self
+            .task_names
+            .iter()
+            .filter_map(|t| f.node(t).map(|n| n.name))
+            .collect();
+        let subset = self
+            .waiting_edges_subset
+            .entry(flow.to_string())
+            .or_default();
+        loop {
+            let mut grew = false;
+            for e in f.edges {
+                if e.from.is_empty() || !e.from.iter().all(|s| reached.contains(s)) {
+                    continue;
+                }
+                let all: Vec<String> = e.to.iter().map(|t| (*t).to_string()).collect();
+                let entry = subset.entry(e.index.to_string()).or_default();
+                if *entry != all {
+                    *entry = all;
+                    grew = true;
+                }
+                for t in e.to {
+                    grew |= reached.insert(t);
+                }
+            }
+            if !grew {
+                break;
+            }
+        }
+    }
+
+    /// The `to` nodes edge `index` of `flow` may start: `None` if the edge may not fire,
+    /// `Some([])` for all.
+    pub fn allowed(&self, flow: &str, index: usize) -> Option<&[String]> {
+        self.waiting_edges_subset
+            .get(flow)
+            .and_then(|edges| edges.get(&index.to_string()))
+            .map(Vec::as_slice)
+    }
+
+    /// Whether the flow takes part (has edges in the map).
+    pub fn covers(&self, flow: &str) -> bool {
+        self.waiting_edges_subset.contains_key(flow)
+    }
+
+    pub fn is_requested(&self, task: &str) -> bool {
+        self.task_names.iter().any(|t| t == task)
+    }
+}
+
+fn contains_task(
+    system: &SystemSpec,
+    flow: &str,
+    tasks: &[String],
+    seen: &mut BTreeSet<String>,
+) -> bool {
+    if !seen.insert(flow.to_string()) {
+        return false;
+    }
+    let Some(f) = system.flow(flow) else {
+        return false;
+    };
+    f.nodes.iter().any(|n| {
+        if system.is_flow(n.name) {
+            contains_task(system, n.name, tasks, seen)
+        } else {
+            tasks.iter().any(|t| t == n.name)
+        }
+    })
+}
+
+/// The edges of `flow` on paths from its start to `targets`, each with the `to` nodes on a
+/// path.
+fn paths_to(
+    flow: &FlowSpec,
+    targets: &BTreeSet<&str>,
+) -> Result<BTreeMap<String, Vec<String>>, SelectiveError> {
+    // Nodes from which a target can be reached (backwards over the edges), targets included.
+    let mut needed: BTreeSet<&str> = targets.clone();
+    loop {
+        let mut grew = false;
+        for e in flow.edges {
+            if e.to.iter().any(|t| needed.contains(t)) {
+                for s in e.from {
+                    grew |= needed.insert(s);
+                }
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    // Edges that start something needed, all of whose sources are needed too.
+    let mut subset: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in flow.edges {
+        let to: Vec<String> =
+            e.to.iter()
+                .filter(|t| needed.contains(*t))
+                .map(|t| (*t).to_string())
+                .collect();
+        if !to.is_empty() && e.from.iter().all(|s| needed.contains(s)) {
+            subset.insert(e.index.to_string(), to);
+        }
+    }
+    // Every target must be reachable from the start over these edges.
+    let mut reached: BTreeSet<&str> = BTreeSet::new();
+    loop {
+        let mut grew = false;
+        for e in flow.edges {
+            let Some(to) = subset.get(&e.index.to_string()) else {
+                continue;
+            };
+            if e.from.iter().all(|s| reached.contains(s)) {
+                for t in to {
+                    if let Some(name) = e.to.iter().find(|n| **n == t.as_str()) {
+                        grew |= reached.insert(name);
+                    }
+                }
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    for t in targets {
+        if !reached.contains(t) {
+            return Err(SelectiveError::NoPath {
+                task: (*t).to_string(),
+                flow: flow.name.to_string(),
+            });
+        }
+    }
+    Ok(subset)
+}
