@@ -7,6 +7,11 @@
 //! its end to its parent flow's channel. Countdowns (throttling, retries) are timers, not
 //! blocked workers. Queues are kept in traces but play no part in-process.
 //!
+//! Every flow and task a runtime spawns belongs to its root flow: a root flow that has not
+//! ended within [`RuntimeBuilder::flow_timeout`] is stopped with all its sub-flows and tasks,
+//! and [`Runtime::shutdown`] stops everything the runtime started. Dropping a [`Runtime`]
+//! stops nothing (flows already started run on): call `shutdown` for that.
+//!
 //! ```no_run
 //! # async fn demo(system: &'static selinon_runtime::SystemSpec) -> Result<(), selinon_runtime::RunError> {
 //! let rt = selinon_runtime::Runtime::new(system);
@@ -20,6 +25,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -28,7 +34,7 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use crate::engine::{
     self, Action, DispatcherMessage, EngineEnv, FlowResult, NodeEvent, NodeIds, NodeRef,
@@ -48,6 +54,13 @@ pub enum RunError {
     UnknownFlow { name: String, known: String },
     #[error("flow `{0}` was abandoned before it ended (its runtime stopped)")]
     Aborted(String),
+    /// The root flow had not ended within [`RuntimeBuilder::flow_timeout`]; it was stopped with
+    /// its sub-flows and tasks.
+    #[error(
+        "flow `{flow}` did not end within {} (the runtime's flow_timeout): it was stopped, with its sub-flows and tasks",
+        humantime::format_duration(*after)
+    )]
+    TimedOut { flow: String, after: Duration },
 }
 
 /// How a flow ended.
@@ -113,7 +126,7 @@ pub struct FlowHandle {
 
 #[derive(Debug)]
 enum HandleState {
-    Pending(oneshot::Receiver<FlowOutcome>),
+    Pending(oneshot::Receiver<Result<FlowOutcome, RunError>>),
     Error(Option<RunError>),
 }
 
@@ -136,7 +149,7 @@ impl Future for FlowHandle {
         match &mut self.state {
             HandleState::Pending(rx) => Pin::new(rx)
                 .poll(cx)
-                .map(|r| r.map_err(|_| RunError::Aborted(flow_id))),
+                .map(|r| r.unwrap_or(Err(RunError::Aborted(flow_id)))),
             HandleState::Error(err) => {
                 Poll::Ready(Err(err.take().unwrap_or(RunError::Aborted(flow_id))))
             }
@@ -152,6 +165,7 @@ pub struct RuntimeBuilder {
     config_trace: bool,
     storages: HashMap<String, Arc<dyn DataStorage>>,
     max_concurrent_tasks: Option<usize>,
+    flow_timeout: Option<Duration>,
 }
 
 impl RuntimeBuilder {
@@ -197,6 +211,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// A root flow (started by [`Runtime::run_flow`]) that has not ended this long after it
+    /// was started is stopped, with all its sub-flows and tasks (`nowait` ones included): its
+    /// handle gives [`RunError::TimedOut`]. No limit by default.
+    pub fn flow_timeout(mut self, after: Duration) -> Self {
+        self.flow_timeout = Some(after);
+        self
+    }
+
     pub fn build(self) -> Runtime {
         let mut sinks = if self.config_trace {
             Tracer::sinks_from_spec(self.system)
@@ -216,6 +238,11 @@ impl RuntimeBuilder {
                 permits: self
                     .max_concurrent_tasks
                     .map(|n| Arc::new(Semaphore::new(n))),
+                flow_timeout: self.flow_timeout,
+                stopped: AtomicBool::new(false),
+                roots: Mutex::default(),
+                live: AtomicUsize::new(0),
+                idle: Notify::new(),
             }),
         }
     }
@@ -249,6 +276,7 @@ impl Runtime {
             config_trace: true,
             storages: HashMap::new(),
             max_concurrent_tasks: None,
+            flow_timeout: None,
         }
     }
 
@@ -280,13 +308,7 @@ impl Runtime {
         });
         let (tx, rx) = oneshot::channel();
         let message = DispatcherMessage::new(flow_name, flow_id.clone(), node_args, Json::Null);
-        spawn_flow(
-            self.inner.clone(),
-            message,
-            Duration::ZERO,
-            Report::Root(tx),
-            flow_id.clone(),
-        );
+        spawn_root_flow(self.inner.clone(), message, tx);
         FlowHandle {
             flow_name: flow_name.to_string(),
             flow_id,
@@ -312,8 +334,19 @@ impl Runtime {
         self.inner.pool.get_connected_storage(name).await
     }
 
-    /// Disconnects the storages.
+    /// Waits until no flow or task this runtime started is running: root flows, their
+    /// sub-flows and tasks, and also `nowait` nodes and nodes abandoned by an eager failure,
+    /// which run on after their flow ended.
+    pub async fn wait_idle(&self) {
+        self.inner.wait_idle().await;
+    }
+
+    /// Stops every flow and task this runtime started (their handles give
+    /// [`RunError::Aborted`]; a task's code is dropped at its next `.await`), waits until they
+    /// have stopped, then disconnects the storages. Flows started afterwards are aborted at once.
     pub async fn shutdown(&self) {
+        self.inner.stop_all();
+        self.inner.wait_idle().await;
         self.inner.pool.disconnect_all().await;
     }
 }
@@ -328,6 +361,126 @@ struct Inner {
     /// the root ends).
     backend: Mutex<HashMap<String, (String, FlowResult)>>,
     permits: Option<Arc<Semaphore>>,
+    flow_timeout: Option<Duration>,
+    /// Set by [`Runtime::shutdown`]: root flows started afterwards stop at once.
+    stopped: AtomicBool,
+    /// The stop signal of every root flow whose flows or tasks may still run.
+    roots: Mutex<Roots>,
+    /// Spawned flow instances and tasks not yet ended (see [`Live`]).
+    live: AtomicUsize,
+    /// Notified when `live` drops to zero.
+    idle: Notify,
+}
+
+impl Inner {
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.live.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Counts one spawned flow instance or task in [`Inner::live`] while it exists; the spawned
+/// future borrows the runtime from it.
+struct Live(Arc<Inner>);
+
+impl Live {
+    fn new(inner: &Arc<Inner>) -> Self {
+        inner.live.fetch_add(1, Ordering::AcqRel);
+        Live(inner.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// The stop signal of one root flow, shared by its sub-flows and tasks: set by the root's
+/// timeout or by [`Runtime::shutdown`]. Checking it is an atomic load, and only work that
+/// waits registers to be woken by it: a task that ends at its first poll pays two atomic
+/// operations for it.
+#[derive(Default)]
+struct Stop {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    fn set(&self) {
+        self.set.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+}
+
+/// The stop signals of root flows, for [`Runtime::shutdown`]; dead entries are dropped as the
+/// list grows.
+#[derive(Default)]
+struct Roots {
+    list: Vec<std::sync::Weak<Stop>>,
+    prune_at: usize,
+}
+
+impl Inner {
+    /// A stop signal for a new root flow: already set when the runtime was shut down.
+    fn new_root(&self) -> Arc<Stop> {
+        let root = Arc::new(Stop::default());
+        {
+            let mut roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
+            if roots.list.len() >= roots.prune_at {
+                roots.list.retain(|w| w.strong_count() > 0);
+                roots.prune_at = (roots.list.len() * 2).max(64);
+            }
+            roots.list.push(Arc::downgrade(&root));
+        }
+        // Either `stop_all` sees this root in the list, or this sees its flag.
+        if self.stopped.load(Ordering::SeqCst) {
+            root.set();
+        }
+        root
+    }
+
+    /// Stops every root flow, running or to come, with its sub-flows and tasks.
+    fn stop_all(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
+        for root in roots.list.iter().filter_map(std::sync::Weak::upgrade) {
+            root.set();
+        }
+    }
+}
+
+/// Runs `work` unless or until `root` is stopped; the stop is checked at every poll, before the
+/// work. The work stays where the caller pinned it (task and flow futures are large: moving
+/// them costs more than the rest).
+async fn until_stopped<F: Future>(root: &Stop, mut work: Pin<&mut F>) -> Option<F::Output> {
+    // Created before the first check: a `set` after this point completes it.
+    let notified = root.notify.notified();
+    tokio::pin!(notified);
+    std::future::poll_fn(|cx| {
+        if root.is_set() {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(out) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        // Only `Stop::set` notifies: ready means stopped.
+        notified.as_mut().poll(cx).map(|()| None)
+    })
+    .await
 }
 
 #[async_trait]
@@ -375,26 +528,83 @@ impl TaskEnv for Inner {
 
 /// Where a flow reports its end.
 enum Report {
-    /// The caller of `run_flow`.
-    Root(oneshot::Sender<FlowOutcome>),
+    /// The caller of `run_flow` (through the flow's return value).
+    Root,
     /// The parent flow, as a node event.
     Child(mpsc::UnboundedSender<NodeEvent>),
     /// Nobody (a `nowait` sub-flow).
     Nobody,
 }
 
-fn spawn_flow(
+/// Spawns a root flow with its stop signal and its timeout; its outcome (or why it has none)
+/// goes to `tx`.
+fn spawn_root_flow(
     inner: Arc<Inner>,
+    message: DispatcherMessage,
+    tx: oneshot::Sender<Result<FlowOutcome, RunError>>,
+) {
+    let live = Live::new(&inner);
+    tokio::spawn(async move {
+        let inner = &live.0;
+        let root = inner.new_root();
+        let root_id = message.flow_id.clone();
+        let flow_name = message.flow_name.clone();
+        let run = std::pin::pin!(run_flow_instance(
+            inner,
+            message,
+            Report::Root,
+            root_id.clone(),
+            &root
+        ));
+        let result = match inner.flow_timeout {
+            None => until_stopped(&root, run).await.flatten(),
+            Some(after) => match tokio::time::timeout(after, until_stopped(&root, run)).await {
+                Ok(outcome) => outcome.flatten(),
+                Err(_) => {
+                    // Stops the sub-flows and tasks of this flow, wherever they are.
+                    root.set();
+                    let _ = tx.send(Err(RunError::TimedOut {
+                        flow: flow_name,
+                        after,
+                    }));
+                    return drop_sub_flow_results(inner, &root_id);
+                }
+            },
+        };
+        drop_sub_flow_results(inner, &root_id);
+        let _ = tx.send(result.ok_or(RunError::Aborted(root_id)));
+    });
+}
+
+/// Forgets the results of the ended sub-flows of a root flow that ended.
+fn drop_sub_flow_results(inner: &Inner, root_id: &str) {
+    inner
+        .backend
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|_, (root, _)| root != root_id);
+}
+
+/// Spawns a sub-flow of a root flow; it ends early when the root or the runtime stops.
+fn spawn_flow(
+    inner: &Arc<Inner>,
     message: DispatcherMessage,
     countdown: Duration,
     report: Report,
     root_id: String,
+    root: &Arc<Stop>,
 ) {
+    let live = Live::new(inner);
+    let root = root.clone();
     tokio::spawn(async move {
-        if !countdown.is_zero() {
-            tokio::time::sleep(countdown).await;
-        }
-        run_flow_instance(inner, message, report, root_id).await;
+        let inner = &live.0;
+        let work = std::pin::pin!(async {
+            if !countdown.is_zero() {
+                tokio::time::sleep(countdown).await;
+            }
+            run_flow_instance(inner, message, report, root_id, &root).await;
+        });
+        until_stopped(&root, work).await;
     });
 }
 
@@ -404,17 +614,22 @@ fn drain(rx: &mut mpsc::UnboundedReceiver<NodeEvent>, events: &mut Vec<NodeEvent
     }
 }
 
-/// The single writer of one flow instance's state: a pass per batch of completions.
+/// The single writer of one flow instance's state: a pass per batch of completions. Returns
+/// the outcome of a root flow (`None` for sub-flows, or when the flow was stopped).
 async fn run_flow_instance(
-    inner: Arc<Inner>,
+    inner: &Arc<Inner>,
     mut message: DispatcherMessage,
     report: Report,
     root_id: String,
-) {
+    root: &Arc<Stop>,
+) -> Option<FlowOutcome> {
     let (tx, mut rx) = mpsc::unbounded_channel::<NodeEvent>();
     let mut events: Vec<NodeEvent> = Vec::new();
     loop {
-        let out = engine::dispatch(inner.system, &message, &events, &*inner).await;
+        if root.is_set() {
+            return None;
+        }
+        let out = engine::dispatch(inner.system, &message, &events, &**inner).await;
         if let PassOutcome::RetryPass { countdown } = out.outcome {
             tokio::time::sleep(countdown).await;
             drain(&mut rx, &mut events);
@@ -422,14 +637,14 @@ async fn run_flow_instance(
         }
         message = out.message;
         for action in out.actions {
-            execute(&inner, action, &tx, &root_id);
+            execute(inner, action, &tx, &root_id, root);
         }
         match out.outcome {
             PassOutcome::Running => {
                 events.clear();
                 match rx.recv().await {
                     Some(e) => events.push(e),
-                    None => return,
+                    None => return None,
                 }
                 drain(&mut rx, &mut events);
             }
@@ -445,28 +660,23 @@ async fn run_flow_instance(
             PassOutcome::RetryPass { .. } => unreachable!("handled above"),
             PassOutcome::Finished(result) => {
                 return end_flow(
-                    &inner,
+                    inner,
                     message,
                     FlowStatus::Finished,
                     result,
                     report,
                     &root_id,
-                )
+                );
             }
             PassOutcome::Failed(result) => {
-                return end_flow(
-                    &inner,
-                    message,
-                    FlowStatus::Failed,
-                    result,
-                    report,
-                    &root_id,
-                )
+                return end_flow(inner, message, FlowStatus::Failed, result, report, &root_id);
             }
         }
     }
 }
 
+/// Reports a flow's end; returns the outcome of a root flow (the caller of `run_flow` gets it,
+/// and the root's sub-flow results are dropped, in [`spawn_root_flow`]).
 fn end_flow(
     inner: &Inner,
     message: DispatcherMessage,
@@ -474,15 +684,10 @@ fn end_flow(
     result: FlowResult,
     report: Report,
     root_id: &str,
-) {
+) -> Option<FlowOutcome> {
     match report {
-        Report::Root(tx) => {
-            inner
-                .backend
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|_, (root, _)| root != root_id);
-            let _ = tx.send(FlowOutcome {
+        Report::Root => {
+            return Some(FlowOutcome {
                 flow_name: message.flow_name,
                 flow_id: message.flow_id,
                 status,
@@ -509,9 +714,16 @@ fn end_flow(
         }
         Report::Nobody => {}
     }
+    None
 }
 
-fn execute(inner: &Arc<Inner>, action: Action, tx: &mpsc::UnboundedSender<NodeEvent>, root: &str) {
+fn execute(
+    inner: &Arc<Inner>,
+    action: Action,
+    tx: &mpsc::UnboundedSender<NodeEvent>,
+    root_id: &str,
+    root: &Arc<Stop>,
+) {
     match action {
         Action::StartTask {
             message,
@@ -519,9 +731,15 @@ fn execute(inner: &Arc<Inner>, action: Action, tx: &mpsc::UnboundedSender<NodeEv
             nowait,
             ..
         } => {
-            let inner = inner.clone();
             let report = (!nowait).then(|| tx.clone());
-            tokio::spawn(run_task(inner, message, countdown, report));
+            let live = Live::new(inner);
+            let root = root.clone();
+            // Boxed: spawning moves the future a few times, and a pointer is cheaper to move.
+            tokio::spawn(Box::pin(async move {
+                let inner = &live.0;
+                let task = std::pin::pin!(run_task(inner, message, countdown, report, &root));
+                until_stopped(&root, task).await;
+            }));
         }
         Action::StartFlow {
             message,
@@ -534,17 +752,18 @@ fn execute(inner: &Arc<Inner>, action: Action, tx: &mpsc::UnboundedSender<NodeEv
             } else {
                 Report::Child(tx.clone())
             };
-            spawn_flow(inner.clone(), message, countdown, report, root.to_string());
+            spawn_flow(inner, message, countdown, report, root_id.to_string(), root);
         }
     }
 }
 
 /// Runs a task's attempts (retries after their countdowns) and reports its final status.
 async fn run_task(
-    inner: Arc<Inner>,
+    inner: &Arc<Inner>,
     mut message: TaskMessage,
     countdown: Duration,
     report: Option<mpsc::UnboundedSender<NodeEvent>>,
+    root: &Stop,
 ) {
     let mut wait = countdown;
     let status = loop {
@@ -555,6 +774,10 @@ async fn run_task(
             Some(p) => p.clone().acquire_owned().await.ok(),
             None => None,
         };
+        // Stopped while it waited (its countdown, a permit, or its turn to run).
+        if root.is_set() {
+            return;
+        }
         let env: Arc<dyn TaskEnv> = inner.clone();
         let attempt =
             envelope::run_attempt(inner.system, &inner.pool, &inner.tracer, &message, env);

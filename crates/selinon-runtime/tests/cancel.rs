@@ -1,0 +1,283 @@
+//! Stopping flows in-process: `RuntimeBuilder::flow_timeout` stops a root flow with its
+//! sub-flows and tasks, `Runtime::shutdown` stops everything a runtime started, and
+//! `Runtime::wait_idle` waits for what runs on after a flow ended (`nowait` nodes). No upstream
+//! counterpart: upstream leaves this to Celery (`revoke`, worker shutdown).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use selinon_runtime::spec::{run_boxed, BoxFuture, EdgeSpec, FlowSpec, SystemSpec, TaskSpec};
+use selinon_runtime::{
+    json, Json, RunError, Runtime, TaskContext, TaskResult, TraceEvent, TraceRecorder,
+};
+
+pub static SYSTEM: SystemSpec = SystemSpec {
+    files: &["nodes.yml", "flows.yml"],
+    content_hash: "sha256:test",
+    tasks: &TASKS,
+    flows: &[&endless::FLOW, &outer::FLOW, &sleepy::FLOW, &leftover::FLOW],
+    storages: &STORAGES,
+    trace: &[],
+    migration_dir: None,
+    run_task: &run_task,
+};
+
+static TASKS: [TaskSpec; 5] = [
+    task("Loop1"),
+    task("Loop2"),
+    task("Sleeper"),
+    task("Quick"),
+    task("Late"),
+];
+
+fn run_task(
+    name: &str,
+    ctx: TaskContext,
+    node_args: Json,
+) -> Option<BoxFuture<'static, TaskResult>> {
+    Some(match name {
+        "Loop1" | "Loop2" | "Sleeper" | "Quick" | "Late" => run_boxed::<Scripted>(ctx, node_args),
+        _ => return None,
+    })
+}
+
+/// `→ Loop1`, `Loop1 → Loop2`, `Loop2 → Loop1`: a cycle with no way out.
+mod endless {
+    use super::*;
+    pub static FLOW: FlowSpec = FlowSpec {
+        name: "endless",
+        edges: &EDGES,
+        edges_from: &edges_from,
+        ..common::FLOW
+    };
+    static EDGES: [EdgeSpec; 3] = [
+        EdgeSpec {
+            index: 0,
+            to: &["Loop1"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 1,
+            from: &["Loop1"],
+            to: &["Loop2"],
+            ..EDGE
+        },
+        EdgeSpec {
+            index: 2,
+            from: &["Loop2"],
+            to: &["Loop1"],
+            ..EDGE
+        },
+    ];
+    fn edges_from(node: &str) -> &'static [usize] {
+        match node {
+            "Loop1" => &[1],
+            "Loop2" => &[2],
+            _ => &[],
+        }
+    }
+}
+
+/// `→ Quick, endless`: the endless cycle as a sub-flow.
+mod outer {
+    use super::*;
+    pub static FLOW: FlowSpec = FlowSpec {
+        name: "outer",
+        edges: &EDGES,
+        ..common::FLOW
+    };
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["Quick", "endless"],
+        ..EDGE
+    }];
+}
+
+/// `→ Sleeper`.
+mod sleepy {
+    use super::*;
+    pub static FLOW: FlowSpec = FlowSpec {
+        name: "sleepy",
+        edges: &EDGES,
+        ..common::FLOW
+    };
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["Sleeper"],
+        ..EDGE
+    }];
+}
+
+/// `→ Quick, Late` with `nowait: Late`.
+mod leftover {
+    use super::*;
+    pub static FLOW: FlowSpec = FlowSpec {
+        name: "leftover",
+        edges: &EDGES,
+        nowait: &["Late"],
+        ..common::FLOW
+    };
+    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
+        index: 0,
+        to: &["Quick", "Late"],
+        ..EDGE
+    }];
+}
+
+/// Checks that no task starts any more: the count of TASK_START events, after a short settle
+/// (a task being polled on another worker thread at the moment of the stop may still log its
+/// start), stays the same for a while.
+async fn assert_no_more_starts(rec: &TraceRecorder) -> usize {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let settled = rec.of(TraceEvent::TaskStart).len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        rec.of(TraceEvent::TaskStart).len(),
+        settled,
+        "tasks still start after the flow was stopped"
+    );
+    settled
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_timeout_stops_an_endless_cycle() {
+    let rec = TraceRecorder::new();
+    let script = Script::new();
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .trace_sink(rec.clone())
+        .flow_timeout(Duration::from_millis(200))
+        .build();
+    let started = Instant::now();
+    let err = rt.run_flow("endless", Json::Null).await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(
+        err,
+        RunError::TimedOut {
+            flow: "endless".into(),
+            after: Duration::from_millis(200)
+        }
+    );
+    assert!(
+        elapsed >= Duration::from_millis(200) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "flow `endless` did not end within 200ms (the runtime's flow_timeout): it was stopped, \
+         with its sub-flows and tasks"
+    );
+    // The cycle went round many times before the timeout, and then stopped.
+    let starts = assert_no_more_starts(&rec).await;
+    assert!(starts > 10, "only {starts} task starts");
+    assert_eq!(starts, script.runs().len());
+    assert!(rec.of(TraceEvent::FlowEnd).is_empty());
+    // Nothing of the flow is left running.
+    tokio::time::timeout(Duration::from_secs(2), rt.wait_idle())
+        .await
+        .expect("the stopped flow left nothing running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_timeout_stops_sub_flows_and_spares_flows_that_end_in_time() {
+    let rec = TraceRecorder::new();
+    let script = Script::new();
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .trace_sink(rec.clone())
+        .flow_timeout(Duration::from_millis(150))
+        .build();
+    // A flow that ends in time is not affected, nor are flows started next to it.
+    let quick = rt.run_flow("leftover", Json::Null);
+    let err = rt.run_flow("outer", Json::Null).await.unwrap_err();
+    assert!(
+        matches!(&err, RunError::TimedOut { flow, .. } if flow == "outer"),
+        "{err:?}"
+    );
+    assert!(quick.await.unwrap().is_finished());
+    let starts = assert_no_more_starts(&rec).await;
+    assert!(script.count("Loop1") > 5, "{starts}");
+    // The sub-flow started once and never ended.
+    let flow_starts: Vec<Json> = rec
+        .of(TraceEvent::FlowStart)
+        .into_iter()
+        .filter(|d| d["flow_name"] == "endless")
+        .collect();
+    assert_eq!(flow_starts.len(), 1);
+    tokio::time::timeout(Duration::from_secs(2), rt.wait_idle())
+        .await
+        .expect("nothing left running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_aborts_running_flows() {
+    let rec = TraceRecorder::new();
+    let script = Script::new();
+    script.set(
+        "Sleeper",
+        Behaviour::Sleep(Duration::from_secs(600), json!({})),
+    );
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .trace_sink(rec.clone())
+        .build();
+    let sleepy = rt.run_flow("sleepy", Json::Null);
+    let sleepy_id = sleepy.id().to_string();
+    let endless = rt.run_flow("endless", Json::Null);
+    // Wait until the sleeping task runs and the cycle went round a few times.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while script.count("Sleeper") == 0 || script.count("Loop2") < 3 {
+        assert!(Instant::now() < deadline, "the flows did not start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(5), rt.shutdown())
+        .await
+        .expect("shutdown stops a task in the middle of its run");
+    assert_eq!(sleepy.await.unwrap_err(), RunError::Aborted(sleepy_id));
+    assert!(matches!(endless.await, Err(RunError::Aborted(_))));
+    // shutdown returned once everything had stopped.
+    let starts = rec.of(TraceEvent::TaskStart).len();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rec.of(TraceEvent::TaskStart).len(), starts);
+    assert!(rec
+        .of(TraceEvent::TaskEnd)
+        .iter()
+        .all(|d| d["task_name"] != "Sleeper"));
+    // A flow started after the shutdown is aborted at once, and runs nothing.
+    let late = rt.run_flow("leftover", Json::Null);
+    assert!(matches!(late.await, Err(RunError::Aborted(_))));
+    assert_eq!(script.count("Quick"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_idle_waits_for_nowait_nodes() {
+    let rec = TraceRecorder::new();
+    let script = Script::new();
+    script.set(
+        "Late",
+        Behaviour::Sleep(Duration::from_millis(150), json!({})),
+    );
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .trace_sink(rec.clone())
+        .flow_timeout(Duration::from_secs(60))
+        .build();
+    let outcome = rt.run_flow("leftover", Json::Null).await.unwrap();
+    assert!(outcome.is_finished());
+    let late_ended = |rec: &TraceRecorder| {
+        rec.of(TraceEvent::TaskEnd)
+            .iter()
+            .any(|d| d["task_name"] == "Late")
+    };
+    assert!(!late_ended(&rec), "the flow does not wait for `Late`");
+    tokio::time::timeout(Duration::from_secs(5), rt.wait_idle())
+        .await
+        .expect("idle once `Late` ended");
+    assert!(late_ended(&rec));
+    // Idle already: returns at once.
+    tokio::time::timeout(Duration::from_millis(100), rt.wait_idle())
+        .await
+        .unwrap();
+}
