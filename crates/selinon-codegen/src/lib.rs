@@ -18,6 +18,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod emit;
 pub mod ir;
+pub mod migrate;
 pub mod plot;
 pub mod predicates;
 pub mod scaffold;
