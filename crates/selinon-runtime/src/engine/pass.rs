@@ -705,7 +705,7 @@ impl Pass<'_> {
         let to: Vec<&'static str> = match self.allowed(edge.index) {
             Allowed::All => edge.to.to_vec(),
             Allowed::Omit => Vec::new(),
-            Allowed::Nodes(nodes) if nodes.is_empty() => edge.to.to_vec(),
+            Allowed::Nodes([]) => edge.to.to_vec(),
             Allowed::Nodes(nodes) => {
                 let (keep, omit): (Vec<&'static str>, Vec<&'static str>) =
                     edge.to.iter().partition(|t| nodes.iter().any(|n| n == *t));
