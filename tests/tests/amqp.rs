@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use selinon_runtime::amqp::RecordStatus;
+use selinon_runtime::engine::RunSubsequent;
 use selinon_runtime::{json, FlowStatus};
 use support::{services_or_skip, Cluster};
 
@@ -131,6 +132,24 @@ async fn engine_scenarios_over_amqp_with_two_workers() {
     assert_eq!(out.status, FlowStatus::Failed, "{out:?}");
     assert_eq!(out.failed("failing").len(), 1, "{out:?}");
     assert!(!cluster.runs_by_task(&n).await.contains_key("A") || out.finished("A").is_empty());
+
+    // test_selective_flow: a selective run over AMQP runs only the path to `B`.
+    let n = ns();
+    let id = cluster
+        .client
+        .submit_selective("chain", &["B"], json!({"ns": n}), false, RunSubsequent::No)
+        .await
+        .unwrap();
+    let out = cluster
+        .client
+        .wait(&id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(out.is_finished(), "{out:?}");
+    let runs = cluster.runs_by_task(&n).await;
+    assert_eq!(runs.get("A"), Some(&1), "{runs:?}");
+    assert_eq!(runs.get("B"), Some(&1), "{runs:?}");
+    assert_eq!(runs.get("C"), None, "{runs:?}");
 
     cluster.stop().await;
 }

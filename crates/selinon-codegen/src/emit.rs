@@ -292,7 +292,12 @@ impl Emitter<'_> {
         let migration_dir = match &s.migration_dir {
             Some(m) => {
                 let raw = &m.raw;
-                quote!(Some(#raw))
+                let versions = s.migrations.iter().map(|(v, _)| *v);
+                let texts = s.migrations.iter().map(|(_, t)| t);
+                quote!(Some(selinon_runtime::spec::MigrationDir {
+                    path: #raw,
+                    files: &[#((#versions, #texts)),*],
+                }))
             }
             None => quote!(None),
         };

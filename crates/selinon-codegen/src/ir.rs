@@ -41,6 +41,9 @@ pub struct System {
     /// `global.predicates_module`, when it names a user module.
     pub custom_predicates_module: Option<String>,
     pub migration_dir: Option<Template>,
+    /// The migration files found in `migration_dir` when the configuration was read (JSON
+    /// text of `1.json`, `2.json`, …), embedded in the generated code.
+    pub migrations: Vec<(u32, String)>,
     pub trace: Vec<TraceSink>,
 }
 
@@ -628,6 +631,7 @@ pub fn lower(config: &Config, sources: &SourceMap) -> System {
         storages,
         flows,
         custom_predicates_module: custom.then(|| predicates_module.clone()),
+        migrations: Vec::new(),
         migration_dir: config
             .global
             .migration_dir

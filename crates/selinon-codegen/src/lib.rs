@@ -46,10 +46,35 @@ pub struct Checked {
 /// Loads, checks and lowers a configuration from files (a directory in `flows` stands for every
 /// YAML file below it).
 pub fn check_files(nodes: impl Into<PathBuf>, flows: &[PathBuf]) -> Checked {
+    let nodes = nodes.into();
     let mut sources = SourceMap::default();
     let mut diagnostics = Diagnostics::default();
-    let config = config::load_files(&nodes.into(), flows, &mut sources, &mut diagnostics);
-    finish(sources, config, diagnostics)
+    let config = config::load_files(&nodes, flows, &mut sources, &mut diagnostics);
+    let mut checked = finish(sources, config, diagnostics);
+    if let Some(system) = &mut checked.system {
+        system.migrations = read_migrations(&nodes, system);
+    }
+    checked
+}
+
+/// The migration chain of `global.migration_dir` (relative to the nodes file), when it can
+/// be found now; else none (a worker then reads the directory when it starts).
+fn read_migrations(nodes: &std::path::Path, system: &ir::System) -> Vec<(u32, String)> {
+    let Some(dir) = &system.migration_dir else {
+        return Vec::new();
+    };
+    let mut path = String::new();
+    for part in &dir.parts {
+        match part {
+            config::model::TemplatePart::Text(t) => path.push_str(t),
+            config::model::TemplatePart::Env(var) => match std::env::var(var) {
+                Ok(v) => path.push_str(&v),
+                Err(_) => return Vec::new(),
+            },
+        }
+    }
+    let base = nodes.parent().unwrap_or(std::path::Path::new("."));
+    migrate::read_chain(&base.join(path)).unwrap_or_default()
 }
 
 /// Loads, checks and lowers a configuration held in strings: `(path, text)` pairs. A flow file

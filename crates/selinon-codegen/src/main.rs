@@ -30,6 +30,38 @@ enum Command {
     /// Run a flow on the engine with mocked tasks: trace events as JSON lines, then a summary.
     #[cfg(feature = "simulate")]
     Simulate(SimulateArgs),
+    /// Write the migration from an old to a new version of a configuration (upstream's
+    /// format: `<DIR>/<N>.json`, the next number).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// The old version's nodes file.
+    #[arg(long = "old-nodes", value_name = "FILE")]
+    old_nodes: PathBuf,
+    /// The old version's flow files or directories.
+    #[arg(long = "old-flows", value_name = "PATH", required = true)]
+    old_flows: Vec<PathBuf>,
+    /// The new version's nodes file.
+    #[arg(long = "new-nodes", value_name = "FILE")]
+    new_nodes: PathBuf,
+    /// The new version's flow files or directories.
+    #[arg(long = "new-flows", value_name = "PATH", required = true)]
+    new_flows: Vec<PathBuf>,
+    /// The migration directory (default: `global.migration_dir` of the new version).
+    #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    /// What running flows that the migration taints do: IGNORE, RETRY or FAIL.
+    #[arg(
+        long = "tainted-flow-strategy",
+        value_name = "STRATEGY",
+        default_value = "IGNORE"
+    )]
+    strategy: selinon_codegen::migrate::TaintedFlowStrategy,
+    /// Leave out `_meta` (host, user, time), e.g. for reproducible files.
+    #[arg(long)]
+    no_meta: bool,
 }
 
 #[cfg(feature = "simulate")]
@@ -48,6 +80,15 @@ struct SimulateArgs {
     /// return `{}`.
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
+    /// A selective run: only what leads to these tasks runs (comma-separated names).
+    #[arg(long, value_name = "TASKS", value_delimiter = ',')]
+    selective: Vec<String>,
+    /// With --selective: also look for the tasks inside sub-flows.
+    #[arg(long, requires = "selective")]
+    follow_subflows: bool,
+    /// With --selective: also run what follows the named tasks.
+    #[arg(long, requires = "selective")]
+    run_subsequent: bool,
 }
 
 #[derive(Args)]
@@ -154,6 +195,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate(args, color),
         Command::New(args) => new_project(args, color),
         Command::Plot(args) => plot(args, color),
+        Command::Migrate(args) => migrate(args, color),
         #[cfg(feature = "simulate")]
         Command::Simulate(args) => simulate(args, color),
     }
@@ -323,6 +365,108 @@ fn plot(args: PlotArgs, color: bool) -> ExitCode {
     }
 }
 
+fn migrate(args: MigrateArgs, color: bool) -> ExitCode {
+    use selinon_codegen::migrate::{self, MigrateError};
+
+    let old = selinon_codegen::check_files(&args.old_nodes, &args.old_flows);
+    let new = selinon_codegen::check_files(&args.new_nodes, &args.new_flows);
+    let (Some(old_system), Some(new_system)) = (&old.system, &new.system) else {
+        for checked in [&old, &new] {
+            if checked.system.is_none() {
+                eprint!("{}", checked.diagnostics.render(&checked.sources, color));
+            }
+        }
+        return ExitCode::from(1);
+    };
+    let dir = match (&args.output_dir, &new_system.migration_dir) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(dir)) => {
+            use selinon_codegen::config::model::TemplatePart;
+            let mut path = String::new();
+            for part in &dir.parts {
+                match part {
+                    TemplatePart::Text(t) => path.push_str(t),
+                    TemplatePart::Env(var) => match std::env::var(var) {
+                        Ok(v) => path.push_str(&v),
+                        Err(_) => {
+                            eprintln!(
+                                "error: `global.migration_dir` ({}) uses `{{{var}}}`, which is not \
+                                 set; set it or pass -o DIR",
+                                dir.raw
+                            );
+                            return ExitCode::from(2);
+                        }
+                    },
+                }
+            }
+            let base = args.new_nodes.parent().unwrap_or(std::path::Path::new("."));
+            base.join(path)
+        }
+        (None, None) => {
+            eprintln!(
+                "error: no migration directory: pass -o DIR, or set `global.migration_dir` in {}",
+                args.new_nodes.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let mut file = match migrate::compute(old_system, new_system, args.strategy) {
+        Ok(file) => file,
+        Err(MigrateError::NotNeeded) => {
+            eprintln!("{}", MigrateError::NotNeeded);
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if !args.no_meta {
+        file.meta = Some(serde_json::json!({
+            "selinon_version": concat!("selinon-rs ", env!("CARGO_PKG_VERSION")),
+            "host": std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default(),
+            "datetime": humantime_now(),
+            "user": std::env::var("USER").unwrap_or_default(),
+        }));
+    }
+    match migrate::write_next(&dir, &file) {
+        Ok(path) => {
+            println!("{}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The current UTC time as `YYYY-MM-DD HH:MM:SS` (as upstream's `_meta.datetime`).
+fn humantime_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(feature = "simulate")]
 fn simulate(args: SimulateArgs, color: bool) -> ExitCode {
     use std::sync::{Arc, Mutex};
@@ -389,7 +533,27 @@ fn simulate(args: SimulateArgs, color: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let outcome = match rt.block_on(async { runtime.run_flow(&args.flow, node_args).await }) {
+    // Flows are spawned on the runtime.
+    let guard = rt.enter();
+    let handle = if args.selective.is_empty() {
+        runtime.run_flow(&args.flow, node_args)
+    } else {
+        let tasks: Vec<&str> = args.selective.iter().map(String::as_str).collect();
+        let subsequent = if args.run_subsequent {
+            selinon_runtime::engine::RunSubsequent::All
+        } else {
+            selinon_runtime::engine::RunSubsequent::No
+        };
+        runtime.run_flow_selective(
+            &args.flow,
+            &tasks,
+            node_args,
+            args.follow_subflows,
+            subsequent,
+        )
+    };
+    drop(guard);
+    let outcome = match rt.block_on(handle) {
         Ok(outcome) => outcome,
         Err(err) => {
             eprintln!("error: {err}");

@@ -30,6 +30,10 @@ flow-definitions:
 ";
 
 fn simulate(name: &str, scenario: Option<&str>) -> (i32, serde_json::Value) {
+    simulate_with(name, scenario, &[])
+}
+
+fn simulate_with(name: &str, scenario: Option<&str>, extra: &[&str]) -> (i32, serde_json::Value) {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("simulate-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -49,6 +53,7 @@ fn simulate(name: &str, scenario: Option<&str>) -> (i32, serde_json::Value) {
         std::fs::write(dir.join("scenario.yml"), s).unwrap();
         cmd.args(["--scenario", "scenario.yml"]);
     }
+    cmd.args(extra);
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let last = stdout.lines().last().unwrap_or_default().to_string();
@@ -108,4 +113,53 @@ fn a_failure_without_fallback_fails_the_flow() {
     let (code, summary) = simulate("failed", Some(scenario));
     assert_eq!(code, 1);
     assert_eq!(summary["status"], "failed");
+}
+
+#[test]
+fn selective_runs_only_the_path_to_the_named_tasks() {
+    // Only Fetch is asked for: Charge (on no path to it) does not run, nor the sub-flow.
+    let (code, last) = simulate_with("selective", None, &["--selective", "Fetch"]);
+    assert_eq!(code, 0, "{last}");
+    assert_eq!(last["runs"], serde_json::json!({"Fetch": 1}), "{last}");
+    assert_eq!(last["flows"], serde_json::json!({}), "{last}");
+    // With --follow-subflows, Item inside `items` is reachable.
+    let (code, last) = simulate_with(
+        "selective-subflow",
+        Some("Fetch: {result: {ok: true}}\nforeach: {each_item: [1, 2]}\n"),
+        &["--selective", "Item", "--follow-subflows"],
+    );
+    assert_eq!(code, 0, "{last}");
+    assert_eq!(
+        last["runs"],
+        serde_json::json!({"Fetch": 1, "Item": 2}),
+        "{last}"
+    );
+    assert_eq!(last["flows"], serde_json::json!({"items": 1}), "{last}");
+}
+
+#[test]
+fn selective_with_an_unknown_task_is_a_clear_error() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("simulate-selective-unknown");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("system.yml"), SYSTEM).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_selinon"))
+        .args([
+            "simulate",
+            "-n",
+            "system.yml",
+            "-f",
+            "system.yml",
+            "--flow",
+            "order",
+        ])
+        .args(["--selective", "Fecth"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`Fecth` is not a task of flow `order`"),
+        "{stderr}"
+    );
 }

@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use crate::engine::{
     self, Action, DispatcherMessage, EngineEnv, FlowResult, NodeEvent, NodeIds, NodeRef,
-    NodeStatus, PassOutcome, TaskMessage, Throttler,
+    NodeStatus, PassOutcome, RunSubsequent, SelectiveError, SelectiveMap, TaskMessage, Throttler,
 };
 use crate::envelope::{self, AttemptOutcome};
 use crate::spec::{BoxFuture, SystemSpec};
@@ -54,6 +54,8 @@ pub enum RunError {
     UnknownFlow { name: String, known: String },
     #[error("flow `{0}` was abandoned before it ended (its runtime stopped)")]
     Aborted(String),
+    #[error("selective run: {0}")]
+    Selective(#[from] SelectiveError),
     /// The root flow had not ended within [`RuntimeBuilder::flow_timeout`]; it was stopped with
     /// its sub-flows and tasks.
     #[error(
@@ -286,6 +288,46 @@ impl Runtime {
 
     /// Starts a flow (upstream `run_flow`); `.await` the handle for its final state.
     pub fn run_flow(&self, flow_name: &str, node_args: Json) -> FlowHandle {
+        self.start_root(flow_name, node_args, None)
+    }
+
+    /// Runs only what leads to `task_names` (upstream `run_flow_selective`, spec §3.16): the
+    /// edges on paths from the flow's start to those tasks; a task on such a path that was not
+    /// asked for runs unless its `selective_run_function` names an earlier run to reuse.
+    /// `follow_subflows` also looks for the tasks inside sub-flows; `run_subsequent` also runs
+    /// what follows the named tasks. An unknown task, or one no path leads to, is an error.
+    pub fn run_flow_selective(
+        &self,
+        flow_name: &str,
+        task_names: &[&str],
+        node_args: Json,
+        follow_subflows: bool,
+        run_subsequent: RunSubsequent,
+    ) -> FlowHandle {
+        let tasks: Vec<String> = task_names.iter().map(|t| t.to_string()).collect();
+        match SelectiveMap::compute(
+            self.inner.system,
+            flow_name,
+            &tasks,
+            follow_subflows,
+            &run_subsequent,
+        ) {
+            Ok(map) => self.start_root(flow_name, node_args, Some(map)),
+            Err(SelectiveError::UnknownFlow(_)) => self.start_root(flow_name, node_args, None),
+            Err(e) => FlowHandle {
+                flow_name: flow_name.to_string(),
+                flow_id: String::new(),
+                state: HandleState::Error(Some(RunError::Selective(e))),
+            },
+        }
+    }
+
+    fn start_root(
+        &self,
+        flow_name: &str,
+        node_args: Json,
+        selective: Option<SelectiveMap>,
+    ) -> FlowHandle {
         let flow_id = uuid::Uuid::new_v4().to_string();
         let Some(flow) = self.inner.system.flow(flow_name) else {
             let known: Vec<&str> = self.inner.system.flows.iter().map(|f| f.name).collect();
@@ -307,7 +349,8 @@ impl Runtime {
             })
         });
         let (tx, rx) = oneshot::channel();
-        let message = DispatcherMessage::new(flow_name, flow_id.clone(), node_args, Json::Null);
+        let mut message = DispatcherMessage::new(flow_name, flow_id.clone(), node_args, Json::Null);
+        message.selective = selective;
         spawn_root_flow(self.inner.clone(), message, tx);
         FlowHandle {
             flow_name: flow_name.to_string(),

@@ -90,10 +90,19 @@ pub struct SystemSpec {
     pub flows: &'static [&'static FlowSpec],
     pub storages: &'static [StorageSpec],
     pub trace: &'static [TraceSpec],
-    /// `global.migration_dir`, unexpanded.
-    pub migration_dir: Option<&'static str>,
+    /// `global.migration_dir` and the migrations found there when the code was generated.
+    pub migration_dir: Option<MigrationDir>,
     /// Runs a task's user code.
     pub run_task: RunTaskFn,
+}
+
+/// `global.migration_dir` (spec §3.17).
+#[derive(Debug)]
+pub struct MigrationDir {
+    /// The directory, unexpanded (read when a worker starts if `files` is empty).
+    pub path: &'static str,
+    /// `(N, JSON text of N.json)` as found when the code was generated.
+    pub files: &'static [(u32, &'static str)],
 }
 
 impl SystemSpec {

@@ -15,7 +15,9 @@ use super::backend::{BackendError, FlowBackend, FlowRecord, Outgoing, RecordStat
 use super::broker::{Broker, BrokerError, FLOW_ENDED_EXCHANGE};
 use super::wire::Body;
 use super::worker::{Queues, WorkerError};
-use crate::engine::{DispatcherMessage, NodeIds, NodeRef};
+use crate::engine::{
+    DispatcherMessage, NodeIds, NodeRef, RunSubsequent, SelectiveError, SelectiveMap,
+};
 use crate::local::{FlowOutcome, FlowStatus};
 use crate::spec::SystemSpec;
 use crate::trace::{TraceEvent, Tracer};
@@ -35,6 +37,8 @@ pub enum ClientError {
     Backend(#[from] BackendError),
     #[error(transparent)]
     Setup(#[from] WorkerError),
+    #[error("selective run: {0}")]
+    Selective(#[from] SelectiveError),
 }
 
 /// What a flow instance is doing ("what is my flow doing").
@@ -164,11 +168,43 @@ impl Client {
         Ok(ids.into_iter().next().expect("one flow"))
     }
 
+    /// Starts a selective run of a flow (see [`crate::Runtime::run_flow_selective`]).
+    pub async fn submit_selective(
+        &self,
+        flow_name: &str,
+        task_names: &[&str],
+        node_args: Json,
+        follow_subflows: bool,
+        run_subsequent: RunSubsequent,
+    ) -> Result<String, ClientError> {
+        let tasks: Vec<String> = task_names.iter().map(|t| t.to_string()).collect();
+        let map = SelectiveMap::compute(
+            self.system,
+            flow_name,
+            &tasks,
+            follow_subflows,
+            &run_subsequent,
+        )?;
+        let ids = self
+            .publish_starts(flow_name, std::iter::once(node_args), Some(map))
+            .await?;
+        Ok(ids.into_iter().next().expect("one flow"))
+    }
+
     /// Starts one flow per argument, publishing them in one confirmed batch.
     pub async fn submit_many(
         &self,
         flow_name: &str,
         args: impl IntoIterator<Item = Json>,
+    ) -> Result<Vec<String>, ClientError> {
+        self.publish_starts(flow_name, args, None).await
+    }
+
+    async fn publish_starts(
+        &self,
+        flow_name: &str,
+        args: impl IntoIterator<Item = Json>,
+        selective: Option<SelectiveMap>,
     ) -> Result<Vec<String>, ClientError> {
         let Some(flow) = self.system.flow(flow_name) else {
             let known: Vec<&str> = self.system.flows.iter().map(|f| f.name).collect();
@@ -190,8 +226,11 @@ impl Client {
                     "queue": flow.queue,
                 })
             });
+            let mut message =
+                DispatcherMessage::new(flow_name, flow_id.clone(), node_args, Json::Null);
+            message.selective = selective.clone();
             let body = Body::Start {
-                message: DispatcherMessage::new(flow_name, flow_id.clone(), node_args, Json::Null),
+                message: Box::new(message),
                 report_to: None,
             };
             batch.push(Outgoing {

@@ -38,7 +38,7 @@ pub enum Body {
     },
     /// Start a flow instance: its first dispatcher pass.
     Start {
-        message: DispatcherMessage,
+        message: Box<DispatcherMessage>,
         /// The parent flow waiting for this one (not for roots and `nowait` sub-flows).
         #[serde(default)]
         report_to: Option<ParentRef>,

@@ -514,10 +514,7 @@ impl Shared {
                     &flow_name,
                     &flow_id,
                     "start",
-                    Step::Start {
-                        message: Box::new(message),
-                        report_to,
-                    },
+                    Step::Start { message, report_to },
                 )
                 .await
             }
@@ -720,7 +717,7 @@ impl Shared {
                 // Nothing was decided: the same step again later.
                 let body = match &step {
                     Step::Start { message, report_to } => Body::Start {
-                        message: (**message).clone(),
+                        message: message.clone(),
                         report_to: report_to.clone(),
                     },
                     Step::Events(events) => Body::Event {
@@ -768,7 +765,7 @@ impl Shared {
                     } => {
                         let queue = self.queues.flow(&message.flow_name).to_string();
                         let body = Body::Start {
-                            message,
+                            message: Box::new(message),
                             report_to: (!nowait).then(|| ParentRef {
                                 flow_name: flow_name.to_string(),
                                 flow_id: parent_flow_id,

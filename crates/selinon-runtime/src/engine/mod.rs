@@ -12,6 +12,7 @@
 //! strategies only decide when to poll again, so a flow here ends exactly when upstream's
 //! built-in strategies end it: after a pass that leaves no active node.
 
+mod migration;
 mod pass;
 mod selective;
 mod state;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use serde_json::{json, Map, Value as Json};
 
+use super::migration::{self, Migrated, TaintedFlowStrategy};
 use super::state::{
     Action, DispatcherMessage, FlowResult, FlowState, NodeEvent, NodeRef, NodeStatus, PassOutcome,
     PassOutput, TaskMessage,
@@ -51,13 +52,18 @@ pub async fn dispatch(
         return dispatcher_failure(&tracer, input, what);
     };
 
+    let mut msg = input.clone();
+    if let Some(output) = apply_migrations(system, flow, input, &mut msg, &tracer) {
+        return output;
+    }
+    let state = msg.state.clone().unwrap_or_default();
     let mut pass = Pass {
         system,
         flow,
         env,
         tracer: tracer.clone(),
-        msg: input.clone(),
-        state: input.state.clone().unwrap_or_default(),
+        msg,
+        state,
         actions: Vec::new(),
         reused: Vec::new(),
     };
@@ -136,6 +142,7 @@ pub async fn dispatch(
                     state: None,
                     initial_node_args: None,
                     selective: msg.selective,
+                    migration_version: None,
                 };
                 let countdown = flow.retry_countdown;
                 tracer.emit_with(TraceEvent::FlowRetry, || {
@@ -184,6 +191,101 @@ pub async fn dispatch(
             }
         }
         Err(PassError::Dispatcher(what)) => dispatcher_failure(&tracer, input, what),
+    }
+}
+
+/// Brings the message to the latest migration (§3.17); `Some` when the pass must not go on.
+fn apply_migrations(
+    system: &'static SystemSpec,
+    flow: &FlowSpec,
+    input: &DispatcherMessage,
+    msg: &mut DispatcherMessage,
+    tracer: &Tracer,
+) -> Option<PassOutput> {
+    let info = |extra: Json| {
+        let mut info = json!({
+            "flow_name": input.flow_name,
+            "dispatcher_id": input.flow_id,
+            "queue": flow.queue,
+        });
+        if let (Some(map), Json::Object(extra)) = (info.as_object_mut(), extra) {
+            map.extend(extra);
+        }
+        info
+    };
+    let retry_pass = || PassOutput {
+        message: input.clone(),
+        actions: Vec::new(),
+        outcome: PassOutcome::RetryPass {
+            countdown: flow.retry_countdown.max(MIN_PASS_RETRY),
+        },
+    };
+    match migration::migrate(system, msg) {
+        Migrated::Unchanged => None,
+        Migrated::Applied { from, to, tainted } => {
+            tracer.emit_with(TraceEvent::Migration, || {
+                info(json!({
+                    "migration_version": from,
+                    "latest_migration_version": to,
+                    "tainted_flow": tainted,
+                }))
+            });
+            None
+        }
+        Migrated::Skew { message, latest } => {
+            tracer.emit_with(TraceEvent::MigrationSkew, || {
+                info(json!({
+                    "migration_version": message,
+                    "latest_migration_version": latest,
+                    "what": "the message comes from a newer configuration than this worker's; it is put back",
+                }))
+            });
+            Some(retry_pass())
+        }
+        Migrated::Error(what) => {
+            tracer.emit_with(TraceEvent::MigrationError, || info(json!({"what": what})));
+            Some(retry_pass())
+        }
+        Migrated::Tainted {
+            strategy,
+            version,
+            what,
+        } => {
+            tracer.emit_with(TraceEvent::MigrationTaintedFlow, || {
+                info(json!({
+                    "migration_version": version,
+                    "tainted_flow_strategy": format!("{strategy:?}").to_uppercase(),
+                    "what": what,
+                }))
+            });
+            if strategy == TaintedFlowStrategy::Retry {
+                // From scratch, not counted as a flow retry.
+                let mut restart = msg.clone();
+                restart.node_args = restart
+                    .initial_node_args
+                    .take()
+                    .unwrap_or(restart.node_args);
+                restart.state = None;
+                restart.migration_version = None;
+                return Some(PassOutput {
+                    message: restart,
+                    actions: Vec::new(),
+                    outcome: PassOutcome::Restart {
+                        countdown: Duration::ZERO,
+                    },
+                });
+            }
+            let state = input.state.clone().unwrap_or_default();
+            Some(PassOutput {
+                message: input.clone(),
+                actions: Vec::new(),
+                outcome: PassOutcome::Failed(FlowResult {
+                    finished_nodes: state.finished_nodes,
+                    failed_nodes: state.failed_nodes,
+                    active_nodes: state.active_nodes,
+                }),
+            })
+        }
     }
 }
 

@@ -93,6 +93,9 @@ pub struct DispatcherMessage {
     /// A selective run: the edges that may fire and the nodes they may start (§3.16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selective: Option<super::SelectiveMap>,
+    /// The migration version the state was written at (§3.17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_version: Option<u32>,
 }
 
 impl DispatcherMessage {
@@ -112,6 +115,7 @@ impl DispatcherMessage {
             state: None,
             initial_node_args: None,
             selective: None,
+            migration_version: None,
         }
     }
 }

@@ -497,3 +497,156 @@ pub const FALLBACK: selinon_runtime::spec::FallbackSpec = selinon_runtime::spec:
     condition_str: "True",
     propagate_failure: false,
 };
+
+// ---------------------------------------------------------------------------------------------
+// Systems from upstream's edge tables (selective runs, migrations).
+
+use std::collections::{BTreeMap as TableMap, BTreeSet as TableSet};
+
+use selinon_runtime::spec::{
+    run_boxed as table_run_boxed, BoxFuture as TableFuture, EdgeSpec, FlowSpec, MigrationDir,
+    NodeKind, NodeSpec, PropagateSpec, SelectiveRunInput,
+};
+
+pub fn leak<T>(v: Vec<T>) -> &'static [T] {
+    Box::leak(v.into_boxed_slice())
+}
+
+pub fn leak_name(s: &str) -> &'static str {
+    Box::leak(s.to_string().into_boxed_str())
+}
+
+fn table_run_task(
+    name: &str,
+    ctx: TaskContext,
+    node_args: Json,
+) -> Option<TableFuture<'static, TaskResult>> {
+    let _ = name;
+    Some(table_run_boxed::<Scripted>(ctx, node_args))
+}
+
+/// `(from, to)` of one edge.
+pub type Edge<'a> = (&'a [&'a str], &'a [&'a str]);
+/// A flow's edges, upstream's edge-table notation.
+pub type Table<'a> = [(&'a str, &'a [Edge<'a>])];
+
+/// Expected subsets: flow → edge index → allowed `to` nodes.
+pub type Subsets = TableMap<String, TableMap<usize, TableSet<String>>>;
+pub type Expected<'a> = [(&'a str, &'a [(usize, &'a [&'a str])])];
+
+/// A system from upstream's edge-table notation: `(flow, [(from, to)])`; every other name
+/// is a scripted task (stored in `Memory`); the tasks named in `reuse` reuse an earlier run
+/// in selective runs ([`reuse_earlier`]); `migrations` is the migration chain.
+pub fn table_system(
+    table: &Table<'_>,
+    reuse: &[&str],
+    migrations: &'static [(u32, &'static str)],
+) -> &'static SystemSpec {
+    let flow_names: TableSet<&str> = table.iter().map(|(f, _)| *f).collect();
+    let mut task_names: TableSet<&str> = TableSet::new();
+    for (_, edges) in table {
+        for (from, to) in edges.iter() {
+            task_names.extend(
+                from.iter()
+                    .chain(to.iter())
+                    .filter(|n| !flow_names.contains(*n)),
+            );
+        }
+    }
+    let reuse: Vec<&'static str> = reuse.iter().map(|r| leak_name(r)).collect();
+    let tasks: Vec<TaskSpec> = task_names
+        .iter()
+        .map(|t| {
+            let n = leak_name(t);
+            TaskSpec {
+                selective_run_function: reuse.contains(&n).then_some(
+                    &reuse_earlier
+                        as &'static (dyn Fn(&SelectiveRunInput<'_>) -> Option<String>
+                                      + Send
+                                      + Sync),
+                ),
+                ..task(n)
+            }
+        })
+        .collect();
+    let mut flows: Vec<&'static FlowSpec> = Vec::new();
+    for (flow, edges) in table {
+        let edge_specs: Vec<EdgeSpec> = edges
+            .iter()
+            .enumerate()
+            .map(|(i, (from, to))| EdgeSpec {
+                index: i,
+                origin: "flows.yml:1",
+                from: leak(from.iter().map(|n| leak_name(n)).collect()),
+                to: leak(to.iter().map(|n| leak_name(n)).collect()),
+                reads: &[],
+                condition: &always,
+                condition_str: "{\"name\": \"alwaysTrue\"}",
+                foreach: None,
+                selective: None,
+            })
+            .collect();
+        let edge_specs: &'static [EdgeSpec] = leak(edge_specs);
+        let mut nodes: TableSet<&'static str> = TableSet::new();
+        for e in edge_specs {
+            nodes.extend(e.from.iter().chain(e.to.iter()));
+        }
+        let nodes: Vec<NodeSpec> = nodes
+            .into_iter()
+            .map(|n| NodeSpec {
+                name: n,
+                kind: if flow_names.contains(n) {
+                    NodeKind::Flow
+                } else {
+                    NodeKind::Task
+                },
+            })
+            .collect();
+        let mut from_map: TableMap<&'static str, Vec<usize>> = TableMap::new();
+        for e in edge_specs {
+            for s in e.from {
+                from_map.entry(s).or_default().push(e.index);
+            }
+        }
+        let from_map: TableMap<&'static str, &'static [usize]> =
+            from_map.into_iter().map(|(k, v)| (k, leak(v))).collect();
+        let edges_from = Box::leak(Box::new(move |n: &str| -> &'static [usize] {
+            from_map.get(n).copied().unwrap_or(&[])
+        }));
+        flows.push(Box::leak(Box::new(FlowSpec {
+            name: leak_name(flow),
+            origin: "flows.yml:1",
+            queue: "flows",
+            nodes: leak(nodes),
+            edges: edge_specs,
+            edges_from,
+            fallbacks: &|_| &[],
+            nowait: &[],
+            eager_failures: &[],
+            node_args_from_first: false,
+            propagate: PropagateSpec::default(),
+            max_retry: 0,
+            retry_countdown: std::time::Duration::ZERO,
+            throttling: None,
+            cache: None,
+        })));
+    }
+    Box::leak(Box::new(SystemSpec {
+        files: &["nodes.yml", "flows.yml"],
+        content_hash: "sha256:test",
+        tasks: leak(tasks),
+        flows: leak(flows),
+        storages: &STORAGES,
+        trace: &[],
+        migration_dir: (!migrations.is_empty()).then_some(MigrationDir {
+            path: "migration_dir",
+            files: migrations,
+        }),
+        run_task: &table_run_task,
+    }))
+}
+
+/// A selective run function: reuse the run `earlier-<Task>` (as if found in a storage).
+pub fn reuse_earlier(input: &SelectiveRunInput<'_>) -> Option<String> {
+    Some(format!("earlier-{}", input.node_name))
+}

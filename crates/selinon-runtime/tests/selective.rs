@@ -1,0 +1,445 @@
+//! Counterparts of upstream `test/test_selective.py` (computing the selective map) and
+//! `test/test_selective_flow.py` (running a flow selectively).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use selinon_runtime::engine::{RunSubsequent, SelectiveError, SelectiveMap};
+use selinon_runtime::spec::SystemSpec;
+use selinon_runtime::TraceRecorder;
+use selinon_runtime::{json, RunError, Runtime, TraceEvent};
+
+fn system(table: &Table<'_>, reuse: &[&str]) -> &'static SystemSpec {
+    table_system(table, reuse, &[])
+}
+
+fn subset(map: &SelectiveMap) -> Subsets {
+    map.waiting_edges_subset
+        .iter()
+        .map(|(f, edges)| {
+            (
+                f.clone(),
+                edges
+                    .iter()
+                    .map(|(i, to)| (i.parse().unwrap(), to.iter().cloned().collect()))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn expect(entries: &Expected<'_>) -> Subsets {
+    entries
+        .iter()
+        .map(|(f, edges)| {
+            (
+                f.to_string(),
+                edges
+                    .iter()
+                    .map(|(i, to)| (*i, to.iter().map(|t| t.to_string()).collect()))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+// test_compute_selective_run_simple
+#[test]
+fn compute_simple() {
+    let sys = system(
+        &[(
+            "flow1",
+            &[
+                (&[], &["Task1", "Task2"]),
+                (&["Task1", "Task2"], &["Task3"]),
+                (&["Task1"], &["Task4"]),
+                (&["Task3", "Task4"], &["Task5"]),
+                (&["Task3"], &["Task6"]),
+            ],
+        )],
+        &[],
+    );
+    let map = SelectiveMap::compute(
+        sys,
+        "flow1",
+        &names(&["Task4", "Task3"]),
+        false,
+        &RunSubsequent::No,
+    )
+    .unwrap();
+    assert_eq!(
+        subset(&map),
+        expect(&[(
+            "flow1",
+            &[(0, &["Task1", "Task2"]), (1, &["Task3"]), (2, &["Task4"])]
+        )])
+    );
+}
+
+// test_compute_selective_run_cyclic: every path to Task4, the cyclic one too.
+#[test]
+fn compute_cyclic() {
+    let sys = system(
+        &[(
+            "flow1",
+            &[
+                (&[], &["Task1", "Task2"]),
+                (&["Task1"], &["Task3"]),
+                (&["Task2"], &["Task4"]),
+                (&["Task4"], &["Task2"]),
+            ],
+        )],
+        &[],
+    );
+    let map =
+        SelectiveMap::compute(sys, "flow1", &names(&["Task4"]), false, &RunSubsequent::No).unwrap();
+    assert_eq!(
+        subset(&map),
+        expect(&[(
+            "flow1",
+            &[(0, &["Task2"]), (2, &["Task4"]), (3, &["Task2"])]
+        )])
+    );
+}
+
+// test_compute_selective_run_multi_path
+#[test]
+fn compute_multi_path() {
+    let sys = system(
+        &[(
+            "flow1",
+            &[
+                (&[], &["Task1"]),
+                (&[], &["Task2"]),
+                (&["Task1"], &["Task3"]),
+                (&["Task2"], &["Task3"]),
+            ],
+        )],
+        &[],
+    );
+    let map =
+        SelectiveMap::compute(sys, "flow1", &names(&["Task3"]), false, &RunSubsequent::No).unwrap();
+    assert_eq!(
+        subset(&map),
+        expect(&[(
+            "flow1",
+            &[
+                (0, &["Task1"]),
+                (1, &["Task2"]),
+                (2, &["Task3"]),
+                (3, &["Task3"])
+            ]
+        )])
+    );
+}
+
+fn two_flows() -> &'static SystemSpec {
+    system(
+        &[
+            (
+                "flow1",
+                &[
+                    (&[], &["Task1"]),
+                    (&["Task1"], &["Task2"]),
+                    (&["Task1"], &["flow2"]),
+                    (&["Task2"], &["Task3"]),
+                ],
+            ),
+            (
+                "flow2",
+                &[
+                    (&[], &["Task4"]),
+                    (&["Task4"], &["Task2"]),
+                    (&["Task2"], &["Task5"]),
+                ],
+            ),
+        ],
+        &[],
+    )
+}
+
+// test_compute_selective_run_follow_subflows
+#[test]
+fn compute_follow_subflows() {
+    let map = SelectiveMap::compute(
+        two_flows(),
+        "flow1",
+        &names(&["Task2"]),
+        true,
+        &RunSubsequent::No,
+    )
+    .unwrap();
+    assert_eq!(
+        subset(&map),
+        expect(&[
+            (
+                "flow1",
+                &[(0, &["Task1"]), (1, &["Task2"]), (2, &["flow2"])]
+            ),
+            ("flow2", &[(0, &["Task4"]), (1, &["Task2"])]),
+        ])
+    );
+}
+
+// test_compute_selective_run_follow_subflows_recursive: a cycle of sub-flows ends.
+#[test]
+fn compute_follow_subflows_recursive() {
+    let sys = system(
+        &[
+            (
+                "flow1",
+                &[
+                    (&[], &["Task1"]),
+                    (&["Task1"], &["Task2"]),
+                    (&["Task1"], &["flow2"]),
+                    (&["Task2"], &["Task3"]),
+                ],
+            ),
+            (
+                "flow2",
+                &[
+                    (&[], &["Task4"]),
+                    (&["Task4"], &["Task2"]),
+                    (&["Task4"], &["flow3"]),
+                    (&["Task2"], &["Task5"]),
+                ],
+            ),
+            (
+                "flow3",
+                &[
+                    (&[], &["Task6"]),
+                    (&["Task6"], &["Task2"]),
+                    (&["Task6"], &["flow1"]),
+                ],
+            ),
+        ],
+        &[],
+    );
+    let map =
+        SelectiveMap::compute(sys, "flow1", &names(&["Task2"]), true, &RunSubsequent::No).unwrap();
+    assert_eq!(
+        subset(&map),
+        expect(&[
+            (
+                "flow1",
+                &[(0, &["Task1"]), (1, &["Task2"]), (2, &["flow2"])]
+            ),
+            (
+                "flow2",
+                &[(0, &["Task4"]), (1, &["Task2"]), (2, &["flow3"])]
+            ),
+            ("flow3", &[(0, &["Task6"]), (1, &["Task2"])]),
+        ])
+    );
+}
+
+// test_compute_selective_run_subsequent
+#[test]
+fn compute_subsequent() {
+    let sys = system(
+        &[(
+            "flow1",
+            &[
+                (&[], &["Task1"]),
+                (&["Task1"], &["Task2"]),
+                (&["Task2"], &["Task3"]),
+            ],
+        )],
+        &[],
+    );
+    let map = SelectiveMap::compute(sys, "flow1", &names(&["Task2"]), false, &RunSubsequent::All)
+        .unwrap();
+    assert_eq!(
+        subset(&map),
+        expect(&[(
+            "flow1",
+            &[(0, &["Task1"]), (1, &["Task2"]), (2, &["Task3"])]
+        )])
+    );
+}
+
+// test_compute_selective_run_follow_subflows_subsequent
+#[test]
+fn compute_follow_subflows_subsequent() {
+    let map = SelectiveMap::compute(
+        two_flows(),
+        "flow1",
+        &names(&["Task2"]),
+        true,
+        &RunSubsequent::All,
+    )
+    .unwrap();
+    assert_eq!(
+        subset(&map),
+        expect(&[
+            (
+                "flow1",
+                &[
+                    (0, &["Task1"]),
+                    (1, &["Task2"]),
+                    (2, &["flow2"]),
+                    (3, &["Task3"])
+                ]
+            ),
+            (
+                "flow2",
+                &[(0, &["Task4"]), (1, &["Task2"]), (2, &["Task5"])]
+            ),
+        ])
+    );
+}
+
+// test_compute_selective_run_bad_task_names (upstream: SelectiveNoPathError)
+#[test]
+fn unknown_or_unreachable_tasks_are_clear_errors() {
+    let err = SelectiveMap::compute(
+        two_flows(),
+        "flow1",
+        &names(&["TaskX"]),
+        false,
+        &RunSubsequent::No,
+    )
+    .unwrap_err();
+    assert!(matches!(err, SelectiveError::UnknownTask { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`TaskX` is not a task of flow `flow1`"),
+        "{err}"
+    );
+    // Task4 is in the sub-flow only: the message says to follow sub-flows.
+    let err = SelectiveMap::compute(
+        two_flows(),
+        "flow1",
+        &names(&["Task4"]),
+        false,
+        &RunSubsequent::No,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("follow_subflows"), "{err}");
+    // Task3 waits on itself: no path from the start leads to it.
+    let sys = system(
+        &[("flow1", &[(&[], &["Task1"]), (&["Task3"], &["Task3"])])],
+        &[],
+    );
+    let err = SelectiveMap::compute(sys, "flow1", &names(&["Task3"]), false, &RunSubsequent::No)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        SelectiveError::NoPath {
+            task: "Task3".into(),
+            flow: "flow1".into()
+        }
+    );
+}
+
+async fn run_selective(
+    sys: &'static SystemSpec,
+    tasks: &[&str],
+    follow: bool,
+    subsequent: RunSubsequent,
+) -> (selinon_runtime::FlowOutcome, Arc<Script>, TraceRecorder) {
+    let script = Script::new();
+    let recorder = TraceRecorder::new();
+    let rt = Runtime::builder(sys)
+        .resource_arc(script.clone())
+        .trace_sink(recorder.clone())
+        .build();
+    let out = rt
+        .run_flow_selective("flow1", tasks, json!({}), follow, subsequent)
+        .await
+        .unwrap();
+    (out, script, recorder)
+}
+
+// test_selective_flow_one_task: only the path to Task2 runs.
+#[tokio::test]
+async fn only_the_path_to_the_task_runs() {
+    let sys = system(
+        &[(
+            "flow1",
+            &[
+                (&[], &["Task1", "Task4"]),
+                (&["Task1"], &["Task2"]),
+                (&["Task2"], &["Task3"]),
+                (&["Task4"], &["Task5"]),
+            ],
+        )],
+        &[],
+    );
+    let (out, script, recorder) = run_selective(sys, &["Task2"], false, RunSubsequent::No).await;
+    assert!(out.is_finished(), "{out:?}");
+    assert_eq!(script.count("Task1"), 1);
+    assert_eq!(script.count("Task2"), 1);
+    for skipped in ["Task3", "Task4", "Task5"] {
+        assert_eq!(script.count(skipped), 0, "{skipped}");
+    }
+    assert!(recorder.count(TraceEvent::SelectiveOmitNode) >= 1);
+    assert!(recorder.count(TraceEvent::SelectiveOmitEdge) >= 1);
+
+    // With run_subsequent, what follows Task2 runs too.
+    let (out, script, _) = run_selective(sys, &["Task2"], false, RunSubsequent::All).await;
+    assert!(out.is_finished(), "{out:?}");
+    assert_eq!(script.count("Task3"), 1);
+    assert_eq!(script.count("Task4"), 0);
+}
+
+// test_selective_flow_first_task / reuse: a task on the path that was not asked for reuses
+// an earlier run when its selective run function names one; the requested task still runs.
+#[tokio::test]
+async fn selective_run_function_reuses_earlier_results() {
+    let sys = system(
+        &[(
+            "flow1",
+            &[
+                (&[], &["Task1"]),
+                (&["Task1"], &["Task2"]),
+                (&["Task2"], &["Task3"]),
+            ],
+        )],
+        &["Task1", "Task2"],
+    );
+    let (out, script, recorder) = run_selective(sys, &["Task2"], false, RunSubsequent::No).await;
+    assert!(out.is_finished(), "{out:?}");
+    assert_eq!(script.count("Task1"), 0, "reused, not run");
+    assert_eq!(out.finished("Task1"), ["earlier-Task1".to_string()]);
+    assert_eq!(script.count("Task2"), 1, "requested: always runs");
+    assert_eq!(
+        script.runs_of("Task2")[0].parent,
+        json!({"Task1": "earlier-Task1"})
+    );
+    assert_eq!(script.count("Task3"), 0);
+    assert_eq!(recorder.count(TraceEvent::SelectiveTaskReuse), 1);
+}
+
+// test_selective_flow_subflow: the selective run goes on into the sub-flow.
+#[tokio::test]
+async fn follow_subflows_runs_the_path_inside_the_subflow() {
+    let (out, script, _) = run_selective(two_flows(), &["Task2"], true, RunSubsequent::No).await;
+    assert!(out.is_finished(), "{out:?}");
+    assert_eq!(script.count("Task1"), 1);
+    assert_eq!(script.count("Task4"), 1);
+    assert_eq!(script.count("Task2"), 2, "in flow1 and in flow2");
+    assert_eq!(script.count("Task3"), 0);
+    assert_eq!(script.count("Task5"), 0);
+}
+
+#[tokio::test]
+async fn unknown_task_is_an_error_of_the_handle() {
+    let rt = Runtime::new(two_flows());
+    let err = rt
+        .run_flow_selective("flow1", &["Nope"], json!({}), false, RunSubsequent::No)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::Selective(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`Nope` is not a task of flow `flow1`"),
+        "{err}"
+    );
+}
