@@ -33,6 +33,28 @@ enum Command {
     /// Write the migration from an old to a new version of a configuration (upstream's
     /// format: `<DIR>/<N>.json`, the next number).
     Migrate(MigrateArgs),
+    /// What a flow of the distributed runtime is doing: its running, finished and failed
+    /// nodes with their timings, from the Redis backend.
+    #[cfg(feature = "status")]
+    Status(StatusArgs),
+}
+
+#[cfg(feature = "status")]
+#[derive(Args)]
+struct StatusArgs {
+    /// The flow's id (as `submit` printed it).
+    flow_id: String,
+    /// The backend.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    redis: String,
+    /// `text` for a terminal, `json` for tools.
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    format: String,
 }
 
 #[derive(Args)]
@@ -196,6 +218,8 @@ fn main() -> ExitCode {
         Command::New(args) => new_project(args, color),
         Command::Plot(args) => plot(args, color),
         Command::Migrate(args) => migrate(args, color),
+        #[cfg(feature = "status")]
+        Command::Status(args) => status(args),
         #[cfg(feature = "simulate")]
         Command::Simulate(args) => simulate(args, color),
     }
@@ -360,6 +384,43 @@ fn plot(args: PlotArgs, color: bool) -> ExitCode {
         }
         Err(err) => {
             eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(feature = "status")]
+fn status(args: StatusArgs) -> ExitCode {
+    use selinon_runtime::amqp::{flow_status, ClientError, RedisBackend};
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let report = rt.block_on(async {
+        let backend = RedisBackend::connect(&args.redis).await?;
+        flow_status(&backend, &args.flow_id).await
+    });
+    match report {
+        Ok(report) if args.format == "json" => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(ClientError::NoRecord(id)) => {
+            eprintln!("error: no record of flow {id} in {} (never submitted there, or ended more than a day ago)", args.redis);
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::from(1)
         }
     }

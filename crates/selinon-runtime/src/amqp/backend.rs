@@ -13,7 +13,7 @@
 //! trigger unacknowledged, the broker redelivers it, and the next worker finds the outbox and
 //! publishes it again. Nothing a committed pass decided is lost.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -56,6 +56,20 @@ pub struct FlowRecord {
     /// Milliseconds since the Unix epoch.
     pub created_ms: u64,
     pub updated_ms: u64,
+    /// When each node instance (by id) was scheduled and when its end was applied.
+    #[serde(default)]
+    pub timings: BTreeMap<String, NodeTiming>,
+}
+
+/// When a node instance was scheduled and ended (ms since the Unix epoch).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeTiming {
+    pub node: String,
+    pub scheduled_ms: u64,
+    #[serde(default)]
+    pub ended_ms: Option<u64>,
+    #[serde(default)]
+    pub status: Option<NodeStatus>,
 }
 
 /// A message a pass publishes (kept in the outbox until the broker confirms it).

@@ -56,10 +56,13 @@ pub struct FlowReport {
     /// Milliseconds since the Unix epoch.
     pub created_ms: u64,
     pub updated_ms: u64,
+    /// Per node instance id: when it was scheduled and ended.
+    pub timings: std::collections::BTreeMap<String, super::backend::NodeTiming>,
 }
 
 impl FlowReport {
-    fn from_record(record: FlowRecord) -> Self {
+    /// The report of a stored record.
+    pub fn from_record(record: FlowRecord) -> Self {
         let state = record.message.state.clone().unwrap_or_default();
         let (finished, failed, active) = match record.result {
             Some(r) => (r.finished_nodes, r.failed_nodes, r.active_nodes),
@@ -76,6 +79,7 @@ impl FlowReport {
             retried_count: record.message.retried_count,
             created_ms: record.created_ms,
             updated_ms: record.updated_ms,
+            timings: record.timings,
         }
     }
 
@@ -96,6 +100,64 @@ impl FlowReport {
             active_nodes: self.active_nodes.clone(),
             retried_count: self.retried_count,
         })
+    }
+}
+
+impl std::fmt::Display for FlowReport {
+    /// What a terminal shows: the flow, then one line per node instance in scheduling order.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = match self.status {
+            RecordStatus::Running => "running",
+            RecordStatus::Finished => "finished",
+            RecordStatus::Failed => "failed",
+        };
+        writeln!(
+            f,
+            "flow {} {} {status} (retries {}, last change {} ms after its start)",
+            self.flow_name,
+            self.flow_id,
+            self.retried_count,
+            self.updated_ms.saturating_sub(self.created_ms)
+        )?;
+        let mut nodes: Vec<(&String, &super::backend::NodeTiming)> = self.timings.iter().collect();
+        nodes.sort_by_key(|(id, t)| (t.scheduled_ms, (*id).clone()));
+        let state_of = |id: &str, name: &str| {
+            let has = |m: &NodeIds| m.get(name).is_some_and(|ids| ids.iter().any(|i| i == id));
+            if self.active_nodes.iter().any(|n| n.id == id) {
+                "running"
+            } else if has(&self.failed_nodes) {
+                "failed"
+            } else if has(&self.finished_nodes) {
+                "finished"
+            } else {
+                "ended"
+            }
+        };
+        for (id, t) in nodes {
+            let state = state_of(id, &t.node);
+            let since = t.scheduled_ms.saturating_sub(self.created_ms);
+            match t.ended_ms {
+                Some(end) => writeln!(
+                    f,
+                    "  {state:<9} {:<24} {id}  scheduled +{since} ms, took {} ms",
+                    t.node,
+                    end.saturating_sub(t.scheduled_ms)
+                )?,
+                None => writeln!(f, "  {state:<9} {:<24} {id}  scheduled +{since} ms", t.node)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads what a flow is doing from the backend (no broker needed).
+pub async fn flow_status(
+    backend: &dyn FlowBackend,
+    flow_id: &str,
+) -> Result<FlowReport, ClientError> {
+    match backend.load(flow_id).await? {
+        Some(v) => Ok(FlowReport::from_record(v.record)),
+        None => Err(ClientError::NoRecord(flow_id.to_string())),
     }
 }
 

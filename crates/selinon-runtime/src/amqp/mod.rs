@@ -40,5 +40,5 @@ pub mod worker;
 pub use backend::{FlowBackend, FlowRecord, MemoryBackend, RecordStatus, RedisBackend};
 pub use broker::{Broker, BrokerError, DEAD_LETTER_QUEUE, DEFAULT_AMQP_URL};
 pub use cli::{worker_main, WORKER_USAGE};
-pub use client::{Client, ClientError, FlowReport};
+pub use client::{flow_status, Client, ClientError, FlowReport};
 pub use worker::{Worker, WorkerBuilder, WorkerError};

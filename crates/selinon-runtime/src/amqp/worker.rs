@@ -22,7 +22,7 @@
 //! steps.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,7 +36,7 @@ use lapin::types::FieldTable;
 use serde_json::{json, Value as Json};
 use tokio::sync::Semaphore;
 
-use super::backend::{BackendError, FlowBackend, FlowRecord, Outgoing, RecordStatus};
+use super::backend::{BackendError, FlowBackend, FlowRecord, NodeTiming, Outgoing, RecordStatus};
 use super::broker::{Broker, BrokerError, FLOW_ENDED_EXCHANGE};
 use super::wire::{Body, ParentRef};
 use crate::engine::{
@@ -653,64 +653,68 @@ impl Shared {
     ) -> Result<(), HandleError> {
         loop {
             let current = self.backend.load(flow_id).await?;
-            let (input, events, expected, report_to, created_ms) = match (&step, current) {
-                (Step::Start { message, report_to }, None) => (
-                    (**message).clone(),
-                    Vec::new(),
-                    None,
-                    report_to.clone(),
-                    now_ms(),
-                ),
-                (Step::Start { .. }, Some(_)) => return self.republish(flow_id, trigger).await,
-                (_, None) => {
-                    tracing::warn!(
-                        flow_name,
-                        flow_id,
-                        "no record of this flow (ended long ago?); message dropped"
-                    );
-                    return Ok(());
-                }
-                (_, Some(v)) if v.record.status != RecordStatus::Running => {
-                    return self.republish(flow_id, trigger).await
-                }
-                (Step::Events(events), Some(v)) => {
-                    let active = v
-                        .record
-                        .message
-                        .state
-                        .as_ref()
-                        .map(|s| s.active_nodes.as_slice())
-                        .unwrap_or_default();
-                    let relevant: Vec<NodeEvent> = events
-                        .iter()
-                        .filter(|e| active.iter().any(|n| n.id == e.id))
-                        .cloned()
-                        .collect();
-                    if relevant.is_empty() {
-                        return self.republish(flow_id, trigger).await;
-                    }
-                    (
-                        v.record.message,
-                        relevant,
-                        Some(v.version),
-                        v.record.report_to,
-                        v.record.created_ms,
-                    )
-                }
-                (Step::Kick(retried_count), Some(v)) => {
-                    let fresh = v.record.message.state.as_ref().is_none_or(|s| s.is_fresh());
-                    if v.record.message.retried_count != *retried_count || !fresh {
-                        return self.republish(flow_id, trigger).await;
-                    }
-                    (
-                        v.record.message,
+            let (input, events, expected, report_to, created_ms, mut timings) =
+                match (&step, current) {
+                    (Step::Start { message, report_to }, None) => (
+                        (**message).clone(),
                         Vec::new(),
-                        Some(v.version),
-                        v.record.report_to,
-                        v.record.created_ms,
-                    )
-                }
-            };
+                        None,
+                        report_to.clone(),
+                        now_ms(),
+                        BTreeMap::new(),
+                    ),
+                    (Step::Start { .. }, Some(_)) => return self.republish(flow_id, trigger).await,
+                    (_, None) => {
+                        tracing::warn!(
+                            flow_name,
+                            flow_id,
+                            "no record of this flow (ended long ago?); message dropped"
+                        );
+                        return Ok(());
+                    }
+                    (_, Some(v)) if v.record.status != RecordStatus::Running => {
+                        return self.republish(flow_id, trigger).await
+                    }
+                    (Step::Events(events), Some(v)) => {
+                        let active = v
+                            .record
+                            .message
+                            .state
+                            .as_ref()
+                            .map(|s| s.active_nodes.as_slice())
+                            .unwrap_or_default();
+                        let relevant: Vec<NodeEvent> = events
+                            .iter()
+                            .filter(|e| active.iter().any(|n| n.id == e.id))
+                            .cloned()
+                            .collect();
+                        if relevant.is_empty() {
+                            return self.republish(flow_id, trigger).await;
+                        }
+                        (
+                            v.record.message,
+                            relevant,
+                            Some(v.version),
+                            v.record.report_to,
+                            v.record.created_ms,
+                            v.record.timings,
+                        )
+                    }
+                    (Step::Kick(retried_count), Some(v)) => {
+                        let fresh = v.record.message.state.as_ref().is_none_or(|s| s.is_fresh());
+                        if v.record.message.retried_count != *retried_count || !fresh {
+                            return self.republish(flow_id, trigger).await;
+                        }
+                        (
+                            v.record.message,
+                            Vec::new(),
+                            Some(v.version),
+                            v.record.report_to,
+                            v.record.created_ms,
+                            v.record.timings,
+                        )
+                    }
+                };
 
             let out = engine::dispatch(self.system, &input, &events, self).await;
             if let PassOutcome::RetryPass { countdown } = out.outcome {
@@ -740,7 +744,28 @@ impl Shared {
                 return Ok(());
             }
 
+            let now = now_ms();
+            for e in &events {
+                let t = timings.entry(e.id.clone()).or_default();
+                t.ended_ms = Some(now);
+                t.status = Some(e.status);
+            }
             let mut outbox = Vec::with_capacity(out.actions.len() + 1);
+            for action in &out.actions {
+                let (name, id) = match action {
+                    Action::StartTask { message, .. } => (&message.task_name, &message.task_id),
+                    Action::StartFlow { message, .. } => (&message.flow_name, &message.flow_id),
+                };
+                timings.insert(
+                    id.clone(),
+                    NodeTiming {
+                        node: name.clone(),
+                        scheduled_ms: now,
+                        ended_ms: None,
+                        status: None,
+                    },
+                );
+            }
             for action in out.actions {
                 match action {
                     Action::StartTask {
@@ -781,7 +806,8 @@ impl Shared {
                 status: RecordStatus::Running,
                 result: None,
                 created_ms,
-                updated_ms: now_ms(),
+                updated_ms: now,
+                timings,
             };
             let ended = |status: NodeStatus| -> Vec<Outgoing> {
                 match &report_to {

@@ -1,0 +1,133 @@
+//! `selinon status`: what a flow of the distributed runtime is doing, read from Redis
+//! (127.0.0.1:6379; the test fails with how to start it when it does not answer, unless
+//! `SELINON_SKIP_SERVICES=1`).
+#![cfg(feature = "status")]
+
+use std::process::Command;
+
+use selinon_runtime::amqp::backend::{FlowRecord, NodeTiming, RecordStatus};
+use selinon_runtime::amqp::{FlowBackend, RedisBackend};
+use selinon_runtime::engine::{DispatcherMessage, FlowState, NodeRef, NodeStatus};
+
+fn redis_or_skip() -> bool {
+    if std::env::var("SELINON_SKIP_SERVICES").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED because SELINON_SKIP_SERVICES=1");
+        return false;
+    }
+    assert!(
+        std::net::TcpStream::connect("127.0.0.1:6379").is_ok(),
+        "Redis does not answer on 127.0.0.1:6379: start it with `redis-server --daemonize yes \
+         --bind 127.0.0.1 --port 6379 --save \"\"` (or set SELINON_SKIP_SERVICES=1)"
+    );
+    true
+}
+
+#[tokio::test]
+async fn status_shows_running_finished_and_failed_nodes_with_timings() {
+    if !redis_or_skip() {
+        return;
+    }
+    let backend = RedisBackend::connect("redis://127.0.0.1:6379/")
+        .await
+        .unwrap();
+    let flow_id = format!("status-test-{}", std::process::id());
+    let mut message = DispatcherMessage::new(
+        "order",
+        &flow_id,
+        serde_json::json!({"order": 7}),
+        serde_json::Value::Null,
+    );
+    message.state = Some(FlowState {
+        active_nodes: vec![NodeRef::new("ReserveStock", "t2")],
+        finished_nodes: [("ValidateOrder".to_string(), vec!["t1".to_string()])].into(),
+        failed_nodes: [("ChargeCard".to_string(), vec!["t3".to_string()])].into(),
+        waiting_edges: vec![1],
+        triggered_edges: vec![0, 1],
+    });
+    let timing = |node: &str, at: u64, end: Option<u64>, status| NodeTiming {
+        node: node.into(),
+        scheduled_ms: at,
+        ended_ms: end,
+        status,
+    };
+    let record = FlowRecord {
+        message,
+        report_to: None,
+        status: RecordStatus::Running,
+        result: None,
+        created_ms: 1_000,
+        updated_ms: 1_050,
+        timings: [
+            (
+                "t1".to_string(),
+                timing(
+                    "ValidateOrder",
+                    1_000,
+                    Some(1_012),
+                    Some(NodeStatus::Finished),
+                ),
+            ),
+            ("t2".to_string(), timing("ReserveStock", 1_013, None, None)),
+            (
+                "t3".to_string(),
+                timing("ChargeCard", 1_013, Some(1_020), Some(NodeStatus::Failed)),
+            ),
+        ]
+        .into(),
+    };
+    assert!(backend
+        .commit(&flow_id, None, &record, "test", &[])
+        .await
+        .unwrap());
+
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_selinon"))
+            .args(["status", &flow_id])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("flow order {flow_id} running")),
+        "{text}"
+    );
+    let line = |node: &str| {
+        text.lines()
+            .find(|l| l.contains(node))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        line("ValidateOrder").trim_start().starts_with("finished"),
+        "{text}"
+    );
+    assert!(line("ValidateOrder").contains("took 12 ms"), "{text}");
+    assert!(
+        line("ReserveStock").trim_start().starts_with("running"),
+        "{text}"
+    );
+    assert!(
+        line("ChargeCard").trim_start().starts_with("failed"),
+        "{text}"
+    );
+
+    let out = run(&["--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["status"], "running");
+    assert_eq!(json["active_nodes"][0]["name"], "ReserveStock");
+    assert_eq!(json["timings"]["t1"]["ended_ms"], 1_012);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_selinon"))
+        .args(["status", "no-such-flow"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no record of flow no-such-flow"));
+}
