@@ -30,6 +30,8 @@ pub mod trace;
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 
 pub use async_trait::async_trait;
 pub use local::{FlowHandle, FlowOutcome, FlowStatus, RunError, Runtime, RuntimeBuilder};

@@ -25,6 +25,7 @@ options:
   --concurrency N     messages handled at once (default 16)
   --amqp URL          the broker (default: env AMQP_URL, else amqp://127.0.0.1:5672/%2f)
   --redis URL         the flow-state backend (default: env REDIS_URL, else redis://127.0.0.1:6379/)
+  --metrics ADDR      serve Prometheus metrics on ADDR (e.g. 127.0.0.1:9464; feature `metrics`)
   --list-queues       print the queues of this system and exit";
 
 /// Parses the worker options from `args`, connects to Redis, lets `configure` add resources,
@@ -38,6 +39,7 @@ pub async fn worker_main(
     let mut builder = Worker::builder(system);
     let mut redis =
         std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_string());
+    let mut metrics_addr: Option<String> = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -65,6 +67,10 @@ pub async fn worker_main(
             },
             "--redis" => match value() {
                 Ok(v) => redis = v,
+                Err(code) => return code,
+            },
+            "--metrics" => match value() {
+                Ok(v) => metrics_addr = Some(v),
                 Err(code) => return code,
             },
             "--list-queues" => match super::worker::Queues::new(system) {
@@ -99,7 +105,35 @@ pub async fn worker_main(
             return ExitCode::FAILURE;
         }
     };
-    let worker = match configure(builder.backend(Arc::new(backend))).build() {
+    #[cfg_attr(not(feature = "metrics"), allow(unused_mut))]
+    let mut builder = builder.backend(Arc::new(backend));
+    if let Some(addr) = metrics_addr {
+        #[cfg(feature = "metrics")]
+        {
+            let Ok(addr) = addr.parse::<std::net::SocketAddr>() else {
+                eprintln!("error: --metrics {addr}: not an address like 127.0.0.1:9464");
+                return ExitCode::from(2);
+            };
+            let metrics = crate::metrics::MetricsSink::new();
+            match metrics.serve(addr).await {
+                Ok(bound) => eprintln!("metrics on http://{bound}/metrics"),
+                Err(e) => {
+                    eprintln!("error: --metrics {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            builder = builder.trace_sink(metrics);
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            eprintln!(
+                "error: --metrics {addr}: this worker was built without the `metrics` feature of \
+                 selinon-runtime"
+            );
+            return ExitCode::from(2);
+        }
+    }
+    let worker = match configure(builder).build() {
         Ok(w) => w,
         Err(e) => {
             eprintln!("error: {e}");
