@@ -32,6 +32,8 @@ pub mod trace;
 pub mod amqp;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+#[cfg(feature = "sentry")]
+pub mod sentry_sink;
 
 pub use async_trait::async_trait;
 pub use local::{FlowHandle, FlowOutcome, FlowStatus, RunError, Runtime, RuntimeBuilder};

@@ -151,9 +151,10 @@ impl Tracer {
         }
     }
 
-    /// The sinks `global.trace` selects. `storage` and `sentry` entries get no events
-    /// (upstream's Sentry entry only initialises the SDK; a storage sink needs an adapter
-    /// method this runtime's storages do not have).
+    /// The sinks `global.trace` selects. A `sentry` entry reports failures to Sentry when the
+    /// runtime is built with the `sentry` feature (else it is logged and skipped); `storage`
+    /// entries get no events (a storage sink needs an adapter method this runtime's storages
+    /// do not have).
     pub fn sinks_from_spec(system: &SystemSpec) -> Vec<Arc<dyn TraceSink>> {
         let mut sinks: Vec<Arc<dyn TraceSink>> = Vec::new();
         for entry in system.trace {
@@ -161,7 +162,20 @@ impl Tracer {
                 TraceSpec::Logging => sinks.push(Arc::new(TracingSink)),
                 TraceSpec::Json => sinks.push(Arc::new(JsonLinesSink::stdout())),
                 TraceSpec::Function(f) => sinks.push(Arc::new(FunctionSink(*f))),
-                TraceSpec::Storage { .. } | TraceSpec::Sentry { .. } => {}
+                TraceSpec::Storage { .. } => {}
+                #[cfg(feature = "sentry")]
+                TraceSpec::Sentry { dsn } => match crate::storages::expand_env(dsn)
+                    .map_err(|e| e.to_string())
+                    .and_then(|dsn| crate::sentry_sink::SentrySink::new(&dsn))
+                {
+                    Ok(sink) => sinks.push(Arc::new(sink)),
+                    Err(e) => tracing::warn!("global.trace sentry: {e}; no Sentry reports"),
+                },
+                #[cfg(not(feature = "sentry"))]
+                TraceSpec::Sentry { .. } => tracing::warn!(
+                    "global.trace names Sentry, but selinon-runtime was built without its \
+                     `sentry` feature: no Sentry reports"
+                ),
             }
         }
         sinks
