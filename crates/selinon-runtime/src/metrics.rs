@@ -200,7 +200,10 @@ impl TraceSink for MetricsSink {
                 m.scheduled
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(text(details, "task_id").to_string(), (Instant::now(), queue));
+                    .insert(
+                        text(details, "task_id").to_string(),
+                        (Instant::now(), queue),
+                    );
             }
             TraceEvent::TaskStart => {
                 let id = text(details, "task_id").to_string();
