@@ -6,6 +6,26 @@ pub mod flows {
     selinon_macros::include_flows!("amqp/nodes.yml", "amqp/flows.yml");
 }
 
+/// Version 1 of the live-migration system (`amqp_migration/v1`): `A → B → C`.
+pub mod flows_v1 {
+    selinon_macros::include_flows!("amqp_migration/v1/nodes.yml", "amqp_migration/v1/flows.yml");
+}
+
+/// Version 2 (`amqp_migration/v2`): `A → B → D`, with the migration from version 1.
+pub mod flows_v2 {
+    selinon_macros::include_flows!("amqp_migration/v2/nodes.yml", "amqp_migration/v2/flows.yml");
+}
+
+/// The system a worker process runs: env `SELINON_TEST_SYSTEM` = `main` (default), `v1` or
+/// `v2`.
+pub fn system_from_env() -> &'static selinon_runtime::SystemSpec {
+    match std::env::var("SELINON_TEST_SYSTEM").as_deref() {
+        Ok("v1") => &flows_v1::SYSTEM,
+        Ok("v2") => &flows_v2::SYSTEM,
+        _ => &flows::SYSTEM,
+    }
+}
+
 /// The tasks of the test system. Every run is counted in Redis (hash
 /// `selinon-test:runs:<ns>`, field `<task name>:<task id>`, where `ns` is the flow argument
 /// `ns`), so a test sees across processes which nodes ran and how often.
@@ -33,8 +53,12 @@ pub mod testapp {
             .map_err(|e| TaskError::failed(format!("counting the run: {e}")))
     }
 
-    async fn pause(args: &Json) {
-        if let Some(ms) = args["sleep_ms"].as_u64() {
+    /// Sleeps `sleep.<task name>` ms if given, else `sleep_ms`.
+    async fn pause(ctx: &TaskContext, args: &Json) {
+        let ms = args["sleep"][ctx.task_name.as_str()]
+            .as_u64()
+            .or_else(|| args["sleep_ms"].as_u64());
+        if let Some(ms) = ms {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
     }
@@ -46,7 +70,7 @@ pub mod testapp {
     impl Task for Echo {
         async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
             count_run(ctx, &args).await?;
-            pause(&args).await;
+            pause(ctx, &args).await;
             Ok(json!({"task": ctx.task_name, "args": args}))
         }
     }

@@ -236,3 +236,63 @@ async fn poison_messages_go_to_the_dead_letter_queue() {
     cluster.kill(0).await;
     cluster.stop().await;
 }
+
+/// A live migration: flows of version 1 (`A → B → C`) are running when every worker is
+/// killed and workers of version 2 (`A → B → D`, with `migrations/1.json`) take over. Each
+/// flow is migrated at its next pass (IGNORE strategy: not tainted here) and ends with `D`,
+/// never `C`; none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_flows_migrate_to_new_workers() {
+    if !services_or_skip("running_flows_migrate_to_new_workers") {
+        return;
+    }
+    let mut cluster = Cluster::start_system("migrate", 2, 16, "v1").await;
+    let ns = uuid::Uuid::new_v4().simple().to_string();
+    let ids = cluster
+        .client
+        .submit_many(
+            "mig",
+            (0..12).map(|_| json!({"ns": ns, "sleep": {"B": 2500}})),
+        )
+        .await
+        .unwrap();
+    // Wait until every flow runs B (A ended under version 1); 12 flows fit in one worker's
+    // 16 slots, so no B waits for another.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let runs = cluster.runs_by_task(&ns).await;
+        if runs.get("B").copied().unwrap_or(0) >= ids.len() as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B did not start everywhere: {runs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Version 2 takes over: the old workers die mid-task.
+    eprintln!(
+        "runs before the kill: {:?}",
+        cluster.runs_by_task(&ns).await
+    );
+    cluster.system = "v2".into();
+    for i in 0..2 {
+        cluster.kill(i).await;
+        cluster.restart(i);
+    }
+    let done = cluster
+        .client
+        .wait_all(&ids, Duration::from_secs(90))
+        .await
+        .unwrap();
+    assert_eq!(done.len(), ids.len(), "no flow lost");
+    for out in done.values() {
+        assert!(out.is_finished(), "{out:?}");
+        assert_eq!(out.finished("D").len(), 1, "{out:?}");
+        assert!(out.finished("C").is_empty(), "{out:?}");
+    }
+    let runs = cluster.runs_by_task(&ns).await;
+    assert_eq!(runs.get("C"), None, "{runs:?}");
+    assert_eq!(runs["D"], ids.len() as i64, "{runs:?}");
+    cluster.stop().await;
+}

@@ -1,11 +1,12 @@
 //! A worker process for the AMQP tests: the test system's queues (prefixed by the env
 //! `SELINON_TEST_PREFIX`), results in the directory `SELINON_TEST_STORE`, flow state and run
-//! counts in Redis (`REDIS_URL`), broker `AMQP_URL`. Stops on SIGTERM.
+//! counts in Redis (`REDIS_URL`), broker `AMQP_URL`; the system of `SELINON_TEST_SYSTEM`
+//! (`main`, `v1`, `v2`). Stops on SIGTERM.
 
 use std::sync::Arc;
 
 use selinon_runtime::amqp::{RedisBackend, Worker};
-use selinon_tests::{flows, testapp};
+use selinon_tests::testapp;
 
 #[tokio::main]
 async fn main() {
@@ -28,7 +29,7 @@ async fn main() {
     let counter = redis::aio::ConnectionManager::new(client)
         .await
         .expect("Redis");
-    let worker = Worker::builder(&flows::SYSTEM)
+    let worker = Worker::builder(selinon_tests::system_from_env())
         .backend(Arc::new(backend))
         .concurrency(concurrency)
         .resource(testapp::Counter(counter))

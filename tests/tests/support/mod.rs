@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use selinon_runtime::amqp::{Client, RedisBackend};
 use selinon_runtime::{FlowOutcome, Json};
-use selinon_tests::flows;
 use tokio::process::{Child, Command};
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -58,6 +57,8 @@ pub struct Cluster {
     pub backend: Arc<RedisBackend>,
     pub redis: redis::aio::ConnectionManager,
     concurrency: usize,
+    /// `SELINON_TEST_SYSTEM` of the workers started from now on.
+    pub system: String,
 }
 
 impl Cluster {
@@ -67,6 +68,11 @@ impl Cluster {
     }
 
     pub async fn start_with(name: &str, n: usize, concurrency: usize) -> Cluster {
+        Self::start_system(name, n, concurrency, "main").await
+    }
+
+    /// Workers of the system `system` (`main`, `v1`, `v2`; see `selinon_tests::system_from_env`).
+    pub async fn start_system(name: &str, n: usize, concurrency: usize, system: &str) -> Cluster {
         let guard = ONE_AT_A_TIME.lock().await;
         let prefix = format!(
             "t_{name}_{}",
@@ -78,7 +84,8 @@ impl Cluster {
         std::env::set_var("SELINON_TEST_PREFIX", &prefix);
         std::env::set_var("SELINON_TEST_STORE", &store);
         let backend = Arc::new(RedisBackend::connect(REDIS_URL).await.unwrap());
-        let client = Client::connect(&flows::SYSTEM, AMQP_URL, backend.clone())
+        std::env::set_var("SELINON_TEST_SYSTEM", system);
+        let client = Client::connect(selinon_tests::system_from_env(), AMQP_URL, backend.clone())
             .await
             .unwrap();
         let redis = redis::aio::ConnectionManager::new(redis::Client::open(REDIS_URL).unwrap())
@@ -93,6 +100,7 @@ impl Cluster {
             backend,
             redis,
             concurrency,
+            system: system.into(),
         };
         for _ in 0..n {
             let child = cluster.spawn_worker();
@@ -106,6 +114,7 @@ impl Cluster {
             .env("SELINON_TEST_PREFIX", &self.prefix)
             .env("SELINON_TEST_STORE", &self.store)
             .env("SELINON_TEST_CONCURRENCY", self.concurrency.to_string())
+            .env("SELINON_TEST_SYSTEM", &self.system)
             .env("AMQP_URL", AMQP_URL)
             .env("REDIS_URL", REDIS_URL)
             .env(

@@ -152,14 +152,16 @@ pub(crate) fn migrate(system: &'static SystemSpec, msg: &mut DispatcherMessage) 
         Err(e) => return Migrated::Error(e),
     };
     let latest = chain.latest();
+    // With a migration directory, every flow records its version (0: none yet).
+    let current = system.migration_dir.is_some().then_some(latest);
     let Some(state) = msg.state.as_mut() else {
         // A new flow starts at the latest version.
-        msg.migration_version = (latest > 0).then_some(latest);
+        msg.migration_version = current;
         return Migrated::Unchanged;
     };
     let Some(version) = msg.migration_version else {
         // Written before this system had migrations: adopt the latest.
-        msg.migration_version = (latest > 0).then_some(latest);
+        msg.migration_version = current;
         return Migrated::Unchanged;
     };
     if version == latest {
