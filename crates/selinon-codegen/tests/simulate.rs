@@ -163,3 +163,52 @@ fn selective_with_an_unknown_task_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_edge_selective_block_runs_the_subflow_selectively() {
+    let system = "\
+tasks:
+  - {name: Fetch, import: shop.tasks}
+  - {name: Pack, import: shop.tasks}
+  - {name: Ship, import: shop.tasks}
+  - {name: Bill, import: shop.tasks}
+flows: [order, delivery]
+flow-definitions:
+  - name: order
+    edges:
+      - {from: , to: Fetch}
+      - from: Fetch
+        to: delivery
+        selective: {tasks: [Ship]}
+  - name: delivery
+    edges:
+      - {from: , to: [Pack, Bill]}
+      - {from: Pack, to: Ship}
+";
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("simulate-edge-selective");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("system.yml"), system).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_selinon"))
+        .args([
+            "simulate",
+            "-n",
+            "system.yml",
+            "-f",
+            "system.yml",
+            "--flow",
+            "order",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    // In `delivery` only the path to Ship runs: Pack and Ship, not Bill.
+    assert_eq!(
+        last["runs"],
+        serde_json::json!({"Fetch": 1, "Pack": 1, "Ship": 1}),
+        "{last}"
+    );
+    assert_eq!(last["status"], "finished");
+}
