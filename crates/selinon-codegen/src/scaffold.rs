@@ -51,6 +51,27 @@ fn doc(text: String) -> TokenStream {
 
 /// The stub module tree as formatted Rust source.
 pub fn stubs(system: &System) -> String {
+    render(system, None)
+}
+
+/// Stubs whose bodies call functions of a harness module (a Rust path such as
+/// `crate::harness`) instead of doing nothing, for tests that run generated code with scripted
+/// behaviour (the differential tests against the simulator). The harness provides:
+///
+/// - `fn task(ctx: &TaskContext, node_args: &Json) -> TaskResult` for every task type (the
+///   YAML task is `ctx.task_name`; several tasks may share one type);
+/// - `fn foreach(name: &str, db: &Db<'_>, node_args: &Json) -> Vec<Json>`, `name` being the
+///   `foreach` function's name;
+/// - `fn predicate(name: &str, message: Option<&Json>, node_args: &Json, args: &Json) -> bool`
+///   for custom predicates.
+///
+/// Selective run functions return `None` and trace functions do nothing, as in [`stubs`].
+pub fn harness_stubs(system: &System, harness: &str) -> String {
+    let path: syn::Path = syn::parse_str(harness).expect("the harness is a Rust path");
+    render(system, Some(&path))
+}
+
+fn render(system: &System, harness: Option<&syn::Path>) -> String {
     let mut root = Module::default();
     for task in &system.tasks {
         let name = upper_camel(&task.class.name);
@@ -59,6 +80,19 @@ pub fn stubs(system: &System) -> String {
             "Runs task `{}` ({}): replace the body with the task's work.",
             task.name, task.origin
         ));
+        let run = match harness {
+            None => quote! {
+                async fn run(&self, _ctx: &TaskContext, _node_args: Json) -> TaskResult {
+                    // `{}`, as `selinon simulate` returns for tasks a scenario does not name.
+                    Ok(json!({}))
+                }
+            },
+            Some(h) => quote! {
+                async fn run(&self, ctx: &TaskContext, node_args: Json) -> TaskResult {
+                    #h::task(ctx, &node_args)
+                }
+            },
+        };
         root.at(&task.class.module)
             .items
             .entry(format!("task {name}"))
@@ -69,10 +103,7 @@ pub fn stubs(system: &System) -> String {
                     pub struct #ty;
 
                     impl Task for #ty {
-                        async fn run(&self, _ctx: &TaskContext, _node_args: Json) -> TaskResult {
-                            // `{}`, as `selinon simulate` returns for tasks a scenario does not name.
-                            Ok(json!({}))
-                        }
+                        #run
                     }
                 }
             });
@@ -113,22 +144,29 @@ pub fn stubs(system: &System) -> String {
                     "`foreach` of edge #{} of flow `{}` ({}): the items to start the edge's nodes for.",
                     edge.index, flow.name, edge.origin
                 ));
-                add_fn(
-                    &fe.function,
-                    quote! {
+                let name = &fe.function.name;
+                let item = match harness {
+                    None => quote! {
                         #d
                         pub fn #f(_db: &Db<'_>, _node_args: &Json) -> Vec<Json> {
                             Vec::new()
                         }
                     },
-                );
+                    Some(h) => quote! {
+                        #d
+                        pub fn #f(db: &Db<'_>, node_args: &Json) -> Vec<Json> {
+                            #h::foreach(#name, db, node_args)
+                        }
+                    },
+                };
+                add_fn(&fe.function, item);
             }
             let failure_conditions = flow
                 .failures
                 .iter()
                 .flat_map(|s| s.alternatives.iter().map(|a| &a.condition));
             for cond in std::iter::once(&edge.condition).chain(failure_conditions) {
-                custom_predicates(cond, &mut add_fn);
+                custom_predicates(cond, harness, &mut add_fn);
             }
         }
     }
@@ -167,7 +205,11 @@ pub fn stubs(system: &System) -> String {
     crate::emit::space_items(&prettyplease::unparse(&file))
 }
 
-fn custom_predicates(cond: &Condition, add: &mut impl FnMut(&Import, TokenStream)) {
+fn custom_predicates(
+    cond: &Condition,
+    harness: Option<&syn::Path>,
+    add: &mut impl FnMut(&Import, TokenStream),
+) {
     for p in cond.predicates() {
         if p.builtin {
             continue;
@@ -178,15 +220,22 @@ fn custom_predicates(cond: &Condition, add: &mut impl FnMut(&Import, TokenStream
         };
         let f = crate::emit::ident_for(&snake(&p.name));
         let d = doc(format!("Custom predicate `{}` ({}).", p.name, p.origin));
-        add(
-            &import,
-            quote! {
+        let name = &p.name;
+        let item = match harness {
+            None => quote! {
                 #d
                 pub fn #f(_message: Option<&Json>, _node_args: &Json, _args: &Json) -> bool {
                     true
                 }
             },
-        );
+            Some(h) => quote! {
+                #d
+                pub fn #f(message: Option<&Json>, node_args: &Json, args: &Json) -> bool {
+                    #h::predicate(#name, message, node_args, args)
+                }
+            },
+        };
+        add(&import, item);
     }
 }
 

@@ -3,9 +3,12 @@
 //!
 //! Conditions become closures that evaluate the condition tree with the runtime's built-in
 //! predicates; tasks, custom predicates and `foreach` functions are mocked from a
-//! [`Scenario`]; every storage is an in-memory one, so conditions read the mocked results. The
-//! spec is leaked (`'static`), as generated statics are: one simulation per process. Retry
-//! countdowns and throttling are dropped: a simulation shows what runs, not when.
+//! [`Scenario`], selective run functions always run the task; the tasks that have a storage
+//! store into one in-memory storage, so conditions read the mocked results (the others keep no
+//! result, as in generated code). The spec is leaked (`'static`), as generated statics are: one
+//! simulation per process. Retry countdowns and throttling are dropped: a simulation shows what
+//! runs, not when. `tests/differential.rs` checks that a simulation runs as generated code does,
+//! event for event.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -13,7 +16,8 @@ use std::time::Duration;
 
 use selinon_runtime::spec::{
     BoxFuture, Db, EdgeSpec, FallbackSpec, FlowSpec, ForeachSpec, NodeKind, NodeSpec,
-    PropagateSpec, SelectiveSpec, StorageAdapter, StorageSpec, SystemSpec, TaskSpec,
+    PropagateSpec, SelectiveRunFn, SelectiveSpec, StorageAdapter, StorageSpec, SystemSpec,
+    TaskSpec,
 };
 use selinon_runtime::{Json, TaskError, TaskResult};
 
@@ -219,7 +223,9 @@ pub fn system_spec(
             origin: leak_str(&t.origin.to_string()),
             class: leak_str(&format!("{}.{}", t.class.module, t.class.name)),
             queue: leak_str(&t.queue.raw),
-            storage: Some(SIMULATION_STORAGE),
+            // Tasks with a storage store into the simulation's; the others keep no result, as
+            // in generated code (conditions read only tasks with a storage: a system check).
+            storage: t.storage.is_some().then_some(SIMULATION_STORAGE),
             storage_readonly: t.storage_readonly,
             storage_task_name: leak_str(&t.storage_task_name),
             output_schema: None,
@@ -227,7 +233,11 @@ pub fn system_spec(
             // A simulation shows what runs, not when: no countdowns, no throttling.
             retry_countdown: Duration::ZERO,
             throttling: None,
-            selective_run_function: None,
+            // Mocked as the stubs of `selinon new` are: run the task (no earlier run reused).
+            selective_run_function: t
+                .selective_run_function
+                .as_ref()
+                .map(|_| -> SelectiveRunFn { &|_| None }),
         })
         .collect();
     let storages = vec![StorageSpec {
