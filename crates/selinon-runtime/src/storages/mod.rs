@@ -1,8 +1,13 @@
 //! Built-in storage adapters and the storage pool: one adapter per storage per process, built
 //! from the generated [`StorageSpec`] and connected lazily, once.
 
+pub mod cache;
 mod filesystem;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,8 +15,13 @@ use std::sync::Arc;
 use serde_json::{json, Value as Json};
 use tokio::sync::OnceCell;
 
+pub use cache::{CacheKind, ResultCache};
 pub use filesystem::Filesystem;
 pub use memory::InMemoryStorage;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgreSql;
+#[cfg(feature = "redis")]
+pub use redis::Redis;
 
 use crate::spec::{StorageAdapter, StorageSpec, SystemSpec};
 use crate::storage::{DataStorage, StorageError};
@@ -21,6 +31,10 @@ use crate::trace::{TraceEvent, Tracer};
 pub const BUILTIN_ADAPTERS: &[&str] = &[
     "selinon.storages.memory.InMemoryStorage",
     "selinon.storages.filesystem.Filesystem",
+    #[cfg(feature = "redis")]
+    "selinon.storages.redis.Redis",
+    #[cfg(feature = "postgres")]
+    "selinon.storages.postgresql.PostgreSQL",
 ];
 
 /// Expands `{VAR}` from the environment (`{{`/`}}` are literal braces), as upstream's
@@ -79,6 +93,20 @@ pub fn build_adapter(storage: &StorageSpec) -> Result<Box<dyn DataStorage>, Stor
                 ("selinon.storages.filesystem" | "selinon.storages", "Filesystem") => Ok(Box::new(
                     Filesystem::from_config(&configuration).map_err(named)?,
                 )),
+                #[cfg(feature = "redis")]
+                ("selinon.storages.redis" | "selinon.storages", "Redis") => {
+                    let label = format!("{} ({})", storage.name, storage.origin);
+                    Ok(Box::new(
+                        Redis::from_config_labelled(&configuration, &label).map_err(named)?,
+                    ))
+                }
+                #[cfg(feature = "postgres")]
+                ("selinon.storages.postgresql" | "selinon.storages", "PostgreSQL") => {
+                    let label = format!("{} ({})", storage.name, storage.origin);
+                    Ok(Box::new(
+                        PostgreSql::from_config_labelled(&configuration, &label).map_err(named)?,
+                    ))
+                }
                 _ => Err(StorageError::Configuration(format!(
                     "storage `{}` ({}): no built-in adapter `{module}.{class}` in this runtime; \
                      built-ins: {}; or name your own type implementing `DataStorage`",
@@ -96,6 +124,8 @@ pub fn build_adapter(storage: &StorageSpec) -> Result<Box<dyn DataStorage>, Stor
 pub struct StoragePool {
     system: &'static SystemSpec,
     slots: HashMap<String, OnceCell<Arc<dyn DataStorage>>>,
+    /// The result cache of each storage that has `cache:`.
+    caches: HashMap<String, ResultCache>,
     given: HashMap<String, Arc<dyn DataStorage>>,
     tracer: Tracer,
 }
@@ -124,9 +154,22 @@ impl StoragePool {
         for name in given.keys() {
             slots.entry(name.clone()).or_default();
         }
+        let caches = system
+            .storages
+            .iter()
+            .filter_map(|s| {
+                let spec = s.cache.as_ref()?;
+                let kind = CacheKind::from_name(spec.kind)?;
+                Some((
+                    s.name.to_string(),
+                    ResultCache::new(kind, spec.max_cache_size),
+                ))
+            })
+            .collect();
         StoragePool {
             system,
             slots,
+            caches,
             given,
             tracer,
         }
@@ -200,6 +243,24 @@ impl StoragePool {
             ))
         })?;
         let alias = self.alias(task_name);
+        let storage_name = self.storage_name_of(task_name);
+        let cache = storage_name.and_then(|n| self.caches.get(n));
+        if let Some(cache) = cache {
+            let info = || {
+                json!({
+                    "flow_name": flow_name,
+                    "task_name": task_name,
+                    "task_id": task_id,
+                    "storage_name": storage_name,
+                })
+            };
+            self.tracer.emit_with(TraceEvent::TaskResultCacheGet, info);
+            if let Some(hit) = cache.get(task_id) {
+                self.tracer.emit_with(TraceEvent::TaskResultCacheHit, info);
+                return Ok(hit);
+            }
+            self.tracer.emit_with(TraceEvent::TaskResultCacheMiss, info);
+        }
         self.tracer.emit_with(TraceEvent::StorageRetrieve, || {
             json!({
                 "flow_name": flow_name,
@@ -208,7 +269,19 @@ impl StoragePool {
                 "storage_name": self.storage_name_of(task_name),
             })
         });
-        storage.retrieve(flow_name, &alias, task_id).await
+        let result = storage.retrieve(flow_name, &alias, task_id).await?;
+        if let Some(cache) = cache {
+            cache.add(task_id, result.clone());
+            self.tracer.emit_with(TraceEvent::TaskResultCacheAdd, || {
+                json!({
+                    "flow_name": flow_name,
+                    "task_name": task_name,
+                    "task_id": task_id,
+                    "storage_name": storage_name,
+                })
+            });
+        }
+        Ok(result)
     }
 
     /// Stores a task's result in its storage; `None` if the task has no storage.
@@ -307,11 +380,11 @@ mod tests {
     #[test]
     fn unknown_builtin_names_the_storage() {
         let spec = StorageSpec {
-            name: "Redis",
+            name: "Mongo",
             origin: "nodes.yml:3",
             adapter: StorageAdapter::Builtin {
-                module: "selinon.storages.redis",
-                class: "Redis",
+                module: "selinon.storages.mongodb",
+                class: "MongoDB",
             },
             configuration: "{}",
             cache: None,
@@ -320,7 +393,7 @@ mod tests {
             .err()
             .expect("no redis adapter")
             .to_string();
-        assert!(err.contains("storage `Redis` (nodes.yml:3)"), "{err}");
-        assert!(err.contains("selinon.storages.redis.Redis"), "{err}");
+        assert!(err.contains("storage `Mongo` (nodes.yml:3)"), "{err}");
+        assert!(err.contains("selinon.storages.mongodb.MongoDB"), "{err}");
     }
 }

@@ -1,0 +1,199 @@
+//! Storages for real (Redis, PostgreSQL and the filesystem on 127.0.0.1): a flow whose tasks
+//! write to three storages and whose conditions read the results back, in-process and over
+//! AMQP; upstream's data layout; a Redis server killed mid-flow.
+
+mod support;
+
+use std::time::Duration;
+
+use selinon_runtime::{json, Runtime, TraceEvent, TraceRecorder};
+use selinon_tests::{flows, testapp};
+use support::{services_or_skip, Cluster, REDIS_URL};
+
+const POSTGRES_URL: &str = "postgresql://postgres@127.0.0.1:5432/test";
+
+fn postgres_or_fail() {
+    assert!(
+        std::net::TcpStream::connect("127.0.0.1:5432").is_ok(),
+        "PostgreSQL does not answer on 127.0.0.1:5432: start it with `pg_ctlcluster \
+         --skip-systemctl-redirect $(ls /etc/postgresql) main start` (or set \
+         SELINON_SKIP_SERVICES=1)"
+    );
+}
+
+async fn counter() -> testapp::Counter {
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    testapp::Counter(redis::aio::ConnectionManager::new(client).await.unwrap())
+}
+
+fn store_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("selinon-storages-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_storages_in_process_with_upstream_layout() {
+    if !services_or_skip("three_storages_in_process_with_upstream_layout") {
+        return;
+    }
+    postgres_or_fail();
+    std::env::set_var("SELINON_TEST_STORE", store_dir("inproc"));
+    std::env::set_var("SELINON_TEST_PREFIX", "unused");
+    let rt = Runtime::builder(&flows::SYSTEM)
+        .resource(counter().await)
+        .without_config_trace()
+        .build();
+
+    let out = rt.run_flow("storages3", json!({"go": true})).await.unwrap();
+    assert!(out.is_finished(), "{out:?}");
+    assert_eq!(
+        out.finished("Accept").len(),
+        1,
+        "every condition read true: {out:?}"
+    );
+    assert!(out.finished("Reject").is_empty());
+
+    // Upstream's layout: Redis key = task id, a JSON document with the result.
+    let redis_id = &out.finished("InRedis")[0];
+    let client = redis::Client::open("redis://127.0.0.1:6379/3").unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let raw: String = redis::cmd("GET")
+        .arg(redis_id)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(doc["task_name"], "InRedis");
+    assert_eq!(doc["flow_name"], "storages3");
+    assert_eq!(doc["result"], json!({"go": true}));
+    assert_eq!(doc["node_args"], json!({"go": true}));
+
+    // PostgreSQL: the `result` table.
+    let pg_id = &out.finished("InPostgres")[0];
+    let (pg, connection) = tokio_postgres::connect(POSTGRES_URL, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let row = pg
+        .query_one(
+            "SELECT task_name, flow_name, result::text FROM result WHERE task_id = $1",
+            &[pg_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "InPostgres");
+    assert_eq!(row.get::<_, String>(1), "storages3");
+    let result: serde_json::Value = serde_json::from_str(&row.get::<_, String>(2)).unwrap();
+    assert_eq!(result, json!({"go": true}));
+
+    // Results read back through the runtime, from the right storage each.
+    for task in ["InRedis", "InPostgres", "InFiles"] {
+        let id = &out.finished(task)[0];
+        let v = rt.task_result("storages3", task, id).await.unwrap();
+        assert_eq!(v, json!({"go": true}), "{task}");
+    }
+
+    // A false result read from PostgreSQL takes the other branch.
+    let out = rt
+        .run_flow("storages3", json!({"go": false}))
+        .await
+        .unwrap();
+    assert!(out.is_finished(), "{out:?}");
+    assert!(out.finished("Accept").is_empty(), "{out:?}");
+    assert_eq!(out.finished("Reject").len(), 1, "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_storages_over_amqp() {
+    if !services_or_skip("three_storages_over_amqp") {
+        return;
+    }
+    postgres_or_fail();
+    let cluster = Cluster::start("storages", 2).await;
+    let out = cluster.run("storages3", json!({"go": true})).await;
+    assert!(out.is_finished(), "{out:?}");
+    assert_eq!(out.finished("Accept").len(), 1, "{out:?}");
+    let out = cluster.run("storages3", json!({"go": false})).await;
+    assert_eq!(out.finished("Reject").len(), 1, "{out:?}");
+    cluster.stop().await;
+}
+
+/// A Redis server for this test only, on a free loopback port.
+fn start_redis(port: u16) -> std::process::Child {
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server runs (it comes with Redis)");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut child = child;
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("redis-server on port {port} did not start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_server_killed_mid_flow_costs_retries_not_the_flow() {
+    if !services_or_skip("a_storage_server_killed_mid_flow_costs_retries_not_the_flow") {
+        return;
+    }
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    std::env::set_var("SELINON_TEST_KILLABLE_REDIS_PORT", port.to_string());
+    std::env::set_var("SELINON_TEST_STORE", store_dir("killed"));
+    let mut server = start_redis(port);
+    let recorder = TraceRecorder::new();
+    let rt = Runtime::builder(&flows::SYSTEM)
+        .resource(counter().await)
+        .trace_sink(recorder.clone())
+        .without_config_trace()
+        .build();
+    // Fragile runs 1.5 s; its server dies meanwhile, so storing its result fails.
+    let handle = rt.run_flow(
+        "fragile",
+        json!({"ns": format!("killed-{port}"), "sleep": {"Fragile": 1500}}),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut server = start_redis(port);
+    let out = tokio::time::timeout(Duration::from_secs(60), handle)
+        .await
+        .expect("the flow ends")
+        .unwrap();
+    server.kill().unwrap();
+    let _ = server.wait();
+    assert!(out.is_finished(), "{out:?}");
+    assert_eq!(out.finished("A").len(), 1, "{out:?}");
+    let retries = recorder.of(TraceEvent::TaskRetry);
+    assert!(!retries.is_empty(), "the failed store was retried");
+    assert!(
+        retries.iter().all(|r| r["task_name"] == "Fragile"),
+        "{retries:?}"
+    );
+    let storage_errors: Vec<String> = retries
+        .iter()
+        .map(|r| r["what"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        storage_errors.iter().any(|w| w.contains("KillableRedis")),
+        "the error names the storage and its config line: {storage_errors:?}"
+    );
+}
