@@ -17,8 +17,9 @@
 //! - Countdowns are left out on both sides (the simulator drops task and flow `retry_countdown`
 //!   and `throttling`; the runner zeroes them in the generated system): a simulation shows what
 //!   runs, not when.
-//! - Trace events are compared in order, without ids (fresh on every run) and without storage
-//!   events and storage names (the simulator keeps results in one in-memory storage of its own).
+//! - Trace events are compared in order, without ids (fresh on every run), storage names and the
+//!   events of storage access (`STORAGE_*`, result caches): the simulator keeps results in one
+//!   in-memory storage of its own, with no cache.
 //! - A run counts everything that ran, also after the flow's end: `nowait` nodes and nodes
 //!   abandoned by an eager failure run on, so both sides wait until their runtime is idle before
 //!   counting. Counted that way, `nowait` nodes are deterministic too.

@@ -93,7 +93,7 @@ pub fn predicate(name: &str, _message: Option<&Json>, _node_args: &Json, _args: 
 /// More task starts than this in one run count as an endless flow, as a timeout does: a cycle
 /// through a join (`from: [A, B]`) fires once per new combination of finished sources, so its
 /// runs grow exponentially, and each pass with them, long before any timeout.
-pub const MAX_TASK_STARTS: u64 = 1000;
+pub const MAX_TASK_STARTS: u64 = 300;
 
 /// Counts task and flow starts; wakes the run when there are too many.
 #[derive(Default)]
@@ -113,8 +113,9 @@ struct Counts {
 }
 
 /// Details of events that hold ids (besides `*_id`), or differ between generated code and the
-/// simulator by design: the simulator stores results in one in-memory storage of its own, so
-/// storage names differ, and storage events (`STORAGE_*`) are left out altogether.
+/// simulator by design: the simulator stores results in one in-memory storage of its own, with
+/// no cache, so storage names differ, and the events of storage access (`STORAGE_*`, and the
+/// caches' `*_CACHE_*`) are left out altogether.
 const VOLATILE: &[&str] = &["parent", "state", "storage", "storage_name"];
 
 fn is_volatile(key: &str) -> bool {
@@ -134,7 +135,7 @@ fn strip_volatile(value: &mut Json) {
 }
 
 fn is_storage_event(event: TraceEvent) -> bool {
-    event.name().starts_with("STORAGE_")
+    event.name().starts_with("STORAGE_") || event.name().contains("_CACHE_")
 }
 
 impl TraceSink for Counter {
