@@ -111,6 +111,9 @@ struct SimulateArgs {
     /// With --selective: also run what follows the named tasks.
     #[arg(long, requires = "selective")]
     run_subsequent: bool,
+    /// Stop a flow that has not ended after this many seconds (an endless cycle).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    timeout: f64,
 }
 
 #[derive(Args)]
@@ -583,9 +586,17 @@ fn simulate(args: SimulateArgs, color: bool) -> ExitCode {
     let counts = Arc::new(Mutex::new(RunCounts::default()));
     let spec = sim::system_spec(system, Arc::new(scenario), counts);
     let recorder = TraceRecorder::new();
+    let Some(timeout) = std::time::Duration::try_from_secs_f64(args.timeout)
+        .ok()
+        .filter(|t| !t.is_zero())
+    else {
+        eprintln!("error: --timeout must be a positive number of seconds");
+        return ExitCode::from(2);
+    };
     let runtime = selinon_runtime::Runtime::builder(spec)
         .trace_sink(JsonLinesSink::new(std::io::stdout()))
         .trace_sink(recorder.clone())
+        .flow_timeout(timeout)
         .build();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

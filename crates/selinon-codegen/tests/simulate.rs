@@ -212,3 +212,37 @@ flow-definitions:
     );
     assert_eq!(last["status"], "finished");
 }
+
+#[test]
+fn an_endless_cycle_is_stopped_by_the_timeout() {
+    let system = "\
+tasks:
+  - {name: Ping, import: shop.tasks}
+flows: [loop]
+flow-definitions:
+  - name: loop
+    edges:
+      - {from: , to: Ping}
+      - {from: Ping, to: Ping}
+";
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("simulate-endless");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("system.yml"), system).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_selinon"))
+        .args([
+            "simulate",
+            "-n",
+            "system.yml",
+            "-f",
+            "system.yml",
+            "--flow",
+            "loop",
+        ])
+        .args(["--timeout", "0.5"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("did not end within 500ms"), "{stderr}");
+}
