@@ -197,3 +197,119 @@ async fn a_storage_server_killed_mid_flow_costs_retries_not_the_flow() {
         "the error names the storage and its config line: {storage_errors:?}"
     );
 }
+
+/// `moto_server` (an S3-compatible server from PyPI: `pip install 'moto[server]'`), from
+/// `SELINON_MOTO_SERVER` or the PATH.
+fn moto_server() -> String {
+    let path = std::env::var("SELINON_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+    let found = std::process::Command::new(&path)
+        .arg("--help")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "no S3-compatible server: install one with `python3 -m venv ~/.cache/selinon-moto && \
+         ~/.cache/selinon-moto/bin/pip install 'moto[server]'` and set \
+         SELINON_MOTO_SERVER=~/.cache/selinon-moto/bin/moto_server (.ci/run does this), or set \
+         SELINON_SKIP_SERVICES=1"
+    );
+    path
+}
+
+/// A raw HTTP request to the local S3 server (moto takes unsigned requests).
+fn http(port: u16, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_adapter_round_trip_with_upstream_layout() {
+    if std::env::var("SELINON_SKIP_SERVICES").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED because SELINON_SKIP_SERVICES=1");
+        return;
+    }
+    use selinon_runtime::storages::S3;
+    use selinon_runtime::{DataStorage, StorageError};
+
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut server = std::process::Command::new(moto_server())
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !up {
+        let _ = server.kill();
+        let _ = server.wait();
+        panic!("moto_server did not start on port {port}");
+    }
+    let created = http(
+        port,
+        &format!("PUT /results HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(created.starts_with("HTTP/1.1 200"), "{created}");
+
+    let adapter = S3::from_config_labelled(
+        &json!({
+            "bucket": "results",
+            "endpoint_url": format!("http://127.0.0.1:{port}"),
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            "region_name": "us-east-1",
+        }),
+        "S3Results (nodes.yml:40)",
+    )
+    .unwrap();
+    adapter.connect().await.unwrap();
+    let result = json!({"license": "MIT", "files": 42});
+    adapter
+        .store(&json!({}), "flow", "Task", "task-1", &result)
+        .await
+        .unwrap();
+    assert_eq!(
+        adapter.retrieve("flow", "Task", "task-1").await.unwrap(),
+        result
+    );
+    // Upstream's layout, read as upstream reads it (boto3, which comes with moto): the object
+    // key is the task id, the body the JSON result.
+    let python = std::path::Path::new(&moto_server()).with_file_name("python");
+    let script = format!(
+        "import boto3; s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{port}', \
+         aws_access_key_id='testing', aws_secret_access_key='testing', region_name='us-east-1'); \
+         print(s3.get_object(Bucket='results', Key='task-1')['Body'].read().decode())"
+    );
+    let out = std::process::Command::new(&python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body, result);
+    let missing = adapter.retrieve("flow", "Task", "nope").await.unwrap_err();
+    assert!(matches!(missing, StorageError::Missing { .. }), "{missing}");
+    adapter.delete("flow", "Task", "task-1").await.unwrap();
+    assert!(adapter.retrieve("flow", "Task", "task-1").await.is_err());
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -8,6 +8,8 @@ mod memory;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "s3")]
+mod s3;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +24,8 @@ pub use memory::InMemoryStorage;
 pub use postgres::PostgreSql;
 #[cfg(feature = "redis")]
 pub use redis::Redis;
+#[cfg(feature = "s3")]
+pub use s3::S3;
 
 use crate::spec::{StorageAdapter, StorageSpec, SystemSpec};
 use crate::storage::{DataStorage, StorageError};
@@ -35,6 +39,8 @@ pub const BUILTIN_ADAPTERS: &[&str] = &[
     "selinon.storages.redis.Redis",
     #[cfg(feature = "postgres")]
     "selinon.storages.postgresql.PostgreSQL",
+    #[cfg(feature = "s3")]
+    "selinon.storages.s3.S3",
 ];
 
 /// Expands `{VAR}` from the environment (`{{`/`}}` are literal braces), as upstream's
@@ -98,6 +104,13 @@ pub fn build_adapter(storage: &StorageSpec) -> Result<Box<dyn DataStorage>, Stor
                     let label = format!("{} ({})", storage.name, storage.origin);
                     Ok(Box::new(
                         Redis::from_config_labelled(&configuration, &label).map_err(named)?,
+                    ))
+                }
+                #[cfg(feature = "s3")]
+                ("selinon.storages.s3" | "selinon.storages", "S3") => {
+                    let label = format!("{} ({})", storage.name, storage.origin);
+                    Ok(Box::new(
+                        S3::from_config_labelled(&configuration, &label).map_err(named)?,
                     ))
                 }
                 #[cfg(feature = "postgres")]
