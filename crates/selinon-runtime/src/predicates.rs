@@ -281,9 +281,17 @@ fn head_status(host: &str, path: &str) -> Option<u16> {
         "HEAD {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
-    let mut head = [0u8; 64];
-    let n = stream.read(&mut head).ok()?;
-    let line = std::str::from_utf8(&head[..n]).ok()?;
+    // The status line, however the response arrives in pieces.
+    let mut head = Vec::with_capacity(64);
+    let mut buf = [0u8; 64];
+    while !head.contains(&b'\n') && head.len() < 1024 {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = std::str::from_utf8(&head).ok()?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -466,9 +474,18 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();
+            // Read the whole request head first: closing with unread input would reset the
+            // connection and could lose the answer.
+            let mut request = Vec::new();
             let mut buf = [0u8; 512];
-            let _ = conn.read(&mut buf);
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
             conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
+            let _ = conn.shutdown(std::net::Shutdown::Write);
         });
         assert!(http_status(
             &json!(addr.to_string()),
