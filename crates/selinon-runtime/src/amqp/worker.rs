@@ -457,46 +457,31 @@ enum Step {
 
 impl Shared {
     async fn handle_delivery(self: &Arc<Self>, queue: &str, delivery: lapin::message::Delivery) {
-        let outcome = match Body::decode(&delivery.data, self.system) {
-            Err(reason) => Err(reason),
-            Ok(body) => match self.handle(body).await {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    // The message stays: requeued after a pause, handled again.
-                    tracing::warn!("{e}; the message is requeued");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    let _ = delivery
-                        .acker
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            ..BasicNackOptions::default()
-                        })
-                        .await;
-                    return;
-                }
-            },
-        };
-        if let Err(reason) = outcome {
-            tracing::error!(
-                queue,
-                "poison message: {reason}; moved to the dead-letter queue"
-            );
-            if let Err(e) = self
-                .broker
-                .dead_letter(&delivery.data, queue, &reason)
-                .await
-            {
-                tracing::warn!("{e}; the message is requeued");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let _ = delivery
-                    .acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..BasicNackOptions::default()
-                    })
-                    .await;
-                return;
+        let handled = match Body::decode(&delivery.data, self.system) {
+            Ok(body) => self.handle(body).await.map_err(|e| e.to_string()),
+            Err(reason) => {
+                tracing::error!(
+                    queue,
+                    "poison message: {reason}; moved to the dead-letter queue"
+                );
+                self.broker
+                    .dead_letter(&delivery.data, queue, &reason)
+                    .await
+                    .map_err(|e| e.to_string())
             }
+        };
+        if let Err(e) = handled {
+            // The message stays: requeued after a pause, handled again.
+            tracing::warn!("{e}; the message is requeued");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let _ = delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await;
+            return;
         }
         if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
             // The broker redelivers it; the steps above are idempotent.
