@@ -9,14 +9,39 @@ use tokio::sync::OnceCell;
 
 use crate::storage::{DataStorage, StorageError, StorageFromConfig};
 
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS result (
-    id SERIAL PRIMARY KEY,
+/// Upstream's table as SQLAlchemy creates it (`Column(Integer, Sequence('result_id'),
+/// primary_key=True)`: a sequence `result_id`; upstream's own table has no default on `id`,
+/// so inserts name `nextval('result_id')` themselves). Ours gets the default as well.
+const CREATE: &str = "CREATE SEQUENCE IF NOT EXISTS result_id;
+CREATE TABLE IF NOT EXISTS result (
+    id INTEGER NOT NULL DEFAULT nextval('result_id') PRIMARY KEY,
     flow_name VARCHAR(128),
     task_name VARCHAR(128),
     task_id VARCHAR(255) UNIQUE,
     result JSONB,
     node_args JSONB
 )";
+
+/// Whether `result.id` has a default (a table created by this adapter, or by an earlier one
+/// with `SERIAL`); without one (upstream's table) inserts take `nextval('result_id')`.
+const ID_HAS_DEFAULT: &str = "SELECT column_default IS NOT NULL FROM information_schema.columns
+    WHERE table_schema = current_schema() AND table_name = 'result' AND column_name = 'id'";
+
+const INSERT_DEFAULT_ID: &str =
+    "INSERT INTO result (flow_name, task_name, task_id, result, node_args)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (task_id) DO UPDATE
+    SET flow_name = EXCLUDED.flow_name, task_name = EXCLUDED.task_name,
+        result = EXCLUDED.result, node_args = EXCLUDED.node_args
+    RETURNING id";
+
+const INSERT_NEXTVAL_ID: &str =
+    "INSERT INTO result (id, flow_name, task_name, task_id, result, node_args)
+    VALUES (nextval('result_id'), $1, $2, $3, $4, $5)
+    ON CONFLICT (task_id) DO UPDATE
+    SET flow_name = EXCLUDED.flow_name, task_name = EXCLUDED.task_name,
+        result = EXCLUDED.result, node_args = EXCLUDED.node_args
+    RETURNING id";
 
 /// Results in PostgreSQL. Configuration: `connection_string` (required, SQLAlchemy style
 /// `postgresql://user:password@host:port/db`, `{VAR}` expanded); `encoding` and `echo` are
@@ -25,7 +50,8 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS result (
 pub struct PostgreSql {
     connection_string: String,
     label: String,
-    pool: OnceCell<Pool>,
+    /// The pool and the insert statement that suits the table.
+    pool: OnceCell<(Pool, &'static str)>,
 }
 
 impl std::fmt::Debug for PostgreSql {
@@ -73,7 +99,7 @@ impl PostgreSql {
         }
     }
 
-    async fn pool(&self) -> Result<&Pool, StorageError> {
+    async fn pool(&self) -> Result<(&Pool, &'static str), StorageError> {
         self.pool
             .get_or_try_init(|| async {
                 let config: tokio_postgres::Config = self
@@ -95,18 +121,38 @@ impl PostgreSql {
                     .get()
                     .await
                     .map_err(|e| self.error(format!("cannot connect: {e}")))?;
-                client
-                    .batch_execute(CREATE)
+                if let Err(e) = client.batch_execute(CREATE).await {
+                    // Workers starting together race on CREATE … IF NOT EXISTS; the loser
+                    // sees a duplicate. The table being there is all that matters.
+                    let there = client
+                        .query_one("SELECT to_regclass('result') IS NOT NULL", &[])
+                        .await
+                        .map(|row| row.get::<_, bool>(0))
+                        .unwrap_or(false);
+                    if !there {
+                        return Err(self.error(format!("cannot create the `result` table: {e}")));
+                    }
+                }
+                let has_default = client
+                    .query_opt(ID_HAS_DEFAULT, &[])
                     .await
-                    .map_err(|e| self.error(e))?;
-                Ok(pool)
+                    .map_err(|e| self.error(e))?
+                    .is_some_and(|row| row.get::<_, bool>(0));
+                let insert = if has_default {
+                    INSERT_DEFAULT_ID
+                } else {
+                    INSERT_NEXTVAL_ID
+                };
+                Ok((pool, insert))
             })
             .await
+            .map(|(pool, insert)| (pool, *insert))
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
         self.pool()
             .await?
+            .0
             .get()
             .await
             .map_err(|e| self.error(format!("cannot connect: {e}")))
@@ -130,7 +176,7 @@ impl DataStorage for PostgreSql {
     }
 
     async fn disconnect(&self) -> Result<(), StorageError> {
-        if let Some(pool) = self.pool.get() {
+        if let Some((pool, _)) = self.pool.get() {
             pool.close();
         }
         Ok(())
@@ -172,14 +218,10 @@ impl DataStorage for PostgreSql {
         result: &Json,
     ) -> Result<String, StorageError> {
         let client = self.client().await?;
+        let insert = self.pool().await?.1;
         let row = client
             .query_one(
-                "INSERT INTO result (flow_name, task_name, task_id, result, node_args)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (task_id) DO UPDATE
-                 SET flow_name = EXCLUDED.flow_name, task_name = EXCLUDED.task_name,
-                     result = EXCLUDED.result, node_args = EXCLUDED.node_args
-                 RETURNING id",
+                insert,
                 &[&flow_name, &task_name, &task_id, result, node_args],
             )
             .await
