@@ -310,6 +310,9 @@ async fn s3_adapter_round_trip_with_upstream_layout() {
     assert!(matches!(missing, StorageError::Missing { .. }), "{missing}");
     adapter.delete("flow", "Task", "task-1").await.unwrap();
     assert!(adapter.retrieve("flow", "Task", "task-1").await.is_err());
+    // Deleting what is not there is an error, as upstream.
+    let gone = adapter.delete("flow", "Task", "task-1").await.unwrap_err();
+    assert!(matches!(gone, StorageError::Missing { .. }), "{gone}");
     let _ = server.kill();
     let _ = server.wait();
 }

@@ -157,16 +157,27 @@ impl DataStorage for S3 {
         Ok(task_id.to_string())
     }
 
+    /// Deletes a result; a missing object is an error, as upstream (S3 deletes are
+    /// idempotent, so the object is looked up first).
     async fn delete(
         &self,
-        _flow_name: &str,
-        _task_name: &str,
+        flow_name: &str,
+        task_name: &str,
         task_id: &str,
     ) -> Result<(), StorageError> {
         let store = self.store_handle().await?;
-        store
-            .delete(&Path::from(task_id))
-            .await
-            .map_err(|e| self.error(e))
+        let path = Path::from(task_id);
+        match store.head(&path).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StorageError::Missing {
+                    flow_name: flow_name.into(),
+                    task_name: task_name.into(),
+                    task_id: task_id.into(),
+                })
+            }
+            Err(e) => return Err(self.error(e)),
+        }
+        store.delete(&path).await.map_err(|e| self.error(e))
     }
 }
