@@ -95,7 +95,7 @@ mod myapp {
 
     pub mod storages {
         //! The oven, the fridge and the basket keep results in memory.
-        use selinon_runtime::storages::InMemoryStorage;
+        use selinon_runtime::storage::InMemoryStorage;
 
         pub type Oven = InMemoryStorage;
         pub type Fridge = InMemoryStorage;

@@ -72,7 +72,7 @@ pub mod tasks {
 
 pub mod storages {
     /// Results kept in memory (the configuration's `directory` is not used here).
-    pub type ResultStore = selinon_runtime::storages::InMemoryStorage;
+    pub type ResultStore = selinon_runtime::storage::InMemoryStorage;
 }
 
 /// Runs `ingest` for a package and prints how it ended; panics when it did not end as expected.

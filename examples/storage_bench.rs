@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use selinon_runtime::storages::{Filesystem, InMemoryStorage, PostgreSql, Redis};
+use selinon_runtime::storage::{Filesystem, InMemoryStorage, PostgreSql, Redis};
 use selinon_runtime::{json, DataStorage, Json, StorageFromConfig};
 
 async fn run(adapter: &dyn DataStorage, ops: usize) -> f64 {

@@ -234,7 +234,7 @@ async fn s3_adapter_round_trip_with_upstream_layout() {
         eprintln!("SKIPPED because SELINON_SKIP_SERVICES=1");
         return;
     }
-    use selinon_runtime::storages::S3;
+    use selinon_runtime::storage::S3;
     use selinon_runtime::{DataStorage, StorageError};
 
     let port = {

@@ -126,7 +126,7 @@ fn render(system: &System, harness: Option<&syn::Path>) -> String {
             .or_insert_with(|| {
                 quote! {
                     #d
-                    pub type #ty = selinon_runtime::storages::InMemoryStorage;
+                    pub type #ty = selinon_runtime::storage::InMemoryStorage;
                 }
             });
     }

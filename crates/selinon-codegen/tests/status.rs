@@ -5,8 +5,8 @@
 
 use std::process::Command;
 
-use selinon_runtime::amqp::backend::{FlowRecord, NodeTiming, RecordStatus};
 use selinon_runtime::amqp::{FlowBackend, RedisBackend};
+use selinon_runtime::backend::{FlowRecord, NodeTiming, RecordStatus};
 use selinon_runtime::engine::{DispatcherMessage, FlowState, NodeRef, NodeStatus};
 
 fn redis_or_skip() -> bool {

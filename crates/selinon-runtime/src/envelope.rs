@@ -15,7 +15,7 @@ use serde_json::{json, Value as Json};
 use crate::engine::TaskMessage;
 use crate::spec::SystemSpec;
 use crate::storage::StorageError;
-use crate::storages::StoragePool;
+use crate::storage::StoragePool;
 use crate::task::{TaskContext, TaskEnv, TaskError};
 use crate::trace::{TraceEvent, Tracer};
 

@@ -15,31 +15,29 @@
 //! ```
 //!
 //! The pieces: [`engine`] (one dispatcher pass, transport-independent), [`envelope`] (one task
-//! attempt), [`storages`] (built-in adapters and the storage pool), [`trace`] (trace events and
-//! sinks), [`local`] (the in-process runtime).
+//! attempt), [`storage`] (the storage trait, built-in adapters, caches and the pool), [`trace`] (trace events and
+//! sinks), [`transport`] (in-process and AMQP), [`backend`] (flow state of the distributed runtime).
 
+#[cfg(feature = "amqp")]
+pub mod backend;
 pub mod engine;
 pub mod envelope;
-pub mod local;
 pub mod predicates;
 pub mod spec;
 pub mod storage;
-pub mod storages;
 pub mod task;
 pub mod trace;
+pub mod transport;
 
 #[cfg(feature = "amqp")]
-pub mod amqp;
-#[cfg(feature = "metrics")]
-pub mod metrics;
-#[cfg(feature = "sentry")]
-pub mod sentry_sink;
+pub use transport::amqp;
+pub use transport::local;
 
 pub use async_trait::async_trait;
 pub use local::{FlowHandle, FlowOutcome, FlowStatus, RunError, Runtime, RuntimeBuilder};
 pub use serde_json::{json, Value as Json};
 pub use spec::{Db, SystemSpec};
+pub use storage::InMemoryStorage;
 pub use storage::{DataStorage, StorageError, StorageFromConfig};
-pub use storages::InMemoryStorage;
 pub use task::{Task, TaskContext, TaskError, TaskResult};
 pub use trace::{TraceEvent, TraceRecorder, TraceSink};

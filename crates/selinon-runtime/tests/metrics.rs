@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use selinon_runtime::metrics::MetricsSink;
+use selinon_runtime::trace::metrics::MetricsSink;
 use selinon_runtime::{json, Runtime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use selinon_runtime::sentry_sink::SentrySink;
+use selinon_runtime::trace::sentry::SentrySink;
 use selinon_runtime::{json, Runtime};
 
 /// A one-thread HTTP server that keeps every request body.

@@ -8,7 +8,7 @@
 //! them explicitly.
 
 use selinon_runtime::spec::{StorageAdapter, StorageSpec};
-use selinon_runtime::storages::build_adapter;
+use selinon_runtime::storage::build_adapter;
 use selinon_runtime::{json, DataStorage, Json, StorageError};
 
 fn redis_url() -> String {

@@ -109,7 +109,7 @@ fn parse(system: &SystemSpec) -> Result<Arc<Chain>, String> {
     let texts: Vec<(u32, String)> = if !dir.files.is_empty() {
         dir.files.iter().map(|(v, t)| (*v, t.to_string())).collect()
     } else {
-        let path = crate::storages::expand_env(dir.path).map_err(|e| e.to_string())?;
+        let path = crate::storage::expand_env(dir.path).map_err(|e| e.to_string())?;
         let path = std::path::PathBuf::from(path);
         if !path.is_dir() {
             tracing::warn!(

@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! # async fn demo(system: &'static selinon_runtime::SystemSpec) -> std::io::Result<()> {
-//! let metrics = selinon_runtime::metrics::MetricsSink::new();
+//! let metrics = selinon_runtime::trace::metrics::MetricsSink::new();
 //! let runtime = selinon_runtime::Runtime::builder(system).trace_sink(metrics.clone()).build();
 //! let addr = metrics.serve("127.0.0.1:9464".parse().unwrap()).await?; // GET /metrics
 //! # let _ = (runtime, addr); Ok(()) }
@@ -196,7 +196,7 @@ impl TraceSink for MetricsSink {
             TraceEvent::TaskSchedule => {
                 // The queue as the broker knows it (placeholders expanded when they can be).
                 let raw = text(details, "queue");
-                let queue = crate::storages::expand_env(raw).unwrap_or_else(|_| raw.to_string());
+                let queue = crate::storage::expand_env(raw).unwrap_or_else(|_| raw.to_string());
                 m.scheduled
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

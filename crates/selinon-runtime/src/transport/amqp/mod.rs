@@ -7,7 +7,7 @@
 //! - No central scheduler and no polling: the worker that sees a task end runs that flow's
 //!   dispatcher pass at once and publishes what it starts; any worker can do so for any flow.
 //! - One state writer at a time per flow: passes commit with optimistic concurrency on the
-//!   backend ([`backend`]); a pass that lost a race reads the new state and runs again.
+//!   backend ([`crate::backend`]); a pass that lost a race reads the new state and runs again.
 //! - Nothing lost: messages are acknowledged after the work and the messages it caused are
 //!   confirmed by the broker (see [`worker`] for the steps and what happens at each crash).
 //! - Delays (retries, throttling, flow restarts) are per-delay queues with a TTL and a
@@ -30,14 +30,13 @@
 //! # Ok(()) }
 //! ```
 
-pub mod backend;
 pub mod broker;
 mod cli;
 mod client;
 pub mod wire;
 pub mod worker;
 
-pub use backend::{FlowBackend, FlowRecord, MemoryBackend, RecordStatus, RedisBackend};
+pub use crate::backend::{FlowBackend, FlowRecord, MemoryBackend, RecordStatus, RedisBackend};
 pub use broker::{Broker, BrokerError, DEAD_LETTER_QUEUE, DEFAULT_AMQP_URL};
 pub use cli::{worker_main, WORKER_USAGE};
 pub use client::{flow_status, Client, ClientError, FlowReport};

@@ -22,7 +22,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::RwLock;
 
-use super::backend::Outgoing;
+use crate::backend::Outgoing;
 
 /// The queue poison messages go to, with the reason in the header `x-selinon-reason`.
 pub const DEAD_LETTER_QUEUE: &str = "selinon.dead-letter";

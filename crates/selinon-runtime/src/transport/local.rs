@@ -42,8 +42,8 @@ use crate::engine::{
 };
 use crate::envelope::{self, AttemptOutcome};
 use crate::spec::{BoxFuture, SystemSpec};
+use crate::storage::StoragePool;
 use crate::storage::{DataStorage, StorageError};
-use crate::storages::StoragePool;
 use crate::task::TaskEnv;
 use crate::trace::{TraceEvent, TraceSink, Tracer};
 

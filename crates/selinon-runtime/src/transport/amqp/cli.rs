@@ -13,9 +13,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::backend::RedisBackend;
 use super::worker::WorkerBuilder;
 use super::Worker;
+use crate::backend::RedisBackend;
 use crate::spec::SystemSpec;
 
 /// What `--help` prints.
@@ -114,7 +114,7 @@ pub async fn worker_main(
                 eprintln!("error: --metrics {addr}: not an address like 127.0.0.1:9464");
                 return ExitCode::from(2);
             };
-            let metrics = crate::metrics::MetricsSink::new();
+            let metrics = crate::trace::metrics::MetricsSink::new();
             match metrics.serve(addr).await {
                 Ok(bound) => eprintln!("metrics on http://{bound}/metrics"),
                 Err(e) => {

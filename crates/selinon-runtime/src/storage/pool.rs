@@ -1,15 +1,5 @@
-//! Built-in storage adapters and the storage pool: one adapter per storage per process, built
-//! from the generated [`StorageSpec`] and connected lazily, once.
-
-pub mod cache;
-mod filesystem;
-mod memory;
-#[cfg(feature = "postgres")]
-mod postgres;
-#[cfg(feature = "redis")]
-mod redis;
-#[cfg(feature = "s3")]
-mod s3;
+//! The storage pool: one adapter per storage per process, built from the generated
+//! [`StorageSpec`] and connected lazily, once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,15 +7,13 @@ use std::sync::Arc;
 use serde_json::{json, Value as Json};
 use tokio::sync::OnceCell;
 
-pub use cache::{CacheKind, ResultCache};
-pub use filesystem::Filesystem;
-pub use memory::InMemoryStorage;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgreSql;
+use super::PostgreSql;
 #[cfg(feature = "redis")]
-pub use redis::Redis;
+use super::Redis;
 #[cfg(feature = "s3")]
-pub use s3::S3;
+use super::S3;
+use super::{CacheKind, Filesystem, InMemoryStorage, ResultCache};
 
 use crate::spec::{StorageAdapter, StorageSpec, SystemSpec};
 use crate::storage::{DataStorage, StorageError};

@@ -1,5 +1,30 @@
 //! The storage trait: where task results live. The YAML assigns each task a storage; task code
 //! never needs to know which.
+//!
+//! Built-in adapters (memory, filesystem, Redis, PostgreSQL, S3), result caches and the
+//! storage pool live beside the trait.
+
+pub mod cache;
+mod filesystem;
+mod memory;
+mod pool;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "s3")]
+mod s3;
+
+pub use cache::{CacheKind, ResultCache};
+pub use filesystem::Filesystem;
+pub use memory::InMemoryStorage;
+pub use pool::{build_adapter, expand_env, StoragePool, BUILTIN_ADAPTERS};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgreSql;
+#[cfg(feature = "redis")]
+pub use redis::Redis;
+#[cfg(feature = "s3")]
+pub use s3::S3;
 
 use async_trait::async_trait;
 use serde_json::Value as Json;

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{DispatcherMessage, FlowResult, NodeStatus};
 
-use super::wire::ParentRef;
+use crate::transport::amqp::wire::ParentRef;
 
 /// A backend failure (the server is unreachable, a record is unreadable).
 #[derive(Debug, thiserror::Error)]

@@ -11,16 +11,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use tokio::sync::Notify;
 
-use super::backend::{BackendError, FlowBackend, FlowRecord, Outgoing, RecordStatus};
 use super::broker::{Broker, BrokerError, FLOW_ENDED_EXCHANGE};
 use super::wire::Body;
 use super::worker::{Queues, WorkerError};
+use crate::backend::{BackendError, FlowBackend, FlowRecord, Outgoing, RecordStatus};
 use crate::engine::{
     DispatcherMessage, NodeIds, NodeRef, RunSubsequent, SelectiveError, SelectiveMap,
 };
-use crate::local::{FlowOutcome, FlowStatus};
 use crate::spec::SystemSpec;
 use crate::trace::{TraceEvent, Tracer};
+use crate::transport::local::{FlowOutcome, FlowStatus};
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +57,7 @@ pub struct FlowReport {
     pub created_ms: u64,
     pub updated_ms: u64,
     /// Per node instance id: when it was scheduled and ended.
-    pub timings: std::collections::BTreeMap<String, super::backend::NodeTiming>,
+    pub timings: std::collections::BTreeMap<String, crate::backend::NodeTiming>,
 }
 
 impl FlowReport {
@@ -119,7 +119,7 @@ impl std::fmt::Display for FlowReport {
             self.retried_count,
             self.updated_ms.saturating_sub(self.created_ms)
         )?;
-        let mut nodes: Vec<(&String, &super::backend::NodeTiming)> = self.timings.iter().collect();
+        let mut nodes: Vec<(&String, &crate::backend::NodeTiming)> = self.timings.iter().collect();
         nodes.sort_by_key(|(id, t)| (t.scheduled_ms, (*id).clone()));
         let state_of = |id: &str, name: &str| {
             let has = |m: &NodeIds| m.get(name).is_some_and(|ids| ids.iter().any(|i| i == id));

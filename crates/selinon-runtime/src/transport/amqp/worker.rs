@@ -36,17 +36,17 @@ use lapin::types::FieldTable;
 use serde_json::{json, Value as Json};
 use tokio::sync::Semaphore;
 
-use super::backend::{BackendError, FlowBackend, FlowRecord, NodeTiming, Outgoing, RecordStatus};
 use super::broker::{Broker, BrokerError, FLOW_ENDED_EXCHANGE};
 use super::wire::{Body, ParentRef};
+use crate::backend::{BackendError, FlowBackend, FlowRecord, NodeTiming, Outgoing, RecordStatus};
 use crate::engine::{
     self, Action, DispatcherMessage, EngineEnv, FlowResult, NodeEvent, NodeStatus, PassOutcome,
     TaskMessage, Throttler,
 };
 use crate::envelope::{self, AttemptOutcome};
 use crate::spec::{BoxFuture, SystemSpec};
+use crate::storage::{expand_env, StoragePool};
 use crate::storage::{DataStorage, StorageError};
-use crate::storages::{expand_env, StoragePool};
 use crate::task::TaskEnv;
 use crate::trace::{TraceSink, Tracer};
 

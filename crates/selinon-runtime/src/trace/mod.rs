@@ -7,6 +7,11 @@
 //! runtime builder may add more sinks, e.g. a [`JsonLinesSink`] over any writer or a
 //! [`TraceRecorder`] that keeps events in memory.
 
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(feature = "sentry")]
+pub mod sentry;
+
 use std::fmt;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -164,9 +169,9 @@ impl Tracer {
                 TraceSpec::Function(f) => sinks.push(Arc::new(FunctionSink(*f))),
                 TraceSpec::Storage { .. } => {}
                 #[cfg(feature = "sentry")]
-                TraceSpec::Sentry { dsn } => match crate::storages::expand_env(dsn)
+                TraceSpec::Sentry { dsn } => match crate::storage::expand_env(dsn)
                     .map_err(|e| e.to_string())
-                    .and_then(|dsn| crate::sentry_sink::SentrySink::new(&dsn))
+                    .and_then(|dsn| crate::trace::sentry::SentrySink::new(&dsn))
                 {
                     Ok(sink) => sinks.push(Arc::new(sink)),
                     Err(e) => tracing::warn!("global.trace sentry: {e}; no Sentry reports"),
