@@ -22,8 +22,6 @@ pub mod migrate;
 pub mod plot;
 pub mod predicates;
 pub mod scaffold;
-#[cfg(feature = "simulate")]
-pub mod sim;
 pub mod validate;
 
 use std::path::PathBuf;

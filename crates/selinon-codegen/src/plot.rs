@@ -34,7 +34,7 @@ use std::process::{Command, Stdio};
 use crate::ir::{Condition, FallbackTarget, Flow, NodeKind, System};
 
 /// The output format of [`render`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// Graphviz source (no Graphviz needed).
     Dot,
@@ -48,6 +48,18 @@ impl Format {
         match self {
             Format::Dot => "dot",
             Format::Svg => "svg",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "dot" => Ok(Format::Dot),
+            "svg" => Ok(Format::Svg),
+            _ => Err(format!("unknown plot format `{s}`: use dot or svg")),
         }
     }
 }

@@ -358,7 +358,7 @@ pub fn new_project(p: &NewProject) -> Result<Vec<std::path::PathBuf>, NewProject
              [dependencies]\n{}\nserde_json = \"1\"\ntokio = {{ version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }}\n\n\
              [build-dependencies]\n{}\n\n# A project of its own, even inside another workspace.\n[workspace]\n",
             dep("selinon-runtime", ""),
-            dep("selinon-codegen", ", default-features = false"),
+            dep("selinon-codegen", ""),
         ),
     )?;
     let flows_calls: String = flow_rels

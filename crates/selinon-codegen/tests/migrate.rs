@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::Command;
 
 use selinon_codegen::migrate::{self, MigrateError, MigrationFile, TaintedFlowStrategy};
 use serde_json::{json, Value as Json};
@@ -193,51 +192,4 @@ fn upstream_migration_files_read() {
         file.migration["travis_build_logs"].tainting_nodes["1"],
         ["TravisLogTxt"]
     );
-}
-
-#[test]
-fn cli_writes_numbered_files() {
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("migrate-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let run = |case: &str| {
-        let (old, new) = (case_dir("old", case), case_dir("new", case));
-        Command::new(env!("CARGO_BIN_EXE_selinon"))
-            .arg("migrate")
-            .arg("--old-nodes")
-            .arg(old.join("nodes.yaml"))
-            .arg("--old-flows")
-            .arg(old.join("flows"))
-            .arg("--new-nodes")
-            .arg(new.join("nodes.yaml"))
-            .arg("--new-flows")
-            .arg(new.join("flows"))
-            .arg("-o")
-            .arg(&dir)
-            .args(["--tainted-flow-strategy", "fail"])
-            .output()
-            .unwrap()
-    };
-    let first = run("add_from");
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
-    assert!(String::from_utf8_lossy(&first.stdout)
-        .trim()
-        .ends_with("1.json"));
-    let second = run("remove_edge");
-    assert!(second.status.success());
-    assert!(String::from_utf8_lossy(&second.stdout)
-        .trim()
-        .ends_with("2.json"));
-    let file: MigrationFile =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("2.json")).unwrap()).unwrap();
-    assert_eq!(file.tainted_flow_strategy, TaintedFlowStrategy::Fail);
-    assert!(file.meta.is_some(), "_meta is written");
-    let none = run("no_change");
-    assert_eq!(none.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&none.stderr).contains("no change"));
-    assert!(!dir.join("3.json").exists());
 }

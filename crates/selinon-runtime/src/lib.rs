@@ -14,30 +14,48 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Everything but [`predicates`] needs the default feature `rt` (tokio); the compiler depends on
+//! this crate without it, for the built-in predicates it shares with generated code.
+//!
 //! The pieces: [`engine`] (one dispatcher pass, transport-independent), [`envelope`] (one task
 //! attempt), [`storage`] (the storage trait, built-in adapters, caches and the pool), [`trace`] (trace events and
 //! sinks), [`transport`] (in-process and AMQP), [`backend`] (flow state of the distributed runtime).
 
 #[cfg(feature = "amqp")]
 pub mod backend;
+#[cfg(feature = "rt")]
 pub mod engine;
+#[cfg(feature = "rt")]
 pub mod envelope;
 pub mod predicates;
+#[cfg(feature = "rt")]
 pub mod spec;
+#[cfg(feature = "rt")]
 pub mod storage;
+#[cfg(feature = "rt")]
 pub mod task;
+#[cfg(feature = "rt")]
 pub mod trace;
+#[cfg(feature = "rt")]
 pub mod transport;
 
 #[cfg(feature = "amqp")]
 pub use transport::amqp;
+#[cfg(feature = "rt")]
 pub use transport::local;
 
+#[cfg(feature = "rt")]
 pub use async_trait::async_trait;
+#[cfg(feature = "rt")]
 pub use local::{FlowHandle, FlowOutcome, FlowStatus, RunError, Runtime, RuntimeBuilder};
 pub use serde_json::{json, Value as Json};
+#[cfg(feature = "rt")]
 pub use spec::{Db, SystemSpec};
+#[cfg(feature = "rt")]
 pub use storage::InMemoryStorage;
+#[cfg(feature = "rt")]
 pub use storage::{DataStorage, StorageError, StorageFromConfig};
+#[cfg(feature = "rt")]
 pub use task::{Task, TaskContext, TaskError, TaskResult};
+#[cfg(feature = "rt")]
 pub use trace::{TraceEvent, TraceRecorder, TraceSink};

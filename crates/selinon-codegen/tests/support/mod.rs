@@ -1,5 +1,6 @@
 //! Shared by the tests that compile generated code: the corpus, its configurations, and the
-//! writing of generated crates.
+//! writing of generated crates. `selinon-cli`'s differential test includes this file too, so
+//! paths are relative to `crates/<crate>`.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -70,7 +71,7 @@ pub fn builder(c: &CorpusConfig, flows: &[String]) -> Builder {
 /// `tests/configs/features.yml`: every feature of the configuration format in one system.
 pub fn features() -> Builder {
     Builder::new()
-        .base_dir(manifest_dir().join("tests/configs"))
+        .base_dir(manifest_dir().join("../selinon-codegen/tests/configs"))
         .nodes("features.yml")
         .flows("features.yml")
 }

@@ -1,5 +1,6 @@
-//! The `selinon` command line: check configurations (and, as the compiler grows, generate code,
-//! plot flows, scaffold projects).
+//! The `selinon` command line: check, generate, plot, new, simulate, migrate, status. It parses
+//! arguments and calls `selinon-codegen` (the compiler), [`selinon_cli::sim`] and
+//! `selinon-runtime` (the AMQP client's flow status).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -28,18 +29,15 @@ enum Command {
     /// Draw every flow as a graph (Graphviz DOT, or SVG through `dot`).
     Plot(PlotArgs),
     /// Run a flow on the engine with mocked tasks: trace events as JSON lines, then a summary.
-    #[cfg(feature = "simulate")]
     Simulate(SimulateArgs),
     /// Write the migration from an old to a new version of a configuration (upstream's
     /// format: `<DIR>/<N>.json`, the next number).
     Migrate(MigrateArgs),
     /// What a flow of the distributed runtime is doing: its running, finished and failed
     /// nodes with their timings, from the Redis backend.
-    #[cfg(feature = "status")]
     Status(StatusArgs),
 }
 
-#[cfg(feature = "status")]
 #[derive(Args)]
 struct StatusArgs {
     /// The flow's id (as `submit` printed it).
@@ -86,7 +84,6 @@ struct MigrateArgs {
     no_meta: bool,
 }
 
-#[cfg(feature = "simulate")]
 #[derive(Args)]
 struct SimulateArgs {
     #[command(flatten)]
@@ -128,7 +125,8 @@ struct PlotArgs {
         default_value = "."
     )]
     output_dir: PathBuf,
-    #[arg(long, value_enum, default_value_t = selinon_codegen::plot::Format::Svg)]
+    /// `svg` (rendered by Graphviz's `dot`) or `dot` (Graphviz source).
+    #[arg(long, value_name = "FORMAT", default_value = "svg")]
     format: selinon_codegen::plot::Format,
 }
 
@@ -221,9 +219,7 @@ fn main() -> ExitCode {
         Command::New(args) => new_project(args, color),
         Command::Plot(args) => plot(args, color),
         Command::Migrate(args) => migrate(args, color),
-        #[cfg(feature = "status")]
         Command::Status(args) => status(args),
-        #[cfg(feature = "simulate")]
         Command::Simulate(args) => simulate(args, color),
     }
 }
@@ -392,7 +388,6 @@ fn plot(args: PlotArgs, color: bool) -> ExitCode {
     }
 }
 
-#[cfg(feature = "status")]
 fn status(args: StatusArgs) -> ExitCode {
     use selinon_runtime::amqp::{flow_status, ClientError, RedisBackend};
     let rt = match tokio::runtime::Runtime::new() {
@@ -489,7 +484,7 @@ fn migrate(args: MigrateArgs, color: bool) -> ExitCode {
         file.meta = Some(serde_json::json!({
             "selinon_version": concat!("selinon-rs ", env!("CARGO_PKG_VERSION")),
             "host": std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default(),
-            "datetime": humantime_now(),
+            "datetime": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             "user": std::env::var("USER").unwrap_or_default(),
         }));
     }
@@ -505,37 +500,10 @@ fn migrate(args: MigrateArgs, color: bool) -> ExitCode {
     }
 }
 
-/// The current UTC time as `YYYY-MM-DD HH:MM:SS` (as upstream's `_meta.datetime`).
-fn humantime_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(feature = "simulate")]
 fn simulate(args: SimulateArgs, color: bool) -> ExitCode {
     use std::sync::{Arc, Mutex};
 
-    use selinon_codegen::sim::{self, RunCounts, Scenario};
+    use selinon_cli::sim::{self, RunCounts, Scenario};
     use selinon_runtime::trace::{JsonLinesSink, TraceEvent, TraceRecorder};
 
     let mut checked = selinon_codegen::check_files(&args.config.nodes, &args.config.flows);

@@ -370,7 +370,7 @@ fn listings_are_not_printed_when_there_are_errors() {
 fn readme_main_command_works() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    let prefix = "cargo run -p selinon-codegen --bin selinon -- ";
+    let prefix = "cargo run -p selinon-cli --bin selinon -- ";
     let line = readme
         .lines()
         .find(|l| l.starts_with(prefix))

@@ -21,10 +21,10 @@ use selinon_runtime::spec::{
 };
 use selinon_runtime::{Json, TaskError, TaskResult};
 
-use crate::config::yaml::{self, Node, Value};
-use crate::diagnostics::{Diagnostics, SourceMap, Span};
-use crate::ir::{self, Condition, FallbackTarget, System};
-use crate::predicates::Reads;
+use selinon_codegen::config::yaml::{self, Node, Value};
+use selinon_codegen::diagnostics::{Diagnostics, SourceMap, Span};
+use selinon_codegen::ir::{self, Condition, FallbackTarget, System};
+use selinon_codegen::predicates::Reads;
 
 /// What a mocked task does.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -124,7 +124,7 @@ impl Scenario {
     pub fn check(&self, system: &System, span: Span, diags: &mut Diagnostics) {
         for name in self.tasks.keys() {
             if system.task(name).is_none() {
-                let hint = crate::diagnostics::did_you_mean(
+                let hint = selinon_codegen::diagnostics::did_you_mean(
                     name,
                     system.tasks.iter().map(|t| t.name.as_str()),
                 );
@@ -164,7 +164,7 @@ fn behaviour(name: &str, node: &Node, diags: &mut Diagnostics) -> Option<TaskBeh
                 _ => diags.error(v.span, "`fail_times` must be a non-negative integer", ""),
             },
             other => {
-                let hint = crate::diagnostics::did_you_mean(
+                let hint = selinon_codegen::diagnostics::did_you_mean(
                     other,
                     ["result", "results", "fail", "fail_times"],
                 );
@@ -444,7 +444,7 @@ mod tests {
     #[test]
     fn every_builtin_predicate_is_callable_by_name() {
         let args = serde_json::Map::new();
-        for b in crate::predicates::BUILTINS {
+        for b in selinon_codegen::predicates::BUILTINS {
             assert!(
                 selinon_runtime::predicates::call_builtin(b.name, None, &Json::Null, &args)
                     .is_some(),

@@ -1,7 +1,6 @@
 //! `selinon status`: what a flow of the distributed runtime is doing, read from Redis
 //! (127.0.0.1:6379; the test fails with how to start it when it does not answer, unless
 //! `SELINON_SKIP_SERVICES=1`).
-#![cfg(feature = "status")]
 
 use std::process::Command;
 

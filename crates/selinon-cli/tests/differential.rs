@@ -34,6 +34,7 @@
 //!   compared. The same holds when work started by a flow (a `nowait` sub-flow) still ran a
 //!   timeout after the flow ended.
 
+#[path = "../../selinon-codegen/tests/support/mod.rs"]
 mod support;
 
 #[path = "support/differential_harness.rs"]
@@ -46,9 +47,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use selinon_cli::sim::{self, RunCounts, Scenario, TaskBehaviour};
 use selinon_codegen::ir::{Condition, Predicate, System};
 use selinon_codegen::predicates::Reads;
-use selinon_codegen::sim::{self, RunCounts, Scenario, TaskBehaviour};
 use serde_json::{json, Value as Json};
 use support::*;
 

@@ -5,7 +5,7 @@
 //! what is under test differs (generated code and these stubs, or the simulator's IR
 //! interpretation and its mocks).
 //!
-//! The behaviour of the stubs copies the simulator's mocks (`selinon_codegen::sim`) exactly:
+//! The behaviour of the stubs copies the simulator's mocks (`selinon_cli::sim`) exactly:
 //! a scenario is JSON `{"tasks": {name: {"result", "results", "fail", "fail_times"}},
 //! "foreach": {function: [items]}, "predicates": {name: bool}}`.
 #![allow(dead_code)]
