@@ -1,5 +1,5 @@
 //! The one entry point behind every front door: build.rs ([`Builder::generate`]), the
-//! `include_flows!` macro ([`Builder::generate_tokens`]) and `selinon generate`
+//! `include_flows!` and `flows!` macros ([`Builder::generate_tokens`]) and `selinon generate`
 //! ([`Builder::generate_string`]).
 
 use std::path::{Path, PathBuf};
@@ -32,6 +32,7 @@ pub struct Builder {
     options: EmitOptions,
     base_dir: Option<PathBuf>,
     out_file: Option<String>,
+    inline: Option<(PathBuf, String)>,
 }
 
 /// Generation failed: the configuration has errors (already rendered, with file:line:col).
@@ -92,6 +93,15 @@ impl Builder {
         self
     }
 
+    /// A whole configuration held in a string (the nodes file's keys and `flow-definitions`
+    /// in one document), written in the file `path`: diagnostics and generated doc comments
+    /// name `path` and the lines of `text`, and relative paths in it (`global.migration_dir`)
+    /// are read from `path`'s folder. Replaces `nodes` and `flows`.
+    pub fn inline(mut self, path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
+        self.inline = Some((path.into(), text.into()));
+        self
+    }
+
     /// A flow file, or a directory holding flow files (every `*.yml`/`*.yaml` below it).
     pub fn flows(mut self, path: impl Into<PathBuf>) -> Self {
         self.flows.push(path.into());
@@ -128,9 +138,14 @@ impl Builder {
 
     /// Loads, checks and lowers the configuration.
     pub fn load(&self) -> Result<Generated, GenerateError> {
-        let nodes = self.nodes.as_ref().ok_or(GenerateError::NoNodes)?;
-        let flows: Vec<PathBuf> = self.flows.iter().map(|f| self.resolve(f)).collect();
-        let mut checked = crate::check_files(self.resolve(nodes), &flows);
+        let mut checked = match &self.inline {
+            Some((path, text)) => crate::check_inline(self.resolve(path), text),
+            None => {
+                let nodes = self.nodes.as_ref().ok_or(GenerateError::NoNodes)?;
+                let flows: Vec<PathBuf> = self.flows.iter().map(|f| self.resolve(f)).collect();
+                crate::check_files(self.resolve(nodes), &flows)
+            }
+        };
         let ids: Vec<_> = checked.sources.files().map(|(id, _)| id).collect();
         for id in ids {
             let path = checked.sources.get(id).path.clone();
@@ -159,8 +174,12 @@ impl Builder {
                 sources: checked.sources,
             });
         };
-        // Lower again so the IR carries the display paths chosen above.
-        let system = crate::ir::lower(config, &checked.sources);
+        // Lower again so the IR carries the display paths chosen above; the migration chain
+        // was read with the first lowering.
+        let mut system = crate::ir::lower(config, &checked.sources);
+        if let Some(first) = &checked.system {
+            system.migrations = first.migrations.clone();
+        }
         let content_hash = content_hash(&checked.sources);
         Ok(Generated {
             system,

@@ -75,6 +75,19 @@ fn read_migrations(nodes: &std::path::Path, system: &ir::System) -> Vec<(u32, St
     migrate::read_chain(&base.join(path)).unwrap_or_default()
 }
 
+/// Loads, checks and lowers a whole configuration (nodes and flow definitions in one document)
+/// held in a string and written in the file `path`: its migration chain is read relative to
+/// `path`'s folder.
+pub fn check_inline(path: impl Into<PathBuf>, text: &str) -> Checked {
+    let path = path.into();
+    let shown = path.to_string_lossy().into_owned();
+    let mut checked = check_strs((&shown, text), &[(&shown, text)]);
+    if let Some(system) = &mut checked.system {
+        system.migrations = read_migrations(&path, system);
+    }
+    checked
+}
+
 /// Loads, checks and lowers a configuration held in strings: `(path, text)` pairs. A flow file
 /// with the same path as the nodes file is the nodes file (a single file holding both).
 pub fn check_strs(nodes: (&str, &str), flows: &[(&str, &str)]) -> Checked {

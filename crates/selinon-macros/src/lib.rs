@@ -1,4 +1,5 @@
-//! `include_flows!`: compiles a Selinon YAML configuration into Rust at build time.
+//! `include_flows!` and `flows!`: compile a Selinon YAML configuration into Rust at build time,
+//! from files or from YAML written inline.
 //!
 //! This crate is thin glue over `selinon-codegen` (the same entry point as build.rs and the
 //! `selinon generate` command), so the three front doors cannot drift.
@@ -86,21 +87,117 @@ fn expand(args: &Args) -> syn::Result<proc_macro2::TokenStream> {
     })?;
     let mut builder = selinon_codegen::Builder::new()
         .base_dir(&base)
-        .nodes(nodes.value())
-        .map_module("", "crate");
+        .nodes(nodes.value());
     for f in flows {
         builder = builder.flows(f.value());
     }
+    generate(builder, nodes.span(), None)
+}
+
+/// Expands to the generated code of a Selinon configuration written inline: one YAML
+/// document with the nodes file's keys (`tasks`, `flows`, `storages`, `global`) and
+/// `flow-definitions`.
+///
+/// ```
+/// mod app {
+///     pub mod tasks {
+///         use selinon_runtime::{Json, Task, TaskContext, TaskResult};
+///
+///         #[derive(Default)]
+///         pub struct Hello;
+///
+///         impl Task for Hello {
+///             async fn run(&self, _ctx: &TaskContext, args: Json) -> TaskResult {
+///                 Ok(args)
+///             }
+///         }
+///     }
+/// }
+///
+/// mod flows {
+///     selinon_macros::flows!(
+///         r#"
+///         tasks:
+///           - name: Hello
+///             import: app.tasks
+///         flows: [hello]
+///         flow-definitions:
+///           - name: hello
+///             edges:
+///               - from:
+///                 to: Hello
+///         "#
+///     );
+/// }
+///
+/// fn main() {
+///     assert_eq!(flows::SYSTEM.flows[0].name, "hello");
+/// }
+/// ```
+///
+/// The YAML may be indented as a whole. Errors and the generated doc comments name the Rust
+/// file and the line and column of the YAML in it; relative paths in the YAML
+/// (`global.migration_dir`) are read from the Rust file's folder. Module paths in the YAML are
+/// taken from the crate root, as with [`include_flows!`].
+#[proc_macro]
+pub fn flows(input: TokenStream) -> TokenStream {
+    let yaml = syn::parse_macro_input!(input as LitStr);
+    match expand_inline(&yaml) {
+        Ok(tokens) => tokens.into(),
+        Err(err) => err.to_compile_error().into(),
+    }
+}
+
+fn expand_inline(yaml: &LitStr) -> syn::Result<proc_macro2::TokenStream> {
+    let span = yaml.span().unwrap();
+    let cwd = std::env::current_dir().map_err(|e| {
+        syn::Error::new(
+            yaml.span(),
+            format!("cannot read the current directory: {e}"),
+        )
+    })?;
+    // The Rust file holding the YAML (rustdoc's examples have none on disk: their name stands
+    // for it).
+    let file = span
+        .local_file()
+        .unwrap_or_else(|| std::path::PathBuf::from(span.file()));
+    // Pad the YAML to where it stands in the Rust file, so that every line and column the
+    // compiler reports (and every `origin`) is the Rust file's.
+    let token = yaml.token().to_string();
+    let opening = token.find('"').map_or(1, |i| i + 1);
+    let padding = format!(
+        "{}{}",
+        "\n".repeat(span.line().saturating_sub(1)),
+        " ".repeat(span.column().saturating_sub(1) + opening)
+    );
+    let builder = selinon_codegen::Builder::new()
+        .base_dir(&cwd)
+        .inline(&file, padding + &yaml.value());
+    generate(builder, yaml.span(), Some(cwd.join(&file)))
+}
+
+/// Generates through the one codegen entry point; `inline_source` is the Rust file that holds
+/// the YAML (not tracked: it is being compiled).
+fn generate(
+    builder: selinon_codegen::Builder,
+    span: Span,
+    inline_source: Option<std::path::PathBuf>,
+) -> syn::Result<proc_macro2::TokenStream> {
+    let builder = builder.map_module("", "crate");
     match builder.generate_tokens() {
         Ok(generated) => {
             let code = generated.tokens();
-            // Rebuild when a YAML file changes: include every file's bytes.
-            let tracked = generated.files.iter().map(|p| {
-                let p = p.to_string_lossy().into_owned();
-                quote!(
-                    const _: &[u8] = include_bytes!(#p);
-                )
-            });
+            // Rebuild when a file read changes: include every file's bytes.
+            let tracked = generated
+                .files
+                .iter()
+                .filter(|p| inline_source.as_deref() != Some(p.as_path()))
+                .map(|p| {
+                    let p = p.to_string_lossy().into_owned();
+                    quote!(
+                        const _: &[u8] = include_bytes!(#p);
+                    )
+                });
             Ok(quote! {
                 #(#tracked)*
                 #code
@@ -114,20 +211,20 @@ fn expand(args: &Args) -> syn::Result<proc_macro2::TokenStream> {
             // One compile error per YAML error, each naming the YAML file, line and column.
             let mut errors = diagnostics.errors().map(|d| {
                 let mut message = d.message.clone();
-                if let Some(span) = d.span {
-                    message.push_str(&format!("\n --> {}", sources.location(span)));
+                if let Some(at) = d.span {
+                    message.push_str(&format!("\n --> {}", sources.location(at)));
                 }
                 if let Some(help) = &d.help {
                     message.push_str(&format!("\n = help: {help}"));
                 }
-                syn::Error::new(nodes.span(), message)
+                syn::Error::new(span, message)
             });
             let mut all = errors.next().unwrap_or_else(|| {
-                syn::Error::new(nodes.span(), "the Selinon configuration has errors")
+                syn::Error::new(span, "the Selinon configuration has errors")
             });
             errors.for_each(|e| all.combine(e));
             Err(all)
         }
-        Err(err) => Err(syn::Error::new(nodes.span(), err.to_string())),
+        Err(err) => Err(syn::Error::new(span, err.to_string())),
     }
 }

@@ -7,163 +7,78 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use selinon_runtime::predicates as p;
-use selinon_runtime::spec::{
-    run_boxed, BoxFuture, EdgeSpec, FlowSpec, SystemSpec, TaskSpec, TraceSpec,
-};
 use selinon_runtime::trace::JsonLinesSink;
-use selinon_runtime::{
-    json, Db, Json, RunError, Runtime, Task, TaskContext, TaskResult, TraceEvent, TraceRecorder,
-};
+use selinon_runtime::{json, Json, RunError, Runtime, TraceEvent, TraceRecorder};
 
-pub static SYSTEM: SystemSpec = SystemSpec {
-    files: &["nodes.yml", "flows.yml"],
-    content_hash: "sha256:test",
-    tasks: &TASKS,
-    flows: &[&chain::FLOW, &throttled::FLOW, &adder::FLOW],
-    storages: &STORAGES,
-    trace: &[TraceSpec::Function(on_trace)],
-    migration_dir: None,
-    run_task: &run_task,
-};
-
-static TASKS: [TaskSpec; 5] = [
-    task("Task1"),
-    task("Task2"),
-    task("Task3"),
-    TaskSpec {
-        throttling: Some(Duration::from_millis(40)),
-        ..task("Throttled")
-    },
-    task("Add"),
-];
-
-fn run_task(
-    name: &str,
-    ctx: TaskContext,
-    node_args: Json,
-) -> Option<BoxFuture<'static, TaskResult>> {
-    Some(match name {
-        "Task1" | "Task2" | "Task3" | "Throttled" => run_boxed::<Scripted>(ctx, node_args),
-        "Add" => run_boxed::<Add>(ctx, node_args),
-        _ => return None,
-    })
+mod config {
+    selinon_macros::flows!(
+        r#"
+        tasks:
+          - {name: Task1, import: common, classname: Scripted, storage: Memory}
+          - {name: Task2, import: common, classname: Scripted, storage: Memory}
+          - {name: Task3, import: common, classname: Scripted, storage: Memory}
+          - name: Throttled
+            import: common
+            classname: Scripted
+            storage: Memory
+            throttling: {milliseconds: 40}
+          - {name: Add, import: tasks, storage: Memory}
+        storages:
+          - name: Memory
+            import: selinon.storages.memory
+            classname: InMemoryStorage
+            configuration: {echo: false}
+        global:
+          trace:
+            - function: {name: on_trace, import: tasks}
+        flows: [chain, throttled, adder]
+        flow-definitions:
+          - name: chain
+            edges:
+              - {from: , to: Task1}
+              - from: Task1
+                to: Task2
+                condition: {name: fieldEqual, args: {key: go, value: true}}
+              - {from: Task2, to: Task3}
+          - name: throttled
+            edges:
+              - {from: , to: [Throttled, Throttled, Throttled]}
+          # A cycle of one task.
+          - name: adder
+            edges:
+              - {from: , to: Add}
+              - from: Add
+                to: Add
+                condition: {name: fieldLess, args: {key: value, value: 5}}
+        "#
+    );
 }
+use config::SYSTEM;
 
-/// Events seen by the `function` trace sink of `global.trace`.
-static FUNCTION_TRACE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+mod tasks {
+    use std::sync::Mutex;
 
-fn on_trace(event: &str, _details: &Json) {
-    FUNCTION_TRACE.lock().unwrap().push(event.to_string());
-}
+    use selinon_runtime::{json, Json, Task, TaskContext, TaskResult};
 
-/// A small real task: adds 1 to `value` of its parent `Add`'s result (or of the flow
-/// arguments for the first one).
-#[derive(Default)]
-pub struct Add;
+    /// Events seen by the `function` trace sink of `global.trace`.
+    pub static FUNCTION_TRACE: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-impl Task for Add {
-    async fn run(&self, ctx: &TaskContext, node_args: Json) -> TaskResult {
-        let value = match ctx.parent_task_result("Add").await {
-            Ok(parent) => parent["value"].as_i64().unwrap_or(0),
-            Err(_) => node_args["value"].as_i64().unwrap_or(0),
-        };
-        Ok(json!({"value": value + 1}))
+    pub fn on_trace(event: &str, _details: &Json) {
+        FUNCTION_TRACE.lock().unwrap().push(event.to_string());
     }
-}
 
-/// `→ Task1`, `Task1 → Task2` if Task1's `go` is true, `Task2 → Task3`.
-mod chain {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "chain",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 3] = [
-        EdgeSpec {
-            index: 0,
-            to: &["Task1"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["Task1"],
-            to: &["Task2"],
-            reads: &["Task1"],
-            condition: &edge_1_condition,
-            condition_str: "fieldEqual(db.get('Task1'), key='go', value=True)",
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 2,
-            from: &["Task2"],
-            to: &["Task3"],
-            ..EDGE
-        },
-    ];
-    /// `fieldEqual(db.get('Task1'), key='go', value=True)`.
-    fn edge_1_condition(db: &Db<'_>, _node_args: &Json) -> bool {
-        p::field_equal(db.get("Task1"), &json!("go"), &json!(true))
-    }
-    fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" => &[1],
-            "Task2" => &[2],
-            _ => &[],
-        }
-    }
-}
+    /// A small real task: adds 1 to `value` of its parent `Add`'s result (or of the flow
+    /// arguments for the first one).
+    #[derive(Default)]
+    pub struct Add;
 
-/// `→ Throttled ×3`.
-mod throttled {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "throttled",
-        edges: &EDGES,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Throttled", "Throttled", "Throttled"],
-        ..EDGE
-    }];
-}
-
-/// `→ Add`, `Add → Add` while `value < 5` (a cycle of one task).
-mod adder {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "adder",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            to: &["Add"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["Add"],
-            to: &["Add"],
-            reads: &["Add"],
-            condition: &edge_1_condition,
-            condition_str: "fieldLess(db.get('Add'), key='value', value=5)",
-            ..EDGE
-        },
-    ];
-    /// `fieldLess(db.get('Add'), key='value', value=5)`.
-    fn edge_1_condition(db: &Db<'_>, _node_args: &Json) -> bool {
-        p::field_less(db.get("Add"), &json!("value"), &json!(5))
-    }
-    fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Add" => &[1],
-            _ => &[],
+    impl Task for Add {
+        async fn run(&self, ctx: &TaskContext, node_args: Json) -> TaskResult {
+            let value = match ctx.parent_task_result("Add").await {
+                Ok(parent) => parent["value"].as_i64().unwrap_or(0),
+                Err(_) => node_args["value"].as_i64().unwrap_or(0),
+            };
+            Ok(json!({"value": value + 1}))
         }
     }
 }
@@ -303,7 +218,7 @@ async fn trace_events_of_a_run() {
     }
     assert_eq!(events.iter().filter(|e| *e == "TASK_END").count(), 3);
     // The `function` sink of `global.trace` got them too.
-    assert!(FUNCTION_TRACE
+    assert!(tasks::FUNCTION_TRACE
         .lock()
         .unwrap()
         .iter()
