@@ -219,9 +219,9 @@ fn generate(
                 }
                 syn::Error::new(span, message)
             });
-            let mut all = errors.next().unwrap_or_else(|| {
-                syn::Error::new(span, "the Selinon configuration has errors")
-            });
+            let mut all = errors
+                .next()
+                .unwrap_or_else(|| syn::Error::new(span, "the Selinon configuration has errors"));
             errors.for_each(|e| all.combine(e));
             Err(all)
         }

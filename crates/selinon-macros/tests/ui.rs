@@ -1,5 +1,6 @@
-//! Compile tests of `include_flows!`: a configuration that compiles and runs, and the errors a
-//! user sees for a missing task type, a type that is not a task, and a broken YAML file.
+//! Compile tests of `include_flows!` and `flows!`: a configuration that compiles and runs, and
+//! the errors a user sees for a missing task type, a type that is not a task, and broken YAML
+//! (in a file, and inline: the errors name the lines of the Rust file).
 
 use std::path::PathBuf;
 
@@ -23,4 +24,6 @@ fn ui() {
     t.compile_fail("tests/ui/missing_task_type.rs");
     t.compile_fail("tests/ui/not_a_task.rs");
     t.compile_fail("tests/ui/broken_yaml.rs");
+    t.pass("tests/ui/inline_ok.rs");
+    t.compile_fail("tests/ui/inline_broken.rs");
 }

@@ -8,123 +8,45 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use selinon_runtime::spec::{run_boxed, BoxFuture, EdgeSpec, FlowSpec, SystemSpec, TaskSpec};
-use selinon_runtime::{
-    json, Json, RunError, Runtime, TaskContext, TaskResult, TraceEvent, TraceRecorder,
-};
+use selinon_runtime::{json, Json, RunError, Runtime, TraceEvent, TraceRecorder};
 
-pub static SYSTEM: SystemSpec = SystemSpec {
-    files: &["nodes.yml", "flows.yml"],
-    content_hash: "sha256:test",
-    tasks: &TASKS,
-    flows: &[&endless::FLOW, &outer::FLOW, &sleepy::FLOW, &leftover::FLOW],
-    storages: &STORAGES,
-    trace: &[],
-    migration_dir: None,
-    run_task: &run_task,
-};
-
-static TASKS: [TaskSpec; 5] = [
-    task("Loop1"),
-    task("Loop2"),
-    task("Sleeper"),
-    task("Quick"),
-    task("Late"),
-];
-
-fn run_task(
-    name: &str,
-    ctx: TaskContext,
-    node_args: Json,
-) -> Option<BoxFuture<'static, TaskResult>> {
-    Some(match name {
-        "Loop1" | "Loop2" | "Sleeper" | "Quick" | "Late" => run_boxed::<Scripted>(ctx, node_args),
-        _ => return None,
-    })
+mod config {
+    selinon_macros::flows!(
+        r#"
+        tasks:
+          - {name: Loop1, import: common, classname: Scripted, storage: Memory}
+          - {name: Loop2, import: common, classname: Scripted, storage: Memory}
+          - {name: Sleeper, import: common, classname: Scripted, storage: Memory}
+          - {name: Quick, import: common, classname: Scripted, storage: Memory}
+          - {name: Late, import: common, classname: Scripted, storage: Memory}
+        storages:
+          - name: Memory
+            import: selinon.storages.memory
+            classname: InMemoryStorage
+            configuration: {echo: false}
+        flows: [endless, outer, sleepy, leftover]
+        flow-definitions:
+          # A cycle with no way out.
+          - name: endless
+            edges:
+              - {from: , to: Loop1}
+              - {from: Loop1, to: Loop2}
+              - {from: Loop2, to: Loop1}
+          # The endless cycle as a sub-flow.
+          - name: outer
+            edges:
+              - {from: , to: [Quick, endless]}
+          - name: sleepy
+            edges:
+              - {from: , to: Sleeper}
+          - name: leftover
+            nowait: Late
+            edges:
+              - {from: , to: [Quick, Late]}
+        "#
+    );
 }
-
-/// `→ Loop1`, `Loop1 → Loop2`, `Loop2 → Loop1`: a cycle with no way out.
-mod endless {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "endless",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 3] = [
-        EdgeSpec {
-            index: 0,
-            to: &["Loop1"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["Loop1"],
-            to: &["Loop2"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 2,
-            from: &["Loop2"],
-            to: &["Loop1"],
-            ..EDGE
-        },
-    ];
-    fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Loop1" => &[1],
-            "Loop2" => &[2],
-            _ => &[],
-        }
-    }
-}
-
-/// `→ Quick, endless`: the endless cycle as a sub-flow.
-mod outer {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "outer",
-        edges: &EDGES,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Quick", "endless"],
-        ..EDGE
-    }];
-}
-
-/// `→ Sleeper`.
-mod sleepy {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "sleepy",
-        edges: &EDGES,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Sleeper"],
-        ..EDGE
-    }];
-}
-
-/// `→ Quick, Late` with `nowait: Late`.
-mod leftover {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "leftover",
-        edges: &EDGES,
-        nowait: &["Late"],
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Quick", "Late"],
-        ..EDGE
-    }];
-}
+use config::SYSTEM;
 
 /// Checks that no task starts any more: the count of TASK_START events, after a short settle
 /// (a task being polled on another worker thread at the moment of the stop may still log its

@@ -7,270 +7,89 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use selinon_runtime::spec::{
-    run_boxed, BoxFuture, EdgeSpec, FlowSpec, ForeachSpec, PropagateSpec, SystemSpec, TaskSpec,
-};
-use selinon_runtime::{json, Db, Json, Runtime, TaskContext, TaskResult, TraceEvent};
+use selinon_runtime::{json, Json, Runtime, TraceEvent};
 
-pub static SYSTEM: SystemSpec = SystemSpec {
-    files: &["nodes.yml", "flows.yml"],
-    content_hash: "sha256:test",
-    tasks: &TASKS,
-    flows: &[
-        &fe_start::FLOW,
-        &fe_basic::FLOW,
-        &fe_propagate::FLOW,
-        &fe_sub::FLOW,
-        &nw_task::FLOW,
-        &nw_flow::FLOW,
-        &na_first::FLOW,
-        &na_flow::FLOW,
-        &na_flow_propagate::FLOW,
-    ],
-    storages: &STORAGES,
-    trace: &[],
-    migration_dir: None,
-    run_task: &run_task,
-};
-
-static TASKS: [TaskSpec; 4] = [task("Task1"), task("Task2"), task("Task3"), task("Task4")];
-
-fn run_task(
-    name: &str,
-    ctx: TaskContext,
-    node_args: Json,
-) -> Option<BoxFuture<'static, TaskResult>> {
-    Some(match name {
-        "Task1" | "Task2" | "Task3" | "Task4" => run_boxed::<Scripted>(ctx, node_args),
-        _ => return None,
-    })
+mod config {
+    selinon_macros::flows!(
+        r#"
+        tasks:
+          - {name: Task1, import: common, classname: Scripted, storage: Memory}
+          - {name: Task2, import: common, classname: Scripted, storage: Memory}
+          - {name: Task3, import: common, classname: Scripted, storage: Memory}
+          - {name: Task4, import: common, classname: Scripted, storage: Memory}
+        storages:
+          - name: Memory
+            import: selinon.storages.memory
+            classname: InMemoryStorage
+            configuration: {echo: false}
+        flows: [fe_start, fe_basic, fe_propagate, fe_sub, nw_task, nw_flow, na_first, na_flow,
+                na_flow_propagate]
+        flow-definitions:
+          - name: fe_start
+            edges:
+              - from:
+                to: Task1
+                foreach: {function: items_of_args, import: foreach}
+          - name: fe_basic
+            edges:
+              - {from: , to: Task1}
+              - from: Task1
+                to: [Task2, Task3]
+                foreach: {function: items_of_task1, import: foreach}
+          # Each item of Task1's result is the arguments of a sub-flow.
+          - name: fe_propagate
+            edges:
+              - {from: , to: Task1}
+              - from: Task1
+                to: fe_sub
+                foreach: {function: items_of_task1, import: foreach, propagate_result: true}
+          - name: fe_sub
+            edges:
+              - {from: , to: Task4}
+          - name: nw_task
+            nowait: Task2
+            edges:
+              - {from: , to: [Task1, Task2]}
+          - name: nw_flow
+            nowait: fe_sub
+            edges:
+              - {from: , to: [Task1, fe_sub]}
+          - name: na_first
+            node_args_from_first: true
+            edges:
+              - {from: , to: Task1}
+              - {from: Task1, to: [Task2, Task3]}
+          - name: na_flow
+            node_args_from_first: true
+            edges:
+              - {from: , to: Task1}
+              - {from: Task1, to: fe_sub}
+          - name: na_flow_propagate
+            node_args_from_first: true
+            propagate_node_args: [fe_sub]
+            edges:
+              - {from: , to: Task1}
+              - {from: Task1, to: fe_sub}
+        "#
+    );
 }
+use config::SYSTEM;
 
-/// A user's foreach function: the items listed under `items` in the flow arguments.
-fn items_of_args(_db: &Db<'_>, node_args: &Json) -> Vec<Json> {
-    node_args["items"].as_array().cloned().unwrap_or_default()
-}
+/// The users' foreach functions.
+mod foreach {
+    use selinon_runtime::{Db, Json};
 
-/// A user's foreach function: the items listed in Task1's result.
-fn items_of_task1(db: &Db<'_>, _node_args: &Json) -> Vec<Json> {
-    db.get("Task1")
-        .and_then(|r| r["items"].as_array().cloned())
-        .unwrap_or_default()
-}
-
-/// `→ Task1` for each of `node_args.items`.
-mod fe_start {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "fe_start",
-        edges: &EDGES,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Task1"],
-        foreach: Some(ForeachSpec {
-            function: &items_of_args,
-            name: "tests.items_of_args",
-            propagate_result: false,
-        }),
-        ..EDGE
-    }];
-}
-
-/// `→ Task1`, `Task1 → Task2, Task3` for each item of Task1's result.
-mod fe_basic {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "fe_basic",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            to: &["Task1"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["Task1"],
-            to: &["Task2", "Task3"],
-            foreach: Some(ForeachSpec {
-                function: &items_of_task1,
-                name: "tests.items_of_task1",
-                propagate_result: false,
-            }),
-            ..EDGE
-        },
-    ];
-    fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" => &[1],
-            _ => &[],
-        }
+    /// The items listed under `items` in the flow arguments.
+    pub fn items_of_args(_db: &Db<'_>, node_args: &Json) -> Vec<Json> {
+        node_args["items"].as_array().cloned().unwrap_or_default()
     }
-}
 
-/// `→ Task1`, `Task1 → fe_sub` for each item of Task1's result, the item as its arguments.
-mod fe_propagate {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "fe_propagate",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            to: &["Task1"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["Task1"],
-            to: &["fe_sub"],
-            foreach: Some(ForeachSpec {
-                function: &items_of_task1,
-                name: "tests.items_of_task1",
-                propagate_result: true,
-            }),
-            ..EDGE
-        },
-    ];
-    fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" => &[1],
-            _ => &[],
-        }
+    /// The items listed in Task1's result.
+    pub fn items_of_task1(db: &Db<'_>, _node_args: &Json) -> Vec<Json> {
+        db.get("Task1")
+            .and_then(|r| r["items"].as_array().cloned())
+            .unwrap_or_default()
     }
-}
-
-/// `→ Task4`.
-mod fe_sub {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "fe_sub",
-        edges: &EDGES,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Task4"],
-        ..EDGE
-    }];
-}
-
-/// `→ Task1, Task2` with `nowait: Task2`.
-mod nw_task {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "nw_task",
-        edges: &EDGES,
-        nowait: &["Task2"],
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Task1", "Task2"],
-        ..EDGE
-    }];
-}
-
-/// `→ Task1, fe_sub` with `nowait: fe_sub`.
-mod nw_flow {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "nw_flow",
-        edges: &EDGES,
-        nowait: &["fe_sub"],
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Task1", "fe_sub"],
-        ..EDGE
-    }];
-}
-
-/// `node_args_from_first`: `→ Task1`, `Task1 → Task2, Task3`.
-mod na_first {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "na_first",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        node_args_from_first: true,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            to: &["Task1"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["Task1"],
-            to: &["Task2", "Task3"],
-            ..EDGE
-        },
-    ];
-    fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" => &[1],
-            _ => &[],
-        }
-    }
-}
-
-/// `node_args_from_first`: `→ Task1`, `Task1 → fe_sub`.
-mod na_flow {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "na_flow",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        node_args_from_first: true,
-        ..common::FLOW
-    };
-    pub static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            to: &["Task1"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["Task1"],
-            to: &["fe_sub"],
-            ..EDGE
-        },
-    ];
-    pub fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" => &[1],
-            _ => &[],
-        }
-    }
-}
-
-/// As `na_flow` with `propagate_node_args: true`.
-mod na_flow_propagate {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "na_flow_propagate",
-        edges: &na_flow::EDGES,
-        edges_from: &na_flow::edges_from,
-        node_args_from_first: true,
-        propagate: PropagateSpec {
-            node_args: &["fe_sub"],
-            ..NO_PROPAGATE
-        },
-        ..common::FLOW
-    };
 }
 
 // upstream: test_foreach.py::test_foreach_start

@@ -38,20 +38,38 @@ fn value(scrape: &prometheus_parse::Scrape, metric: &str, label: (&str, &str)) -
 
 #[tokio::test]
 async fn metrics_count_flows_and_tasks_and_are_served() {
-    let sys = table_system(
-        &[
-            ("good", &[(&[], &["Task1"]), (&["Task1"], &["Task2"])]),
-            ("bad", &[(&[], &["Boom"])]),
-        ],
-        &[],
-        &[],
-    );
+    mod config {
+        selinon_macros::flows!(
+            r#"
+            tasks:
+              - {name: Task1, import: common, classname: Scripted, storage: Memory}
+              - {name: Task2, import: common, classname: Scripted, storage: Memory}
+              - {name: Boom, import: common, classname: Scripted, storage: Memory}
+            storages:
+              - name: Memory
+                import: selinon.storages.memory
+                classname: InMemoryStorage
+                configuration: {echo: false}
+            global:
+              default_task_queue: '{DEPLOYMENT_PREFIX}_tasks'
+            flows: [good, bad]
+            flow-definitions:
+              - name: good
+                edges:
+                  - {from: , to: Task1}
+                  - {from: Task1, to: Task2}
+              - name: bad
+                edges:
+                  - {from: , to: Boom}
+            "#
+        );
+    }
     // The tasks' queue is `{DEPLOYMENT_PREFIX}_tasks`: metrics name the expanded queue.
     std::env::set_var("DEPLOYMENT_PREFIX", "prod");
     let script = Script::new();
     script.set("Boom", Behaviour::Fail);
     let metrics = MetricsSink::new();
-    let rt = Runtime::builder(sys)
+    let rt = Runtime::builder(&config::SYSTEM)
         .resource_arc(script.clone())
         .trace_sink(metrics.clone())
         .build();

@@ -1,42 +1,16 @@
 //! Counterpart of upstream `test/migrations/test_migrate.py`: a flow's state written by an
 //! older configuration is migrated at its next pass. The migration files are upstream's test
-//! data (`test/data/migrations/migration_dirs/*`), quoted here.
+//! data (`test/data/migrations/migration_dirs/*`), in `migration_dirs/`, embedded by the
+//! generator from `global.migration_dir`.
 
 mod common;
 
 use common::*;
 use selinon_runtime::engine::{dispatch, DispatcherMessage, FlowState, NodeRef, PassOutcome};
-use selinon_runtime::spec::SystemSpec;
 use selinon_runtime::{json, TraceEvent};
 
-/// flow1: `→ Task1`, `Task1 → Task2`, `Task2 → Task3`, `Task2 → Task4`, `Task3 → Task5`.
-fn flow1(migrations: &'static [(u32, &'static str)]) -> &'static SystemSpec {
-    table_system(
-        &[(
-            "flow1",
-            &[
-                (&[], &["Task1"]),
-                (&["Task1"], &["Task2"]),
-                (&["Task2"], &["Task3"]),
-                (&["Task2"], &["Task4"]),
-                (&["Task3"], &["Task5"]),
-            ],
-        )],
-        &[],
-        migrations,
-    )
-}
-
-// one_migration/1.json
-const ONE: &str = r#"{"_meta": null, "migration": {"flow1": {"tainted_edges": {"1": {"from": ["Task1"], "to": ["Task2"]}}, "tainting_nodes": {"2": ["Task1"]}, "translation": {"1": 2}}}, "tainted_flow_strategy": "IGNORE"}"#;
-// migration_chaining/2.json and 3.json
-const CHAIN_2: &str = r#"{"migration": {"flow1": {"tainted_edges": {}, "tainting_nodes": {"2": ["Task2"]}, "translation": {"2": 3}}, "flow2": {"tainted_edges": [], "tainting_nodes": {}, "translation": {}}}, "tainted_flow_strategy": "IGNORE"}"#;
-const CHAIN_3: &str = r#"{"migration": {"flow1": {"tainted_edges": {"3": {"condition_str": {"name": "alwaysTrue"}, "from": ["Task2"], "to": ["Task3"]}}, "tainting_nodes": {}, "translation": {"3": null}}}, "tainted_flow_strategy": "IGNORE"}"#;
-// migration_flow_retry/2.json (RETRY), migration_flow_fail/2.json (FAIL)
-const RETRY_2: &str = r#"{"migration": {"flow1": {"tainted_edges": {}, "tainting_nodes": {"2": ["Task2"]}, "translation": {"2": 3}}}, "tainted_flow_strategy": "RETRY"}"#;
-const FAIL_2: &str = r#"{"migration": {"flow1": {"tainted_edges": {}, "tainting_nodes": {"2": ["Task2"]}, "translation": {"2": 3}}}, "tainted_flow_strategy": "FAIL"}"#;
-// migration_flow_fail/3.json: tainted edges as a list, as upstream once wrote them.
-const FAIL_3: &str = r#"{"migration": {"flow1": {"tainted_edges": [3], "tainting_nodes": {}, "translation": {"3": null}}}, "tainted_flow_strategy": "RETRY"}"#;
+// flow1 of every case: `→ Task1`, `Task1 → Task2`, `Task2 → Task3`, `Task2 → Task4`,
+// `Task3 → Task5`; the migration chain is the case's folder of `migration_dirs/`.
 
 fn message(version: Option<u32>, state: FlowState) -> DispatcherMessage {
     let mut m = DispatcherMessage::new("flow1", "flow-id", json!({}), json!(null));
@@ -52,7 +26,33 @@ fn node(name: &str, id: &str) -> NodeRef {
 // test_zero_migration / test_no_migration_version: nothing to migrate.
 #[tokio::test]
 async fn without_migrations_nothing_changes() {
-    let sys = flow1(&[]);
+    mod config {
+        selinon_macros::flows!(
+            r#"
+            tasks:
+              - {name: Task1, import: common, classname: Scripted, storage: Memory}
+              - {name: Task2, import: common, classname: Scripted, storage: Memory}
+              - {name: Task3, import: common, classname: Scripted, storage: Memory}
+              - {name: Task4, import: common, classname: Scripted, storage: Memory}
+              - {name: Task5, import: common, classname: Scripted, storage: Memory}
+            storages:
+              - name: Memory
+                import: selinon.storages.memory
+                classname: InMemoryStorage
+                configuration: {echo: false}
+            flows: [flow1]
+            flow-definitions:
+              - name: flow1
+                edges:
+                  - {from: , to: Task1}
+                  - {from: Task1, to: Task2}
+                  - {from: Task2, to: Task3}
+                  - {from: Task2, to: Task4}
+                  - {from: Task3, to: Task5}
+            "#
+        );
+    }
+    let sys = &config::SYSTEM;
     let env = StepEnv::default();
     let out = dispatch(
         sys,
@@ -68,8 +68,34 @@ async fn without_migrations_nothing_changes() {
 // test_start_latest_migration: a new flow starts at the latest version.
 #[tokio::test]
 async fn a_new_flow_starts_at_the_latest_version() {
-    static FILES: [(u32, &str); 1] = [(1, ONE)];
-    let sys = flow1(&FILES);
+    mod config {
+        selinon_macros::flows!(
+            r#"
+            tasks:
+              - {name: Task1, import: common, classname: Scripted, storage: Memory}
+              - {name: Task2, import: common, classname: Scripted, storage: Memory}
+              - {name: Task3, import: common, classname: Scripted, storage: Memory}
+              - {name: Task4, import: common, classname: Scripted, storage: Memory}
+              - {name: Task5, import: common, classname: Scripted, storage: Memory}
+            storages:
+              - name: Memory
+                import: selinon.storages.memory
+                classname: InMemoryStorage
+                configuration: {echo: false}
+            global: {migration_dir: migration_dirs/one_migration}
+            flows: [flow1]
+            flow-definitions:
+              - name: flow1
+                edges:
+                  - {from: , to: Task1}
+                  - {from: Task1, to: Task2}
+                  - {from: Task2, to: Task3}
+                  - {from: Task2, to: Task4}
+                  - {from: Task3, to: Task5}
+            "#
+        );
+    }
+    let sys = &config::SYSTEM;
     let env = StepEnv::default();
     let out = dispatch(
         sys,
@@ -85,8 +111,34 @@ async fn a_new_flow_starts_at_the_latest_version() {
 // test_one_migration: waiting edge 1 becomes 2; edge 0 fired but is not tainted.
 #[tokio::test]
 async fn one_migration_translates_waiting_edges() {
-    static FILES: [(u32, &str); 1] = [(1, ONE)];
-    let sys = flow1(&FILES);
+    mod config {
+        selinon_macros::flows!(
+            r#"
+            tasks:
+              - {name: Task1, import: common, classname: Scripted, storage: Memory}
+              - {name: Task2, import: common, classname: Scripted, storage: Memory}
+              - {name: Task3, import: common, classname: Scripted, storage: Memory}
+              - {name: Task4, import: common, classname: Scripted, storage: Memory}
+              - {name: Task5, import: common, classname: Scripted, storage: Memory}
+            storages:
+              - name: Memory
+                import: selinon.storages.memory
+                classname: InMemoryStorage
+                configuration: {echo: false}
+            global: {migration_dir: migration_dirs/one_migration}
+            flows: [flow1]
+            flow-definitions:
+              - name: flow1
+                edges:
+                  - {from: , to: Task1}
+                  - {from: Task1, to: Task2}
+                  - {from: Task2, to: Task3}
+                  - {from: Task2, to: Task4}
+                  - {from: Task3, to: Task5}
+            "#
+        );
+    }
+    let sys = &config::SYSTEM;
     let env = StepEnv::default();
     let state = FlowState {
         active_nodes: vec![node("Task3", "id3")],
@@ -107,8 +159,34 @@ async fn one_migration_translates_waiting_edges() {
 // test_migration_chaining: files 2 and 3 (no 1: older files removed) applied in order.
 #[tokio::test]
 async fn migrations_chain() {
-    static FILES: [(u32, &str); 2] = [(2, CHAIN_2), (3, CHAIN_3)];
-    let sys = flow1(&FILES);
+    mod config {
+        selinon_macros::flows!(
+            r#"
+            tasks:
+              - {name: Task1, import: common, classname: Scripted, storage: Memory}
+              - {name: Task2, import: common, classname: Scripted, storage: Memory}
+              - {name: Task3, import: common, classname: Scripted, storage: Memory}
+              - {name: Task4, import: common, classname: Scripted, storage: Memory}
+              - {name: Task5, import: common, classname: Scripted, storage: Memory}
+            storages:
+              - name: Memory
+                import: selinon.storages.memory
+                classname: InMemoryStorage
+                configuration: {echo: false}
+            global: {migration_dir: migration_dirs/migration_chaining}
+            flows: [flow1]
+            flow-definitions:
+              - name: flow1
+                edges:
+                  - {from: , to: Task1}
+                  - {from: Task1, to: Task2}
+                  - {from: Task2, to: Task3}
+                  - {from: Task2, to: Task4}
+                  - {from: Task3, to: Task5}
+            "#
+        );
+    }
+    let sys = &config::SYSTEM;
     let env = StepEnv::default();
     let state = FlowState {
         active_nodes: vec![node("Task2", "id2")],
@@ -133,8 +211,34 @@ async fn migrations_chain() {
 // goes on.
 #[tokio::test]
 async fn ignore_strategy_goes_on_with_a_tainted_flow() {
-    static FILES: [(u32, &str); 2] = [(2, CHAIN_2), (3, CHAIN_3)];
-    let sys = flow1(&FILES);
+    mod config {
+        selinon_macros::flows!(
+            r#"
+            tasks:
+              - {name: Task1, import: common, classname: Scripted, storage: Memory}
+              - {name: Task2, import: common, classname: Scripted, storage: Memory}
+              - {name: Task3, import: common, classname: Scripted, storage: Memory}
+              - {name: Task4, import: common, classname: Scripted, storage: Memory}
+              - {name: Task5, import: common, classname: Scripted, storage: Memory}
+            storages:
+              - name: Memory
+                import: selinon.storages.memory
+                classname: InMemoryStorage
+                configuration: {echo: false}
+            global: {migration_dir: migration_dirs/migration_chaining}
+            flows: [flow1]
+            flow-definitions:
+              - name: flow1
+                edges:
+                  - {from: , to: Task1}
+                  - {from: Task1, to: Task2}
+                  - {from: Task2, to: Task3}
+                  - {from: Task2, to: Task4}
+                  - {from: Task3, to: Task5}
+            "#
+        );
+    }
+    let sys = &config::SYSTEM;
     let env = StepEnv::default();
     let state = FlowState {
         active_nodes: vec![node("Task4", "id4")],
@@ -161,8 +265,34 @@ async fn ignore_strategy_goes_on_with_a_tainted_flow() {
 // test_migration_flow_retry: the flow restarts from scratch, not counted as a retry.
 #[tokio::test]
 async fn retry_strategy_restarts_the_flow() {
-    static FILES: [(u32, &str); 1] = [(2, RETRY_2)];
-    let sys = flow1(&FILES);
+    mod config {
+        selinon_macros::flows!(
+            r#"
+            tasks:
+              - {name: Task1, import: common, classname: Scripted, storage: Memory}
+              - {name: Task2, import: common, classname: Scripted, storage: Memory}
+              - {name: Task3, import: common, classname: Scripted, storage: Memory}
+              - {name: Task4, import: common, classname: Scripted, storage: Memory}
+              - {name: Task5, import: common, classname: Scripted, storage: Memory}
+            storages:
+              - name: Memory
+                import: selinon.storages.memory
+                classname: InMemoryStorage
+                configuration: {echo: false}
+            global: {migration_dir: migration_dirs/migration_flow_retry}
+            flows: [flow1]
+            flow-definitions:
+              - name: flow1
+                edges:
+                  - {from: , to: Task1}
+                  - {from: Task1, to: Task2}
+                  - {from: Task2, to: Task3}
+                  - {from: Task2, to: Task4}
+                  - {from: Task3, to: Task5}
+            "#
+        );
+    }
+    let sys = &config::SYSTEM;
     let env = StepEnv::default();
     let state = FlowState {
         finished_nodes: [
@@ -194,8 +324,34 @@ async fn retry_strategy_restarts_the_flow() {
 // test_migration_flow_fail: the flow fails with its state.
 #[tokio::test]
 async fn fail_strategy_fails_the_flow() {
-    static FILES: [(u32, &str); 2] = [(2, FAIL_2), (3, FAIL_3)];
-    let sys = flow1(&FILES);
+    mod config {
+        selinon_macros::flows!(
+            r#"
+            tasks:
+              - {name: Task1, import: common, classname: Scripted, storage: Memory}
+              - {name: Task2, import: common, classname: Scripted, storage: Memory}
+              - {name: Task3, import: common, classname: Scripted, storage: Memory}
+              - {name: Task4, import: common, classname: Scripted, storage: Memory}
+              - {name: Task5, import: common, classname: Scripted, storage: Memory}
+            storages:
+              - name: Memory
+                import: selinon.storages.memory
+                classname: InMemoryStorage
+                configuration: {echo: false}
+            global: {migration_dir: migration_dirs/migration_flow_fail}
+            flows: [flow1]
+            flow-definitions:
+              - name: flow1
+                edges:
+                  - {from: , to: Task1}
+                  - {from: Task1, to: Task2}
+                  - {from: Task2, to: Task3}
+                  - {from: Task2, to: Task4}
+                  - {from: Task3, to: Task5}
+            "#
+        );
+    }
+    let sys = &config::SYSTEM;
     let env = StepEnv::default();
     let state = FlowState {
         finished_nodes: [
@@ -222,8 +378,34 @@ async fn fail_strategy_fails_the_flow() {
 // test_migration_skew: a message newer than this worker's migrations is put back.
 #[tokio::test]
 async fn a_newer_message_is_put_back_not_dropped() {
-    static FILES: [(u32, &str); 1] = [(1, ONE)];
-    let sys = flow1(&FILES);
+    mod config {
+        selinon_macros::flows!(
+            r#"
+            tasks:
+              - {name: Task1, import: common, classname: Scripted, storage: Memory}
+              - {name: Task2, import: common, classname: Scripted, storage: Memory}
+              - {name: Task3, import: common, classname: Scripted, storage: Memory}
+              - {name: Task4, import: common, classname: Scripted, storage: Memory}
+              - {name: Task5, import: common, classname: Scripted, storage: Memory}
+            storages:
+              - name: Memory
+                import: selinon.storages.memory
+                classname: InMemoryStorage
+                configuration: {echo: false}
+            global: {migration_dir: migration_dirs/one_migration}
+            flows: [flow1]
+            flow-definitions:
+              - name: flow1
+                edges:
+                  - {from: , to: Task1}
+                  - {from: Task1, to: Task2}
+                  - {from: Task2, to: Task3}
+                  - {from: Task2, to: Task4}
+                  - {from: Task3, to: Task5}
+            "#
+        );
+    }
+    let sys = &config::SYSTEM;
     let env = StepEnv::default();
     let state = FlowState {
         active_nodes: vec![node("Task1", "id1")],
@@ -240,8 +422,34 @@ async fn a_newer_message_is_put_back_not_dropped() {
     assert_eq!(out.message, input, "untouched, to be handled again");
     assert_eq!(env.recorder.count(TraceEvent::MigrationSkew), 1);
     // A gap in the chain is a skew too.
-    static GAP: [(u32, &str); 1] = [(3, CHAIN_3)];
-    let sys = flow1(&GAP);
+    mod gap {
+        selinon_macros::flows!(
+            r#"
+            tasks:
+              - {name: Task1, import: common, classname: Scripted, storage: Memory}
+              - {name: Task2, import: common, classname: Scripted, storage: Memory}
+              - {name: Task3, import: common, classname: Scripted, storage: Memory}
+              - {name: Task4, import: common, classname: Scripted, storage: Memory}
+              - {name: Task5, import: common, classname: Scripted, storage: Memory}
+            storages:
+              - name: Memory
+                import: selinon.storages.memory
+                classname: InMemoryStorage
+                configuration: {echo: false}
+            global: {migration_dir: migration_dirs/migration_gap}
+            flows: [flow1]
+            flow-definitions:
+              - name: flow1
+                edges:
+                  - {from: , to: Task1}
+                  - {from: Task1, to: Task2}
+                  - {from: Task2, to: Task3}
+                  - {from: Task2, to: Task4}
+                  - {from: Task3, to: Task5}
+            "#
+        );
+    }
+    let sys = &gap::SYSTEM;
     let env = StepEnv::default();
     let state = FlowState {
         active_nodes: vec![node("Task1", "id1")],

@@ -5,435 +5,110 @@ mod common;
 
 use common::*;
 use selinon_runtime::engine::PassOutcome;
-use selinon_runtime::predicates as p;
-use selinon_runtime::spec::{
-    run_boxed, BoxFuture, EdgeSpec, FallbackSpec, FlowSpec, PropagateSpec, SystemSpec, TaskSpec,
-};
-use selinon_runtime::{json, Db, Json, Runtime, TaskContext, TaskResult, TraceEvent};
+use selinon_runtime::{json, Json, Runtime, TraceEvent};
 
-pub static SYSTEM: SystemSpec = SystemSpec {
-    files: &["nodes.yml", "flows.yml"],
-    content_hash: "sha256:test",
-    tasks: &TASKS,
-    flows: &[
-        &single::FLOW,
-        &fb_true::FLOW,
-        &fb_start::FLOW,
-        &two::FLOW,
-        &cond::FLOW,
-        &ties::FLOW,
-        &eager::FLOW,
-        &many::FLOW,
-        &to_flow::FLOW,
-        &nowait_fb::FLOW,
-        &sub::FLOW,
-        &failing_sub::FLOW,
-    ],
-    storages: &STORAGES,
-    trace: &[],
-    migration_dir: None,
-    run_task: &run_task,
-};
-
-static TASKS: [TaskSpec; 7] = [
-    task("Task1"),
-    task("Task2"),
-    task("Task3"),
-    task("Task4"),
-    task("Task5"),
-    task("Task6"),
-    task("Task7"),
-];
-
-fn run_task(
-    name: &str,
-    ctx: TaskContext,
-    node_args: Json,
-) -> Option<BoxFuture<'static, TaskResult>> {
-    Some(match name {
-        "Task1" | "Task2" | "Task3" | "Task4" | "Task5" | "Task6" | "Task7" => {
-            run_boxed::<Scripted>(ctx, node_args)
-        }
-        _ => return None,
-    })
+mod config {
+    selinon_macros::flows!(
+        r#"
+        tasks:
+          - {name: Task1, import: common, classname: Scripted, storage: Memory}
+          - {name: Task2, import: common, classname: Scripted, storage: Memory}
+          - {name: Task3, import: common, classname: Scripted, storage: Memory}
+          - {name: Task4, import: common, classname: Scripted, storage: Memory}
+          - {name: Task5, import: common, classname: Scripted, storage: Memory}
+          - {name: Task6, import: common, classname: Scripted, storage: Memory}
+          - {name: Task7, import: common, classname: Scripted, storage: Memory}
+        storages:
+          - name: Memory
+            import: selinon.storages.memory
+            classname: InMemoryStorage
+            configuration: {echo: false}
+        flows: [single, fb_true, fb_start, two, cond, ties, eager, many, to_flow, nowait_fb, sub,
+                failing_sub]
+        flow-definitions:
+          - name: single
+            edges:
+              - {from: , to: Task1}
+              - {from: Task1, to: Task2}
+          - name: fb_true
+            edges:
+              - {from: , to: Task1}
+              - {from: Task1, to: Task2}
+            failures:
+              - {nodes: Task1, fallback: true}
+          - name: fb_start
+            edges:
+              - {from: , to: Task1}
+              - {from: Task1, to: Task2}
+            failures:
+              - {nodes: Task1, fallback: Task3}
+          - name: two
+            edges:
+              - {from: Task1, to: Task3}
+              - {from: Task2, to: Task4}
+              - {from: , to: [Task1, Task2]}
+            failures:
+              - {nodes: [Task1, Task2], fallback: Task5}
+              - {nodes: Task1, fallback: Task6}
+          # Task1's alternatives, tried in order.
+          - name: cond
+            edges:
+              - {from: Task1, to: Task2}
+              - {from: , to: Task1}
+            failures:
+              - {nodes: Task1, fallback: Task3}
+              - nodes: Task1
+                fallback: [Task4, Task5]
+                condition: {name: argsFieldEqual, args: {key: x, value: 1}}
+              - {nodes: Task1, fallback: [Task6, Task7]}
+          - name: ties
+            edges:
+              - {from: , to: [Task1, Task2, Task3]}
+            failures:
+              - {nodes: [Task1, Task2], fallback: Task4}
+              - {nodes: [Task1, Task3], fallback: Task5}
+          - name: eager
+            eager_failures: Task2
+            edges:
+              - {from: , to: Task1}
+              - {from: Task1, to: Task2}
+              - {from: Task1, to: Task3}
+              - {from: Task2, to: Task4}
+          - name: many
+            edges:
+              - {from: , to: [Task2, Task1, Task1]}
+            failures:
+              - {nodes: Task1, fallback: true}
+          # Task1 falls back to the sub-flow `sub`, which gets the flow's arguments but no
+          # parent, though `sub` propagates the parent when an edge starts it (after Task2).
+          - name: to_flow
+            propagate_node_args: [sub]
+            propagate_parent: [sub]
+            edges:
+              - {from: , to: Task1}
+              - {from: Task1, to: Task2}
+              - {from: Task2, to: sub}
+            failures:
+              - {nodes: Task1, fallback: sub}
+          - name: nowait_fb
+            nowait: Task3
+            edges:
+              - {from: , to: [Task1, Task2]}
+            failures:
+              - {nodes: Task1, fallback: Task3}
+              - {nodes: Task2, fallback: Task4}
+          - name: sub
+            edges:
+              - {from: , to: Task7}
+          - name: failing_sub
+            edges:
+              - {from: , to: sub}
+            failures:
+              - {nodes: sub, fallback: true}
+        "#
+    );
 }
-
-/// `→ Task1`, `Task1 → Task2`; no failures table.
-mod single {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "single",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        ..common::FLOW
-    };
-    pub static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            to: &["Task1"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["Task1"],
-            to: &["Task2"],
-            ..EDGE
-        },
-    ];
-    pub fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" => &[1],
-            _ => &[],
-        }
-    }
-}
-
-/// As `single`, with `failures: [{nodes: Task1, fallback: true}]`.
-mod fb_true {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "fb_true",
-        edges: &single::EDGES,
-        edges_from: &single::edges_from,
-        fallbacks: &fallbacks,
-        ..common::FLOW
-    };
-    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec {
-        nodes: None,
-        ..FALLBACK
-    }];
-    pub fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
-        match failed {
-            ["Task1"] => &FAILURE_0,
-            _ => &[],
-        }
-    }
-}
-
-/// As `single`, with `failures: [{nodes: Task1, fallback: Task3}]`.
-mod fb_start {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "fb_start",
-        edges: &single::EDGES,
-        edges_from: &single::edges_from,
-        fallbacks: &fallbacks,
-        ..common::FLOW
-    };
-    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec {
-        nodes: Some(&["Task3"]),
-        ..FALLBACK
-    }];
-    pub fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
-        match failed {
-            ["Task1"] => &FAILURE_0,
-            _ => &[],
-        }
-    }
-}
-
-/// `Task1 → Task3`, `Task2 → Task4`, `→ Task1, Task2`; failures: `[Task1, Task2] → Task5`,
-/// `Task1 → Task6`.
-mod two {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "two",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        fallbacks: &fallbacks,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 3] = [
-        EdgeSpec {
-            index: 0,
-            from: &["Task1"],
-            to: &["Task3"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["Task2"],
-            to: &["Task4"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 2,
-            to: &["Task1", "Task2"],
-            ..EDGE
-        },
-    ];
-    fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" => &[0],
-            "Task2" => &[1],
-            _ => &[],
-        }
-    }
-    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec {
-        nodes: Some(&["Task5"]),
-        ..FALLBACK
-    }];
-    static FAILURE_1: [FallbackSpec; 1] = [FallbackSpec {
-        nodes: Some(&["Task6"]),
-        ..FALLBACK
-    }];
-    fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
-        match failed {
-            ["Task1", "Task2"] => &FAILURE_0,
-            ["Task1"] => &FAILURE_1,
-            _ => &[],
-        }
-    }
-}
-
-/// `Task1 → Task2`, `→ Task1`; Task1's alternatives: Task3 (true), Task4+Task5 (`x == 1`),
-/// Task6+Task7 (true).
-mod cond {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "cond",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        fallbacks: &fallbacks,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            from: &["Task1"],
-            to: &["Task2"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            to: &["Task1"],
-            ..EDGE
-        },
-    ];
-    fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" => &[0],
-            _ => &[],
-        }
-    }
-    /// `argsFieldEqual(node_args, key='x', value=1)`.
-    fn failure_0_1_condition(_db: &Db<'_>, node_args: &Json) -> bool {
-        p::args_field_equal(node_args, &json!("x"), &json!(1))
-    }
-    static FAILURE_0: [FallbackSpec; 3] = [
-        FallbackSpec {
-            nodes: Some(&["Task3"]),
-            ..FALLBACK
-        },
-        FallbackSpec {
-            nodes: Some(&["Task4", "Task5"]),
-            condition: &failure_0_1_condition,
-            condition_str: "argsFieldEqual(node_args, key='x', value=1)",
-            ..FALLBACK
-        },
-        FallbackSpec {
-            nodes: Some(&["Task6", "Task7"]),
-            ..FALLBACK
-        },
-    ];
-    fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
-        match failed {
-            ["Task1"] => &FAILURE_0,
-            _ => &[],
-        }
-    }
-}
-
-/// `→ Task1, Task2, Task3`; failures `[Task1, Task2] → Task4`, `[Task1, Task3] → Task5`.
-mod ties {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "ties",
-        edges: &EDGES,
-        fallbacks: &fallbacks,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Task1", "Task2", "Task3"],
-        ..EDGE
-    }];
-    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec {
-        nodes: Some(&["Task4"]),
-        ..FALLBACK
-    }];
-    static FAILURE_1: [FallbackSpec; 1] = [FallbackSpec {
-        nodes: Some(&["Task5"]),
-        ..FALLBACK
-    }];
-    fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
-        match failed {
-            ["Task1", "Task2"] => &FAILURE_0,
-            ["Task1", "Task3"] => &FAILURE_1,
-            _ => &[],
-        }
-    }
-}
-
-/// `→ Task1`, `Task1 → Task2`, `Task1 → Task3`, `Task2 → Task4`; `eager_failures: Task2`.
-mod eager {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "eager",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        eager_failures: &["Task2"],
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 4] = [
-        EdgeSpec {
-            index: 0,
-            to: &["Task1"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["Task1"],
-            to: &["Task2"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 2,
-            from: &["Task1"],
-            to: &["Task3"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 3,
-            from: &["Task2"],
-            to: &["Task4"],
-            ..EDGE
-        },
-    ];
-    fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" => &[1, 2],
-            "Task2" => &[3],
-            _ => &[],
-        }
-    }
-}
-
-/// `→ Task2, Task1, Task1`; `failures: [{nodes: Task1, fallback: true}]`.
-mod many {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "many",
-        edges: &EDGES,
-        fallbacks: &fb_true::fallbacks,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Task2", "Task1", "Task1"],
-        ..EDGE
-    }];
-}
-
-/// `→ Task1`; Task1 falls back to the sub-flow `sub`, which gets the flow's arguments.
-mod to_flow {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "to_flow",
-        edges: &single::EDGES,
-        edges_from: &single::edges_from,
-        fallbacks: &fallbacks,
-        propagate: PropagateSpec {
-            node_args: &["sub"],
-            parent: &["sub"],
-            ..NO_PROPAGATE
-        },
-        ..common::FLOW
-    };
-    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec {
-        nodes: Some(&["sub"]),
-        ..FALLBACK
-    }];
-    fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
-        match failed {
-            ["Task1"] => &FAILURE_0,
-            _ => &[],
-        }
-    }
-}
-
-/// `→ Task1, Task2`; Task1 falls back to the `nowait` Task3, Task2 to Task4.
-mod nowait_fb {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "nowait_fb",
-        edges: &EDGES,
-        fallbacks: &fallbacks,
-        nowait: &["Task3"],
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Task1", "Task2"],
-        ..EDGE
-    }];
-    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec {
-        nodes: Some(&["Task3"]),
-        ..FALLBACK
-    }];
-    static FAILURE_1: [FallbackSpec; 1] = [FallbackSpec {
-        nodes: Some(&["Task4"]),
-        ..FALLBACK
-    }];
-    fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
-        match failed {
-            ["Task1"] => &FAILURE_0,
-            ["Task2"] => &FAILURE_1,
-            _ => &[],
-        }
-    }
-}
-
-/// `→ Task7`.
-mod sub {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "sub",
-        edges: &EDGES,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Task7"],
-        ..EDGE
-    }];
-}
-
-/// `→ sub`; `failures: [{nodes: sub, fallback: true}]`.
-mod failing_sub {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "failing_sub",
-        edges: &EDGES,
-        fallbacks: &fallbacks,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["sub"],
-        ..EDGE
-    }];
-    static FAILURE_0: [FallbackSpec; 1] = [FallbackSpec {
-        nodes: None,
-        ..FALLBACK
-    }];
-    fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
-        match failed {
-            ["sub"] => &FAILURE_0,
-            _ => &[],
-        }
-    }
-}
+use config::SYSTEM;
 
 // upstream: test_node_failures.py::test_single_failure_flow_fail
 #[tokio::test]

@@ -5,312 +5,81 @@
 mod common;
 
 use common::*;
-use selinon_runtime::spec::{
-    run_boxed, BoxFuture, EdgeSpec, FlowSpec, PropagateSpec, SystemSpec, TaskSpec,
-};
-use selinon_runtime::{json, Json, Runtime, TaskContext, TaskResult};
+use selinon_runtime::{json, Json, Runtime};
 
-pub static SYSTEM: SystemSpec = SystemSpec {
-    files: &["nodes.yml", "flows.yml"],
-    content_hash: "sha256:test",
-    tasks: &TASKS,
-    flows: &[
-        &p_args::FLOW,
-        &p_no_args::FLOW,
-        &p_parent::FLOW,
-        &p_compound::FLOW,
-        &p_mixed::FLOW,
-        &outer::FLOW,
-        &inner::FLOW,
-        &nested::FLOW,
-        &flow2::FLOW,
-        &flow3::FLOW,
-        &flow4::FLOW,
-    ],
-    storages: &STORAGES,
-    trace: &[],
-    migration_dir: None,
-    run_task: &run_task,
-};
-
-static TASKS: [TaskSpec; 5] = [
-    task("Task1"),
-    task("Task2"),
-    task("Task3"),
-    task("Task4"),
-    task("TaskX"),
-];
-
-fn run_task(
-    name: &str,
-    ctx: TaskContext,
-    node_args: Json,
-) -> Option<BoxFuture<'static, TaskResult>> {
-    Some(match name {
-        "Task1" | "Task2" | "Task3" | "Task4" | "TaskX" => run_boxed::<Scripted>(ctx, node_args),
-        _ => return None,
-    })
+mod config {
+    selinon_macros::flows!(
+        r#"
+        tasks:
+          - {name: Task1, import: common, classname: Scripted, storage: Memory}
+          - {name: Task2, import: common, classname: Scripted, storage: Memory}
+          - {name: Task3, import: common, classname: Scripted, storage: Memory}
+          - {name: Task4, import: common, classname: Scripted, storage: Memory}
+          - {name: TaskX, import: common, classname: Scripted, storage: Memory}
+        storages:
+          - name: Memory
+            import: selinon.storages.memory
+            classname: InMemoryStorage
+            configuration: {echo: false}
+        flows: [p_args, p_no_args, p_parent, p_compound, p_mixed, outer, inner, nested, flow2,
+                flow3, flow4]
+        flow-definitions:
+          - name: p_args
+            propagate_node_args: [flow2]
+            edges:
+              - {from: , to: flow2}
+          - name: p_no_args
+            edges:
+              - {from: , to: flow2}
+          - name: p_parent
+            propagate_parent: [flow2]
+            edges:
+              - {from: , to: Task1}
+              - {from: Task1, to: flow2}
+          # upstream test_propagate_parent_2
+          - name: p_compound
+            propagate_parent: [flow2]
+            propagate_compound_finished: [flow2]
+            edges:
+              - {from: [flow2, Task2], to: TaskX}
+              - {from: Task1, to: flow2}
+              - {from: , to: [Task1, Task2]}
+          # upstream test_propagate_compound_mixed
+          - name: p_mixed
+            propagate_finished: [flow2]
+            propagate_compound_finished: [flow3]
+            edges:
+              - {from: , to: [flow2, flow3]}
+              - {from: [flow2, flow3], to: TaskX}
+          # Flows driven by hand in the step tests.
+          - name: flow2
+            edges:
+              - {from: , to: Task1}
+          - name: flow3
+            edges:
+              - {from: , to: Task1}
+          - name: flow4
+            edges:
+              - {from: , to: Task1}
+          # End to end: two levels of sub-flows.
+          - name: outer
+            propagate_finished: [inner]
+            propagate_node_args: [inner]
+            edges:
+              - {from: , to: inner}
+              - {from: inner, to: TaskX}
+          - name: inner
+            propagate_parent: [nested]
+            edges:
+              - {from: , to: Task1}
+              - {from: Task1, to: [Task2, nested]}
+          - name: nested
+            edges:
+              - {from: , to: [Task3, Task3]}
+        "#
+    );
 }
-
-/// `→ flow2` with `propagate_node_args: [flow2]`.
-mod p_args {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "p_args",
-        edges: &EDGES,
-        propagate: PropagateSpec {
-            node_args: &["flow2"],
-            ..NO_PROPAGATE
-        },
-        ..common::FLOW
-    };
-    pub static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["flow2"],
-        ..EDGE
-    }];
-}
-
-/// `→ flow2`, nothing propagated.
-mod p_no_args {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "p_no_args",
-        edges: &p_args::EDGES,
-        ..common::FLOW
-    };
-}
-
-/// `→ Task1`, `Task1 → flow2` with `propagate_parent: [flow2]`.
-mod p_parent {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "p_parent",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        propagate: PropagateSpec {
-            parent: &["flow2"],
-            ..NO_PROPAGATE
-        },
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            to: &["Task1"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["Task1"],
-            to: &["flow2"],
-            ..EDGE
-        },
-    ];
-    fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" => &[1],
-            _ => &[],
-        }
-    }
-}
-
-/// upstream `test_propagate_parent_2`: `{flow2, Task2} → TaskX`, `Task1 → flow2`,
-/// `→ Task1, Task2`; `propagate_compound_finished: [flow2]`.
-mod p_compound {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "p_compound",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        propagate: PropagateSpec {
-            parent: &["flow2"],
-            compound_finished: &["flow2"],
-            ..NO_PROPAGATE
-        },
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 3] = [
-        EdgeSpec {
-            index: 0,
-            from: &["flow2", "Task2"],
-            to: &["TaskX"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["Task1"],
-            to: &["flow2"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 2,
-            to: &["Task1", "Task2"],
-            ..EDGE
-        },
-    ];
-    fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "flow2" | "Task2" => &[0],
-            "Task1" => &[1],
-            _ => &[],
-        }
-    }
-}
-
-/// upstream `test_propagate_compound_mixed`: `→ flow2, flow3`, `{flow2, flow3} → TaskX`;
-/// `propagate_finished: [flow2]`, `propagate_compound_finished: [flow3]`.
-mod p_mixed {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "p_mixed",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        propagate: PropagateSpec {
-            finished: &["flow2"],
-            compound_finished: &["flow3"],
-            ..NO_PROPAGATE
-        },
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            to: &["flow2", "flow3"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["flow2", "flow3"],
-            to: &["TaskX"],
-            ..EDGE
-        },
-    ];
-    fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "flow2" | "flow3" => &[1],
-            _ => &[],
-        }
-    }
-}
-
-/// `→ Task1` (flows driven by hand in the step tests).
-mod flow2 {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "flow2",
-        edges: &EDGES,
-        ..common::FLOW
-    };
-    pub static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Task1"],
-        ..EDGE
-    }];
-}
-
-mod flow3 {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "flow3",
-        edges: &flow2::EDGES,
-        ..common::FLOW
-    };
-}
-
-mod flow4 {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "flow4",
-        edges: &flow2::EDGES,
-        ..common::FLOW
-    };
-}
-
-/// End to end: `→ inner`, `inner → TaskX` with `propagate_finished: [inner]`,
-/// `propagate_node_args: [inner]`.
-mod outer {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "outer",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        propagate: PropagateSpec {
-            finished: &["inner"],
-            node_args: &["inner"],
-            ..NO_PROPAGATE
-        },
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            to: &["inner"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["inner"],
-            to: &["TaskX"],
-            ..EDGE
-        },
-    ];
-    fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "inner" => &[1],
-            _ => &[],
-        }
-    }
-}
-
-/// `→ Task1`, `Task1 → Task2, nested`; `propagate_parent: [nested]`.
-mod inner {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "inner",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        propagate: PropagateSpec {
-            parent: &["nested"],
-            ..NO_PROPAGATE
-        },
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            to: &["Task1"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["Task1"],
-            to: &["Task2", "nested"],
-            ..EDGE
-        },
-    ];
-    fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" => &[1],
-            _ => &[],
-        }
-    }
-}
-
-/// `→ Task3, Task3`.
-mod nested {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "nested",
-        edges: &EDGES,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Task3", "Task3"],
-        ..EDGE
-    }];
-}
+use config::SYSTEM;
 
 // upstream: test_propagate.py::test_propagate_node_args_true / test_propagate_node_args_flow
 #[tokio::test]

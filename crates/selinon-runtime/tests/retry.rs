@@ -5,186 +5,65 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use selinon_runtime::engine::PassOutcome;
-use selinon_runtime::spec::{run_boxed, BoxFuture, EdgeSpec, FlowSpec, SystemSpec, TaskSpec};
-use selinon_runtime::{
-    json, Json, Runtime, Task, TaskContext, TaskResult, TraceEvent, TraceRecorder,
-};
+use selinon_runtime::{json, Json, Runtime, TraceEvent, TraceRecorder};
 
-pub static SYSTEM: SystemSpec = SystemSpec {
-    files: &["nodes.yml", "flows.yml"],
-    content_hash: "sha256:test",
-    tasks: &TASKS,
-    flows: &[
-        &retrying::FLOW,
-        &once::FLOW,
-        &flaky_flow::FLOW,
-        &panicking::FLOW,
-        &reading::FLOW,
-    ],
-    storages: &STORAGES,
-    trace: &[],
-    migration_dir: None,
-    run_task: &run_task,
-};
-
-static TASKS: [TaskSpec; 5] = [
-    TaskSpec {
-        max_retry: 2,
-        retry_countdown: Duration::from_millis(5),
-        ..task("Retrying")
-    },
-    TaskSpec {
-        max_retry: 1,
-        ..task("Once")
-    },
-    task("Task1"),
-    TaskSpec {
-        max_retry: 3,
-        ..task("Panicky")
-    },
-    task("Task2"),
-];
-
-fn run_task(
-    name: &str,
-    ctx: TaskContext,
-    node_args: Json,
-) -> Option<BoxFuture<'static, TaskResult>> {
-    Some(match name {
-        "Retrying" | "Once" | "Task1" | "Task2" => run_boxed::<Scripted>(ctx, node_args),
-        "Panicky" => run_boxed::<Panicky>(ctx, node_args),
-        _ => return None,
-    })
+mod config {
+    selinon_macros::flows!(
+        r#"
+        tasks:
+          - {name: Retrying, import: common, classname: Scripted, storage: Memory, max_retry: 2}
+          - {name: Once, import: common, classname: Scripted, storage: Memory, max_retry: 1}
+          - {name: Task1, import: common, classname: Scripted, storage: Memory}
+          - {name: Panicky, import: tasks, storage: Memory, max_retry: 3}
+          - {name: Task2, import: common, classname: Scripted, storage: Memory}
+        storages:
+          - name: Memory
+            import: selinon.storages.memory
+            classname: InMemoryStorage
+            configuration: {echo: false}
+        flows: [retrying, once, flaky_flow, panicking, reading]
+        flow-definitions:
+          - name: retrying
+            edges:
+              - {from: , to: Retrying}
+          - name: once
+            edges:
+              - {from: , to: Once}
+          - name: flaky_flow
+            max_retry: 2
+            edges:
+              - {from: , to: Task1}
+              - {from: Task1, to: Task2}
+          - name: panicking
+            edges:
+              - {from: , to: Panicky}
+          - name: reading
+            edges:
+              - {from: , to: Task1}
+              - from: Task1
+                to: Task2
+                condition: {name: fieldExist, args: {key: ok}}
+        "#
+    );
 }
+use config::SYSTEM;
 
-/// A task that panics on its first two runs of a flow argument `panics`, then succeeds.
-#[derive(Default)]
-pub struct Panicky;
+mod tasks {
+    use selinon_runtime::{json, Json, Task, TaskContext, TaskResult};
 
-impl Task for Panicky {
-    async fn run(&self, ctx: &TaskContext, node_args: Json) -> TaskResult {
-        let panics = node_args["panics"].as_u64().unwrap_or(u64::MAX);
-        if u64::from(ctx.retried_count) < panics {
-            panic!("Panicky panics on attempt {}", ctx.retried_count + 1);
-        }
-        Ok(json!({"survived": ctx.retried_count}))
-    }
-}
+    /// A task that panics on its first two runs of a flow argument `panics`, then succeeds.
+    #[derive(Default)]
+    pub struct Panicky;
 
-/// `→ Retrying`.
-mod retrying {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "retrying",
-        edges: &EDGES,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Retrying"],
-        ..EDGE
-    }];
-}
-
-/// `→ Once`.
-mod once {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "once",
-        edges: &EDGES,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Once"],
-        ..EDGE
-    }];
-}
-
-/// `→ Task1`, `Task1 → Task2`; the flow is retried twice (`max_retry: 2`).
-mod flaky_flow {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "flaky_flow",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        max_retry: 2,
-        retry_countdown: Duration::from_millis(5),
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            to: &["Task1"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["Task1"],
-            to: &["Task2"],
-            ..EDGE
-        },
-    ];
-    fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" => &[1],
-            _ => &[],
-        }
-    }
-}
-
-/// `→ Panicky`.
-mod panicking {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "panicking",
-        edges: &EDGES,
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 1] = [EdgeSpec {
-        index: 0,
-        to: &["Panicky"],
-        ..EDGE
-    }];
-}
-
-/// `→ Task1`, `Task1 → Task2` if `fieldExist(db.get('Task1'), key='ok')`.
-mod reading {
-    use super::*;
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "reading",
-        edges: &EDGES,
-        edges_from: &edges_from,
-        retry_countdown: Duration::from_millis(1),
-        ..common::FLOW
-    };
-    static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            to: &["Task1"],
-            ..EDGE
-        },
-        EdgeSpec {
-            index: 1,
-            from: &["Task1"],
-            to: &["Task2"],
-            reads: &["Task1"],
-            condition: &edge_1_condition,
-            condition_str: "fieldExist(db.get('Task1'), key='ok')",
-            ..EDGE
-        },
-    ];
-    fn edge_1_condition(db: &selinon_runtime::Db<'_>, _node_args: &Json) -> bool {
-        selinon_runtime::predicates::field_exist(db.get("Task1"), &json!("ok"))
-    }
-    fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" => &[1],
-            _ => &[],
+    impl Task for Panicky {
+        async fn run(&self, ctx: &TaskContext, node_args: Json) -> TaskResult {
+            let panics = node_args["panics"].as_u64().unwrap_or(u64::MAX);
+            if u64::from(ctx.retried_count) < panics {
+                panic!("Panicky panics on attempt {}", ctx.retried_count + 1);
+            }
+            Ok(json!({"survived": ctx.retried_count}))
         }
     }
 }

@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use common::*;
 use selinon_runtime::engine::{RunSubsequent, SelectiveError, SelectiveMap};
+use std::collections::{BTreeMap, BTreeSet};
+
 use selinon_runtime::spec::SystemSpec;
 use selinon_runtime::TraceRecorder;
 use selinon_runtime::{json, RunError, Runtime, TraceEvent};
 
-fn system(table: &Table<'_>, reuse: &[&str]) -> &'static SystemSpec {
-    table_system(table, reuse, &[])
-}
+/// Expected subsets: flow → edge index → allowed `to` nodes.
+type Subsets = BTreeMap<String, BTreeMap<usize, BTreeSet<String>>>;
+type Expected<'a> = [(&'a str, &'a [(usize, &'a [&'a str])])];
 
 fn subset(map: &SelectiveMap) -> Subsets {
     map.waiting_edges_subset
@@ -52,21 +54,35 @@ fn names(v: &[&str]) -> Vec<String> {
 // test_compute_selective_run_simple
 #[test]
 fn compute_simple() {
-    let sys = system(
-        &[(
-            "flow1",
-            &[
-                (&[], &["Task1", "Task2"]),
-                (&["Task1", "Task2"], &["Task3"]),
-                (&["Task1"], &["Task4"]),
-                (&["Task3", "Task4"], &["Task5"]),
-                (&["Task3"], &["Task6"]),
-            ],
-        )],
-        &[],
-    );
+    mod config {
+        selinon_macros::flows!(
+            r#"
+                tasks:
+                  - {name: Task1, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task2, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task3, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task4, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task5, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task6, import: common, classname: Scripted, storage: Memory}
+                storages:
+                  - name: Memory
+                    import: selinon.storages.memory
+                    classname: InMemoryStorage
+                    configuration: {echo: false}
+                flows: [flow1]
+                flow-definitions:
+                  - name: flow1
+                    edges:
+                      - {from: , to: [Task1, Task2]}
+                      - {from: [Task1, Task2], to: Task3}
+                      - {from: Task1, to: Task4}
+                      - {from: [Task3, Task4], to: Task5}
+                      - {from: Task3, to: Task6}
+            "#
+        );
+    }
     let map = SelectiveMap::compute(
-        sys,
+        &config::SYSTEM,
         "flow1",
         &names(&["Task4", "Task3"]),
         false,
@@ -85,18 +101,31 @@ fn compute_simple() {
 // test_compute_selective_run_cyclic: every path to Task4, the cyclic one too.
 #[test]
 fn compute_cyclic() {
-    let sys = system(
-        &[(
-            "flow1",
-            &[
-                (&[], &["Task1", "Task2"]),
-                (&["Task1"], &["Task3"]),
-                (&["Task2"], &["Task4"]),
-                (&["Task4"], &["Task2"]),
-            ],
-        )],
-        &[],
-    );
+    mod config {
+        selinon_macros::flows!(
+            r#"
+                tasks:
+                  - {name: Task1, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task2, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task3, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task4, import: common, classname: Scripted, storage: Memory}
+                storages:
+                  - name: Memory
+                    import: selinon.storages.memory
+                    classname: InMemoryStorage
+                    configuration: {echo: false}
+                flows: [flow1]
+                flow-definitions:
+                  - name: flow1
+                    edges:
+                      - {from: , to: [Task1, Task2]}
+                      - {from: Task1, to: Task3}
+                      - {from: Task2, to: Task4}
+                      - {from: Task4, to: Task2}
+            "#
+        );
+    }
+    let sys = &config::SYSTEM;
     let map =
         SelectiveMap::compute(sys, "flow1", &names(&["Task4"]), false, &RunSubsequent::No).unwrap();
     assert_eq!(
@@ -111,18 +140,30 @@ fn compute_cyclic() {
 // test_compute_selective_run_multi_path
 #[test]
 fn compute_multi_path() {
-    let sys = system(
-        &[(
-            "flow1",
-            &[
-                (&[], &["Task1"]),
-                (&[], &["Task2"]),
-                (&["Task1"], &["Task3"]),
-                (&["Task2"], &["Task3"]),
-            ],
-        )],
-        &[],
-    );
+    mod config {
+        selinon_macros::flows!(
+            r#"
+                tasks:
+                  - {name: Task1, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task2, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task3, import: common, classname: Scripted, storage: Memory}
+                storages:
+                  - name: Memory
+                    import: selinon.storages.memory
+                    classname: InMemoryStorage
+                    configuration: {echo: false}
+                flows: [flow1]
+                flow-definitions:
+                  - name: flow1
+                    edges:
+                      - {from: , to: Task1}
+                      - {from: , to: Task2}
+                      - {from: Task1, to: Task3}
+                      - {from: Task2, to: Task3}
+            "#
+        );
+    }
+    let sys = &config::SYSTEM;
     let map =
         SelectiveMap::compute(sys, "flow1", &names(&["Task3"]), false, &RunSubsequent::No).unwrap();
     assert_eq!(
@@ -139,29 +180,39 @@ fn compute_multi_path() {
     );
 }
 
+/// flow1 with the sub-flow flow2; Task2 is in both.
 fn two_flows() -> &'static SystemSpec {
-    system(
-        &[
-            (
-                "flow1",
-                &[
-                    (&[], &["Task1"]),
-                    (&["Task1"], &["Task2"]),
-                    (&["Task1"], &["flow2"]),
-                    (&["Task2"], &["Task3"]),
-                ],
-            ),
-            (
-                "flow2",
-                &[
-                    (&[], &["Task4"]),
-                    (&["Task4"], &["Task2"]),
-                    (&["Task2"], &["Task5"]),
-                ],
-            ),
-        ],
-        &[],
-    )
+    mod config {
+        selinon_macros::flows!(
+            r#"
+                tasks:
+                  - {name: Task1, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task2, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task3, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task4, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task5, import: common, classname: Scripted, storage: Memory}
+                storages:
+                  - name: Memory
+                    import: selinon.storages.memory
+                    classname: InMemoryStorage
+                    configuration: {echo: false}
+                flows: [flow1, flow2]
+                flow-definitions:
+                  - name: flow1
+                    edges:
+                      - {from: , to: Task1}
+                      - {from: Task1, to: Task2}
+                      - {from: Task1, to: flow2}
+                      - {from: Task2, to: Task3}
+                  - name: flow2
+                    edges:
+                      - {from: , to: Task4}
+                      - {from: Task4, to: Task2}
+                      - {from: Task2, to: Task5}
+            "#
+        );
+    }
+    &config::SYSTEM
 }
 
 // test_compute_selective_run_follow_subflows
@@ -190,37 +241,44 @@ fn compute_follow_subflows() {
 // test_compute_selective_run_follow_subflows_recursive: a cycle of sub-flows ends.
 #[test]
 fn compute_follow_subflows_recursive() {
-    let sys = system(
-        &[
-            (
-                "flow1",
-                &[
-                    (&[], &["Task1"]),
-                    (&["Task1"], &["Task2"]),
-                    (&["Task1"], &["flow2"]),
-                    (&["Task2"], &["Task3"]),
-                ],
-            ),
-            (
-                "flow2",
-                &[
-                    (&[], &["Task4"]),
-                    (&["Task4"], &["Task2"]),
-                    (&["Task4"], &["flow3"]),
-                    (&["Task2"], &["Task5"]),
-                ],
-            ),
-            (
-                "flow3",
-                &[
-                    (&[], &["Task6"]),
-                    (&["Task6"], &["Task2"]),
-                    (&["Task6"], &["flow1"]),
-                ],
-            ),
-        ],
-        &[],
-    );
+    mod config {
+        selinon_macros::flows!(
+            r#"
+                tasks:
+                  - {name: Task1, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task2, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task3, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task4, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task5, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task6, import: common, classname: Scripted, storage: Memory}
+                storages:
+                  - name: Memory
+                    import: selinon.storages.memory
+                    classname: InMemoryStorage
+                    configuration: {echo: false}
+                flows: [flow1, flow2, flow3]
+                flow-definitions:
+                  - name: flow1
+                    edges:
+                      - {from: , to: Task1}
+                      - {from: Task1, to: Task2}
+                      - {from: Task1, to: flow2}
+                      - {from: Task2, to: Task3}
+                  - name: flow2
+                    edges:
+                      - {from: , to: Task4}
+                      - {from: Task4, to: Task2}
+                      - {from: Task4, to: flow3}
+                      - {from: Task2, to: Task5}
+                  - name: flow3
+                    edges:
+                      - {from: , to: Task6}
+                      - {from: Task6, to: Task2}
+                      - {from: Task6, to: flow1}
+            "#
+        );
+    }
+    let sys = &config::SYSTEM;
     let map =
         SelectiveMap::compute(sys, "flow1", &names(&["Task2"]), true, &RunSubsequent::No).unwrap();
     assert_eq!(
@@ -242,19 +300,36 @@ fn compute_follow_subflows_recursive() {
 // test_compute_selective_run_subsequent
 #[test]
 fn compute_subsequent() {
-    let sys = system(
-        &[(
-            "flow1",
-            &[
-                (&[], &["Task1"]),
-                (&["Task1"], &["Task2"]),
-                (&["Task2"], &["Task3"]),
-            ],
-        )],
-        &[],
-    );
-    let map = SelectiveMap::compute(sys, "flow1", &names(&["Task2"]), false, &RunSubsequent::All)
-        .unwrap();
+    mod config {
+        selinon_macros::flows!(
+            r#"
+                tasks:
+                  - {name: Task1, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task2, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task3, import: common, classname: Scripted, storage: Memory}
+                storages:
+                  - name: Memory
+                    import: selinon.storages.memory
+                    classname: InMemoryStorage
+                    configuration: {echo: false}
+                flows: [flow1]
+                flow-definitions:
+                  - name: flow1
+                    edges:
+                      - {from: , to: Task1}
+                      - {from: Task1, to: Task2}
+                      - {from: Task2, to: Task3}
+            "#
+        );
+    }
+    let map = SelectiveMap::compute(
+        &config::SYSTEM,
+        "flow1",
+        &names(&["Task2"]),
+        false,
+        &RunSubsequent::All,
+    )
+    .unwrap();
     assert_eq!(
         subset(&map),
         expect(&[(
@@ -323,10 +398,27 @@ fn unknown_or_unreachable_tasks_are_clear_errors() {
     .unwrap_err();
     assert!(err.to_string().contains("follow_subflows"), "{err}");
     // Task3 waits on itself: no path from the start leads to it.
-    let sys = system(
-        &[("flow1", &[(&[], &["Task1"]), (&["Task3"], &["Task3"])])],
-        &[],
-    );
+    mod waits_on_itself {
+        selinon_macros::flows!(
+            r#"
+                tasks:
+                  - {name: Task1, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task3, import: common, classname: Scripted, storage: Memory}
+                storages:
+                  - name: Memory
+                    import: selinon.storages.memory
+                    classname: InMemoryStorage
+                    configuration: {echo: false}
+                flows: [flow1]
+                flow-definitions:
+                  - name: flow1
+                    edges:
+                      - {from: , to: Task1}
+                      - {from: Task3, to: Task3}
+            "#
+        );
+    }
+    let sys = &waits_on_itself::SYSTEM;
     let err = SelectiveMap::compute(sys, "flow1", &names(&["Task3"]), false, &RunSubsequent::No)
         .unwrap_err();
     assert_eq!(
@@ -360,18 +452,32 @@ async fn run_selective(
 // test_selective_flow_one_task: only the path to Task2 runs.
 #[tokio::test]
 async fn only_the_path_to_the_task_runs() {
-    let sys = system(
-        &[(
-            "flow1",
-            &[
-                (&[], &["Task1", "Task4"]),
-                (&["Task1"], &["Task2"]),
-                (&["Task2"], &["Task3"]),
-                (&["Task4"], &["Task5"]),
-            ],
-        )],
-        &[],
-    );
+    mod config {
+        selinon_macros::flows!(
+            r#"
+                tasks:
+                  - {name: Task1, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task2, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task3, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task4, import: common, classname: Scripted, storage: Memory}
+                  - {name: Task5, import: common, classname: Scripted, storage: Memory}
+                storages:
+                  - name: Memory
+                    import: selinon.storages.memory
+                    classname: InMemoryStorage
+                    configuration: {echo: false}
+                flows: [flow1]
+                flow-definitions:
+                  - name: flow1
+                    edges:
+                      - {from: , to: [Task1, Task4]}
+                      - {from: Task1, to: Task2}
+                      - {from: Task2, to: Task3}
+                      - {from: Task4, to: Task5}
+            "#
+        );
+    }
+    let sys = &config::SYSTEM;
     let (out, script, recorder) = run_selective(sys, &["Task2"], false, RunSubsequent::No).await;
     assert!(out.is_finished(), "{out:?}");
     assert_eq!(script.count("Task1"), 1);
@@ -393,17 +499,29 @@ async fn only_the_path_to_the_task_runs() {
 // an earlier run when its selective run function names one; the requested task still runs.
 #[tokio::test]
 async fn selective_run_function_reuses_earlier_results() {
-    let sys = system(
-        &[(
-            "flow1",
-            &[
-                (&[], &["Task1"]),
-                (&["Task1"], &["Task2"]),
-                (&["Task2"], &["Task3"]),
-            ],
-        )],
-        &["Task1", "Task2"],
-    );
+    mod config {
+        selinon_macros::flows!(
+            r#"
+                tasks:
+                  - {name: Task1, import: common, classname: Scripted, storage: Memory, selective_run_function: {name: reuse_earlier, import: common}}
+                  - {name: Task2, import: common, classname: Scripted, storage: Memory, selective_run_function: {name: reuse_earlier, import: common}}
+                  - {name: Task3, import: common, classname: Scripted, storage: Memory}
+                storages:
+                  - name: Memory
+                    import: selinon.storages.memory
+                    classname: InMemoryStorage
+                    configuration: {echo: false}
+                flows: [flow1]
+                flow-definitions:
+                  - name: flow1
+                    edges:
+                      - {from: , to: Task1}
+                      - {from: Task1, to: Task2}
+                      - {from: Task2, to: Task3}
+            "#
+        );
+    }
+    let sys = &config::SYSTEM;
     let (out, script, recorder) = run_selective(sys, &["Task2"], false, RunSubsequent::No).await;
     assert!(out.is_finished(), "{out:?}");
     assert_eq!(script.count("Task1"), 0, "reused, not run");

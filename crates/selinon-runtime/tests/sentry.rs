@@ -70,10 +70,27 @@ async fn task_failures_reach_sentry_with_their_flow_and_task() {
             self.0.trace(event, details)
         }
     }
-    let sys = table_system(&[("orders", &[(&[], &["ChargeCard"])])], &[], &[]);
+    mod config {
+        selinon_macros::flows!(
+            r#"
+            tasks:
+              - {name: ChargeCard, import: common, classname: Scripted, storage: Memory}
+            storages:
+              - name: Memory
+                import: selinon.storages.memory
+                classname: InMemoryStorage
+                configuration: {echo: false}
+            flows: [orders]
+            flow-definitions:
+              - name: orders
+                edges:
+                  - {from: , to: ChargeCard}
+            "#
+        );
+    }
     let script = Script::new();
     script.set("ChargeCard", Behaviour::Fail);
-    let rt = Runtime::builder(sys)
+    let rt = Runtime::builder(&config::SYSTEM)
         .resource_arc(script)
         .trace_sink(Shared(sink.clone()))
         .build();

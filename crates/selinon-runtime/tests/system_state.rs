@@ -3,443 +3,61 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use selinon_runtime::engine::PassOutcome;
-use selinon_runtime::predicates as p;
-use selinon_runtime::spec::{
-    BoxFuture, EdgeSpec, FlowSpec, NodeKind, NodeSpec, SystemSpec, TaskSpec,
-};
-use selinon_runtime::{json, Db, Json, TaskContext, TaskResult, TraceEvent};
+use selinon_runtime::{json, Json, TraceEvent};
 
-pub static SYSTEM: SystemSpec = SystemSpec {
-    files: &["nodes.yml", "flows.yml"],
-    content_hash: "sha256:test",
-    tasks: &TASKS,
-    flows: &[
-        &simple::FLOW,
-        &two_to_one::FLOW,
-        &three_to_one_fail::FLOW,
-        &one_to_two::FLOW,
-        &cycle::FLOW,
-        &two_to_one_recursive::FLOW,
-    ],
-    storages: &STORAGES,
-    trace: &[],
-    migration_dir: None,
-    run_task: &run_task,
-};
-
-static TASKS: [TaskSpec; 4] = [task("Task1"), task("Task2"), task("Task3"), task("Task4")];
-
-fn run_task(
-    name: &str,
-    ctx: TaskContext,
-    node_args: Json,
-) -> Option<BoxFuture<'static, TaskResult>> {
-    match name {
-        "Task1" | "Task2" | "Task3" | "Task4" => {
-            Some(selinon_runtime::spec::run_boxed::<Scripted>(ctx, node_args))
-        }
-        _ => None,
-    }
+mod config {
+    selinon_macros::flows!(
+        r#"
+        tasks:
+          - {name: Task1, import: common, classname: Scripted, storage: Memory}
+          - {name: Task2, import: common, classname: Scripted, storage: Memory}
+          - {name: Task3, import: common, classname: Scripted, storage: Memory}
+          - {name: Task4, import: common, classname: Scripted, storage: Memory}
+        storages:
+          - name: Memory
+            import: selinon.storages.memory
+            classname: InMemoryStorage
+            configuration: {echo: false}
+        flows: [simple, two_to_one, three_to_one_fail, one_to_two, cycle, two_to_one_recursive]
+        flow-definitions:
+          - name: simple
+            edges:
+              - {from: Task1, to: Task2}
+              - {from: , to: Task1}
+          - name: two_to_one
+            edges:
+              - {from: [Task1, Task2], to: Task3}
+              - {from: , to: [Task1, Task2]}
+          - name: three_to_one_fail
+            edges:
+              - from: [Task1, Task2, Task3]
+                to: Task4
+                condition: {name: alwaysFalse}
+              - {from: , to: [Task1, Task2, Task3]}
+          - name: one_to_two
+            edges:
+              - {from: , to: Task1}
+              - {from: Task1, to: [Task2, Task3]}
+          # The cycle of spec §3.3: round again while Task4's result says `again`.
+          - name: cycle
+            edges:
+              - {from: , to: Task1}
+              - {from: Task1, to: [Task2, Task3]}
+              - {from: [Task2, Task3], to: Task4}
+              - from: Task4
+                to: Task1
+                condition: {name: fieldEqual, args: {key: again, value: true}}
+          - name: two_to_one_recursive
+            edges:
+              - {from: [Task1, Task2], to: Task3}
+              - {from: Task3, to: Task2}
+              - {from: , to: [Task1, Task2]}
+        "#
+    );
 }
-
-static NODES_1234: [NodeSpec; 4] = [
-    NodeSpec {
-        name: "Task1",
-        kind: NodeKind::Task,
-    },
-    NodeSpec {
-        name: "Task2",
-        kind: NodeKind::Task,
-    },
-    NodeSpec {
-        name: "Task3",
-        kind: NodeKind::Task,
-    },
-    NodeSpec {
-        name: "Task4",
-        kind: NodeKind::Task,
-    },
-];
-
-fn never(_db: &Db<'_>, _node_args: &Json) -> bool {
-    p::always_false()
-}
-
-/// `Task1 → Task2` (edge 0), `→ Task1` (edge 1).
-mod simple {
-    use super::*;
-
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "simple",
-        origin: "flows.yml:1",
-        queue: "{DEPLOYMENT_PREFIX}_dispatcher",
-        nodes: &NODES_1234,
-        edges: &EDGES,
-        edges_from: &edges_from,
-        fallbacks: &no_fallbacks,
-        nowait: &[],
-        eager_failures: &[],
-        node_args_from_first: false,
-        propagate: NO_PROPAGATE,
-        max_retry: 0,
-        retry_countdown: Duration::ZERO,
-        throttling: None,
-        cache: None,
-    };
-
-    pub static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            origin: "flows.yml:4",
-            from: &["Task1"],
-            to: &["Task2"],
-            reads: &[],
-            condition: &always,
-            condition_str: "True",
-            foreach: None,
-            selective: None,
-        },
-        EdgeSpec {
-            index: 1,
-            origin: "flows.yml:6",
-            from: &[],
-            to: &["Task1"],
-            reads: &[],
-            condition: &always,
-            condition_str: "True",
-            foreach: None,
-            selective: None,
-        },
-    ];
-
-    pub fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" => &[0],
-            _ => &[],
-        }
-    }
-}
-
-/// `{Task1, Task2} → Task3` (edge 0), `→ Task1, Task2` (edge 1).
-mod two_to_one {
-    use super::*;
-
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "two_to_one",
-        origin: "flows.yml:10",
-        queue: "dispatcher",
-        nodes: &NODES_1234,
-        edges: &EDGES,
-        edges_from: &edges_from,
-        fallbacks: &no_fallbacks,
-        nowait: &[],
-        eager_failures: &[],
-        node_args_from_first: false,
-        propagate: NO_PROPAGATE,
-        max_retry: 0,
-        retry_countdown: Duration::ZERO,
-        throttling: None,
-        cache: None,
-    };
-
-    pub static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            origin: "flows.yml:13",
-            from: &["Task1", "Task2"],
-            to: &["Task3"],
-            reads: &[],
-            condition: &always,
-            condition_str: "True",
-            foreach: None,
-            selective: None,
-        },
-        EdgeSpec {
-            index: 1,
-            origin: "flows.yml:15",
-            from: &[],
-            to: &["Task1", "Task2"],
-            reads: &[],
-            condition: &always,
-            condition_str: "True",
-            foreach: None,
-            selective: None,
-        },
-    ];
-
-    pub fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" | "Task2" => &[0],
-            _ => &[],
-        }
-    }
-}
-
-/// `{Task1, Task2, Task3} → Task4` if false (edge 0), `→ Task1, Task2, Task3` (edge 1).
-mod three_to_one_fail {
-    use super::*;
-
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "three_to_one_fail",
-        origin: "flows.yml:20",
-        queue: "dispatcher",
-        nodes: &NODES_1234,
-        edges: &EDGES,
-        edges_from: &edges_from,
-        fallbacks: &no_fallbacks,
-        nowait: &[],
-        eager_failures: &[],
-        node_args_from_first: false,
-        propagate: NO_PROPAGATE,
-        max_retry: 0,
-        retry_countdown: Duration::ZERO,
-        throttling: None,
-        cache: None,
-    };
-
-    pub static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            origin: "flows.yml:23",
-            from: &["Task1", "Task2", "Task3"],
-            to: &["Task4"],
-            reads: &[],
-            condition: &never,
-            condition_str: "False",
-            foreach: None,
-            selective: None,
-        },
-        EdgeSpec {
-            index: 1,
-            origin: "flows.yml:26",
-            from: &[],
-            to: &["Task1", "Task2", "Task3"],
-            reads: &[],
-            condition: &always,
-            condition_str: "True",
-            foreach: None,
-            selective: None,
-        },
-    ];
-
-    pub fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" | "Task2" | "Task3" => &[0],
-            _ => &[],
-        }
-    }
-}
-
-/// `→ Task1` (edge 0), `Task1 → Task2, Task3` (edge 1).
-mod one_to_two {
-    use super::*;
-
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "one_to_two",
-        origin: "flows.yml:30",
-        queue: "dispatcher",
-        nodes: &NODES_1234,
-        edges: &EDGES,
-        edges_from: &edges_from,
-        fallbacks: &no_fallbacks,
-        nowait: &[],
-        eager_failures: &[],
-        node_args_from_first: false,
-        propagate: NO_PROPAGATE,
-        max_retry: 0,
-        retry_countdown: Duration::ZERO,
-        throttling: None,
-        cache: None,
-    };
-
-    pub static EDGES: [EdgeSpec; 2] = [
-        EdgeSpec {
-            index: 0,
-            origin: "flows.yml:33",
-            from: &[],
-            to: &["Task1"],
-            reads: &[],
-            condition: &always,
-            condition_str: "True",
-            foreach: None,
-            selective: None,
-        },
-        EdgeSpec {
-            index: 1,
-            origin: "flows.yml:35",
-            from: &["Task1"],
-            to: &["Task2", "Task3"],
-            reads: &[],
-            condition: &always,
-            condition_str: "True",
-            foreach: None,
-            selective: None,
-        },
-    ];
-
-    pub fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" => &[1],
-            _ => &[],
-        }
-    }
-}
-
-/// The cycle of spec §3.3: `→ Task1`, `Task1 → Task2, Task3`, `{Task2, Task3} → Task4`,
-/// `Task4 → Task1` while Task4's result says `again`.
-pub mod cycle {
-    use super::*;
-
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "cycle",
-        origin: "flows.yml:40",
-        queue: "dispatcher",
-        nodes: &NODES_1234,
-        edges: &EDGES,
-        edges_from: &edges_from,
-        fallbacks: &no_fallbacks,
-        nowait: &[],
-        eager_failures: &[],
-        node_args_from_first: false,
-        propagate: NO_PROPAGATE,
-        max_retry: 0,
-        retry_countdown: Duration::ZERO,
-        throttling: None,
-        cache: None,
-    };
-
-    pub static EDGES: [EdgeSpec; 4] = [
-        EdgeSpec {
-            index: 0,
-            origin: "flows.yml:43",
-            from: &[],
-            to: &["Task1"],
-            reads: &[],
-            condition: &always,
-            condition_str: "True",
-            foreach: None,
-            selective: None,
-        },
-        EdgeSpec {
-            index: 1,
-            origin: "flows.yml:45",
-            from: &["Task1"],
-            to: &["Task2", "Task3"],
-            reads: &[],
-            condition: &always,
-            condition_str: "True",
-            foreach: None,
-            selective: None,
-        },
-        EdgeSpec {
-            index: 2,
-            origin: "flows.yml:47",
-            from: &["Task2", "Task3"],
-            to: &["Task4"],
-            reads: &[],
-            condition: &always,
-            condition_str: "True",
-            foreach: None,
-            selective: None,
-        },
-        EdgeSpec {
-            index: 3,
-            origin: "flows.yml:49",
-            from: &["Task4"],
-            to: &["Task1"],
-            reads: &["Task4"],
-            condition: &edge_3_condition,
-            condition_str: "fieldEqual(db.get('Task4'), key='again', value=True)",
-            foreach: None,
-            selective: None,
-        },
-    ];
-
-    /// `fieldEqual(db.get('Task4'), key='again', value=True)`.
-    fn edge_3_condition(db: &Db<'_>, _node_args: &Json) -> bool {
-        p::field_equal(db.get("Task4"), &json!("again"), &json!(true))
-    }
-
-    pub fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" => &[1],
-            "Task2" | "Task3" => &[2],
-            "Task4" => &[3],
-            _ => &[],
-        }
-    }
-}
-
-/// `{Task1, Task2} → Task3` (edge 0), `Task3 → Task2` (edge 1), `→ Task1, Task2` (edge 2).
-mod two_to_one_recursive {
-    use super::*;
-
-    pub static FLOW: FlowSpec = FlowSpec {
-        name: "two_to_one_recursive",
-        origin: "flows.yml:60",
-        queue: "dispatcher",
-        nodes: &NODES_1234,
-        edges: &EDGES,
-        edges_from: &edges_from,
-        fallbacks: &no_fallbacks,
-        nowait: &[],
-        eager_failures: &[],
-        node_args_from_first: false,
-        propagate: NO_PROPAGATE,
-        max_retry: 0,
-        retry_countdown: Duration::ZERO,
-        throttling: None,
-        cache: None,
-    };
-
-    pub static EDGES: [EdgeSpec; 3] = [
-        EdgeSpec {
-            index: 0,
-            origin: "flows.yml:63",
-            from: &["Task1", "Task2"],
-            to: &["Task3"],
-            reads: &[],
-            condition: &always,
-            condition_str: "True",
-            foreach: None,
-            selective: None,
-        },
-        EdgeSpec {
-            index: 1,
-            origin: "flows.yml:65",
-            from: &["Task3"],
-            to: &["Task2"],
-            reads: &[],
-            condition: &always,
-            condition_str: "True",
-            foreach: None,
-            selective: None,
-        },
-        EdgeSpec {
-            index: 2,
-            origin: "flows.yml:67",
-            from: &[],
-            to: &["Task1", "Task2"],
-            reads: &[],
-            condition: &always,
-            condition_str: "True",
-            foreach: None,
-            selective: None,
-        },
-    ];
-
-    pub fn edges_from(node: &str) -> &'static [usize] {
-        match node {
-            "Task1" | "Task2" => &[0],
-            "Task3" => &[1],
-            _ => &[],
-        }
-    }
-}
+use config::SYSTEM;
 
 // upstream: test_system_state.py::test_simple1
 #[tokio::test]

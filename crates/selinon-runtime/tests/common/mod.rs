@@ -1,6 +1,6 @@
-//! Shared test support: a scripted task whose behaviour each test sets, helpers to write
-//! systems as generated code does, and a stepper that drives the engine pass by pass the way
-//! upstream's tests drive `SystemState.update()`.
+//! Shared test support: the task the tests' YAML names (`import: common`, `classname:
+//! Scripted`), whose behaviour each test sets; a selective run function; and a stepper that
+//! drives the engine pass by pass the way upstream's tests drive `SystemState.update()`.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -12,47 +12,11 @@ use selinon_runtime::engine::{
     dispatch, Action, DispatcherMessage, EngineEnv, FlowResult, FlowState, NodeEvent, PassOutcome,
     Throttler,
 };
-use selinon_runtime::spec::{StorageAdapter, StorageSpec, SystemSpec, TaskSpec};
+use selinon_runtime::spec::{SelectiveRunInput, SystemSpec};
 use selinon_runtime::trace::Tracer;
 use selinon_runtime::{
-    json, Db, Json, StorageError, Task, TaskContext, TaskError, TaskResult, TraceRecorder,
+    json, Json, StorageError, Task, TaskContext, TaskError, TaskResult, TraceRecorder,
 };
-
-/// A task as generated code declares it: stored in `Memory`, no retries.
-pub const fn task(name: &'static str) -> TaskSpec {
-    TaskSpec {
-        name,
-        origin: "nodes.yml:1",
-        class: "Scripted",
-        // Queues are irrelevant in-process; an unexpanded placeholder must not break anything.
-        queue: "{DEPLOYMENT_PREFIX}_tasks",
-        storage: Some("Memory"),
-        storage_readonly: false,
-        storage_task_name: name,
-        output_schema: None,
-        max_retry: 0,
-        retry_countdown: Duration::ZERO,
-        throttling: None,
-        selective_run_function: None,
-    }
-}
-
-/// The built-in in-memory storage, as generated code declares it.
-pub static STORAGES: [StorageSpec; 1] = [StorageSpec {
-    name: "Memory",
-    origin: "nodes.yml:40",
-    adapter: StorageAdapter::Builtin {
-        module: "selinon.storages.memory",
-        class: "InMemoryStorage",
-    },
-    configuration: "{\"echo\":false}",
-    cache: None,
-}];
-
-/// The condition of edges that have none.
-pub fn always(_db: &Db<'_>, _node_args: &Json) -> bool {
-    true
-}
 
 /// What a scripted task does on a run.
 #[derive(Clone, Debug)]
@@ -430,6 +394,16 @@ impl Stepper {
     }
 }
 
+/// The line (1-based) of the first line of `source` holding `needle`: where a test's inline
+/// YAML defines something, for checking the origins the runtime reports.
+pub fn line_of(source: &str, needle: &str) -> usize {
+    source
+        .lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("`{needle}` is not in the source"))
+}
+
 /// Sorted copy, for comparing sets.
 pub fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
     let mut v = v.to_vec();
@@ -437,216 +411,8 @@ pub fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
     v
 }
 
-/// No `propagate_*` flag set.
-pub const NO_PROPAGATE: selinon_runtime::spec::PropagateSpec =
-    selinon_runtime::spec::PropagateSpec {
-        node_args: &[],
-        parent: &[],
-        finished: &[],
-        compound_finished: &[],
-        failures: &[],
-        compound_failures: &[],
-    };
-
-/// A flow with no failures table.
-pub fn no_fallbacks(_failed: &[&str]) -> &'static [selinon_runtime::spec::FallbackSpec] {
-    &[]
-}
-
-fn no_edges(_node: &str) -> &'static [usize] {
-    &[]
-}
-
-/// The fields a test flow leaves at their defaults: `FlowSpec { name, edges, …, ..FLOW }`.
-pub const FLOW: selinon_runtime::spec::FlowSpec = selinon_runtime::spec::FlowSpec {
-    name: "",
-    origin: "flows.yml:1",
-    queue: "{DEPLOYMENT_PREFIX}_dispatcher",
-    nodes: &[],
-    edges: &[],
-    edges_from: &no_edges,
-    fallbacks: &no_fallbacks,
-    nowait: &[],
-    eager_failures: &[],
-    node_args_from_first: false,
-    propagate: NO_PROPAGATE,
-    max_retry: 0,
-    retry_countdown: Duration::ZERO,
-    throttling: None,
-    cache: None,
-};
-
-/// The fields a test edge leaves at their defaults (no condition, no foreach).
-pub const EDGE: selinon_runtime::spec::EdgeSpec = selinon_runtime::spec::EdgeSpec {
-    index: 0,
-    origin: "flows.yml:2",
-    from: &[],
-    to: &[],
-    reads: &[],
-    condition: &always,
-    condition_str: "True",
-    foreach: None,
-    selective: None,
-};
-
-/// A fallback alternative with no condition.
-pub const FALLBACK: selinon_runtime::spec::FallbackSpec = selinon_runtime::spec::FallbackSpec {
-    origin: "flows.yml:3",
-    nodes: None,
-    condition: &always,
-    condition_str: "True",
-    propagate_failure: false,
-};
-
-// ---------------------------------------------------------------------------------------------
-// Systems from upstream's edge tables (selective runs, migrations).
-
-use std::collections::{BTreeMap as TableMap, BTreeSet as TableSet};
-
-use selinon_runtime::spec::{
-    run_boxed as table_run_boxed, BoxFuture as TableFuture, EdgeSpec, FlowSpec, MigrationDir,
-    NodeKind, NodeSpec, PropagateSpec, SelectiveRunInput,
-};
-
-pub fn leak<T>(v: Vec<T>) -> &'static [T] {
-    Box::leak(v.into_boxed_slice())
-}
-
-pub fn leak_name(s: &str) -> &'static str {
-    Box::leak(s.to_string().into_boxed_str())
-}
-
-fn table_run_task(
-    name: &str,
-    ctx: TaskContext,
-    node_args: Json,
-) -> Option<TableFuture<'static, TaskResult>> {
-    let _ = name;
-    Some(table_run_boxed::<Scripted>(ctx, node_args))
-}
-
-/// `(from, to)` of one edge.
-pub type Edge<'a> = (&'a [&'a str], &'a [&'a str]);
-/// A flow's edges, upstream's edge-table notation.
-pub type Table<'a> = [(&'a str, &'a [Edge<'a>])];
-
-/// Expected subsets: flow → edge index → allowed `to` nodes.
-pub type Subsets = TableMap<String, TableMap<usize, TableSet<String>>>;
-pub type Expected<'a> = [(&'a str, &'a [(usize, &'a [&'a str])])];
-
-/// A system from upstream's edge-table notation: `(flow, [(from, to)])`; every other name
-/// is a scripted task (stored in `Memory`); the tasks named in `reuse` reuse an earlier run
-/// in selective runs ([`reuse_earlier`]); `migrations` is the migration chain.
-pub fn table_system(
-    table: &Table<'_>,
-    reuse: &[&str],
-    migrations: &'static [(u32, &'static str)],
-) -> &'static SystemSpec {
-    let flow_names: TableSet<&str> = table.iter().map(|(f, _)| *f).collect();
-    let mut task_names: TableSet<&str> = TableSet::new();
-    for (_, edges) in table {
-        for (from, to) in edges.iter() {
-            task_names.extend(
-                from.iter()
-                    .chain(to.iter())
-                    .filter(|n| !flow_names.contains(*n)),
-            );
-        }
-    }
-    let reuse: Vec<&'static str> = reuse.iter().map(|r| leak_name(r)).collect();
-    let tasks: Vec<TaskSpec> = task_names
-        .iter()
-        .map(|t| {
-            let n = leak_name(t);
-            TaskSpec {
-                selective_run_function: reuse.contains(&n).then_some(
-                    &reuse_earlier
-                        as &'static (dyn Fn(&SelectiveRunInput<'_>) -> Option<String>
-                                      + Send
-                                      + Sync),
-                ),
-                ..task(n)
-            }
-        })
-        .collect();
-    let mut flows: Vec<&'static FlowSpec> = Vec::new();
-    for (flow, edges) in table {
-        let edge_specs: Vec<EdgeSpec> = edges
-            .iter()
-            .enumerate()
-            .map(|(i, (from, to))| EdgeSpec {
-                index: i,
-                origin: "flows.yml:1",
-                from: leak(from.iter().map(|n| leak_name(n)).collect()),
-                to: leak(to.iter().map(|n| leak_name(n)).collect()),
-                reads: &[],
-                condition: &always,
-                condition_str: "{\"name\": \"alwaysTrue\"}",
-                foreach: None,
-                selective: None,
-            })
-            .collect();
-        let edge_specs: &'static [EdgeSpec] = leak(edge_specs);
-        let mut nodes: TableSet<&'static str> = TableSet::new();
-        for e in edge_specs {
-            nodes.extend(e.from.iter().chain(e.to.iter()));
-        }
-        let nodes: Vec<NodeSpec> = nodes
-            .into_iter()
-            .map(|n| NodeSpec {
-                name: n,
-                kind: if flow_names.contains(n) {
-                    NodeKind::Flow
-                } else {
-                    NodeKind::Task
-                },
-            })
-            .collect();
-        let mut from_map: TableMap<&'static str, Vec<usize>> = TableMap::new();
-        for e in edge_specs {
-            for s in e.from {
-                from_map.entry(s).or_default().push(e.index);
-            }
-        }
-        let from_map: TableMap<&'static str, &'static [usize]> =
-            from_map.into_iter().map(|(k, v)| (k, leak(v))).collect();
-        let edges_from = Box::leak(Box::new(move |n: &str| -> &'static [usize] {
-            from_map.get(n).copied().unwrap_or(&[])
-        }));
-        flows.push(Box::leak(Box::new(FlowSpec {
-            name: leak_name(flow),
-            origin: "flows.yml:1",
-            queue: "flows",
-            nodes: leak(nodes),
-            edges: edge_specs,
-            edges_from,
-            fallbacks: &|_| &[],
-            nowait: &[],
-            eager_failures: &[],
-            node_args_from_first: false,
-            propagate: PropagateSpec::default(),
-            max_retry: 0,
-            retry_countdown: std::time::Duration::ZERO,
-            throttling: None,
-            cache: None,
-        })));
-    }
-    Box::leak(Box::new(SystemSpec {
-        files: &["nodes.yml", "flows.yml"],
-        content_hash: "sha256:test",
-        tasks: leak(tasks),
-        flows: leak(flows),
-        storages: &STORAGES,
-        trace: &[],
-        migration_dir: (!migrations.is_empty()).then_some(MigrationDir {
-            path: "migration_dir",
-            files: migrations,
-        }),
-        run_task: &table_run_task,
-    }))
-}
-
-/// A selective run function: reuse the run `earlier-<Task>` (as if found in a storage).
+/// A selective run function (`selective_run_function: {name: reuse_earlier, import: common}`):
+/// reuse the run `earlier-<Task>` (as if found in a storage).
 pub fn reuse_earlier(input: &SelectiveRunInput<'_>) -> Option<String> {
     Some(format!("earlier-{}", input.node_name))
 }
