@@ -1,11 +1,14 @@
 //! A worker process for the AMQP tests: the test system's queues (prefixed by the env
 //! `SELINON_TEST_PREFIX`), results in the directory `SELINON_TEST_STORE`, flow state and run
 //! counts in Redis (`REDIS_URL`), broker `AMQP_URL`; the system of `SELINON_TEST_SYSTEM`
-//! (`main`, `v1`, `v2`). Stops on SIGTERM.
+//! (`main`, `v1`, `v2`); delay queues rotate every `SELINON_TEST_DELAY_ROTATION_MS` when that
+//! is set. Stops on SIGTERM.
 
 use std::sync::Arc;
 
-use selinon_runtime::amqp::{RedisBackend, Worker};
+use std::time::Duration;
+
+use selinon_runtime::amqp::{DelayQueues, RedisBackend, Worker};
 use selinon_tests::testapp;
 
 #[tokio::main]
@@ -29,7 +32,14 @@ async fn main() {
     let counter = redis::aio::ConnectionManager::new(client)
         .await
         .expect("Redis");
-    let worker = Worker::builder(selinon_tests::system_from_env())
+    let mut builder = Worker::builder(selinon_tests::system_from_env());
+    if let Some(ms) = std::env::var("SELINON_TEST_DELAY_ROTATION_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        builder = builder.delay_queues(DelayQueues::with_rotation(Duration::from_millis(ms)));
+    }
+    let worker = builder
         .backend(Arc::new(backend))
         .concurrency(concurrency)
         .resource(testapp::Counter(counter))

@@ -36,8 +36,13 @@ mod client;
 pub mod wire;
 pub mod worker;
 
-pub use crate::backend::{FlowBackend, FlowRecord, MemoryBackend, RecordStatus, RedisBackend};
-pub use broker::{Broker, BrokerError, DEAD_LETTER_QUEUE, DEFAULT_AMQP_URL};
+pub use crate::backend::{
+    FlowBackend, FlowRecord, MemoryBackend, Outgoing, RecordStatus, RedisBackend,
+};
+pub use broker::{
+    Broker, BrokerError, DelayQueues, DEAD_LETTER_QUEUE, DEFAULT_AMQP_URL, DELAY_BUCKETS_MS,
+    REMAINING_DELAY_HEADER,
+};
 pub use cli::{worker_main, WORKER_USAGE};
 pub use client::{flow_status, Client, ClientError, FlowReport};
 pub use worker::{Worker, WorkerBuilder, WorkerError};

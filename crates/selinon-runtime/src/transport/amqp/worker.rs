@@ -36,7 +36,7 @@ use lapin::types::FieldTable;
 use serde_json::{json, Value as Json};
 use tokio::sync::Semaphore;
 
-use super::broker::{Broker, BrokerError, FLOW_ENDED_EXCHANGE};
+use super::broker::{Broker, BrokerError, DelayQueues, FLOW_ENDED_EXCHANGE};
 use super::wire::{Body, ParentRef};
 use crate::backend::{BackendError, FlowBackend, FlowRecord, NodeTiming, Outgoing, RecordStatus};
 use crate::engine::{
@@ -139,6 +139,7 @@ pub struct WorkerBuilder {
     config_trace: bool,
     storages: HashMap<String, Arc<dyn DataStorage>>,
     name: String,
+    delay_queues: DelayQueues,
 }
 
 impl WorkerBuilder {
@@ -155,6 +156,7 @@ impl WorkerBuilder {
             config_trace: true,
             storages: HashMap::new(),
             name: format!("selinon-worker-{}", std::process::id()),
+            delay_queues: DelayQueues::default(),
         }
     }
 
@@ -202,6 +204,12 @@ impl WorkerBuilder {
     /// Uses this adapter for the storage `name` instead of building it from the spec.
     pub fn storage(mut self, name: impl Into<String>, adapter: impl DataStorage) -> Self {
         self.storages.insert(name.into(), Arc::new(adapter));
+        self
+    }
+
+    /// Delay queue settings (the defaults suit production; tests shorten the expiry).
+    pub fn delay_queues(mut self, delays: DelayQueues) -> Self {
+        self.delay_queues = delays;
         self
     }
 
@@ -261,7 +269,7 @@ impl WorkerBuilder {
         Ok(Worker {
             shared: Arc::new(Shared {
                 system: self.system,
-                broker: Broker::new(self.amqp_url, self.name),
+                broker: Broker::new(self.amqp_url, self.name).with_delay_queues(self.delay_queues),
                 backend,
                 pool: StoragePool::new(self.system, self.storages, tracer.clone()),
                 tracer,
@@ -457,18 +465,10 @@ enum Step {
 
 impl Shared {
     async fn handle_delivery(self: &Arc<Self>, queue: &str, delivery: lapin::message::Delivery) {
-        let handled = match Body::decode(&delivery.data, self.system) {
-            Ok(body) => self.handle(body).await.map_err(|e| e.to_string()),
-            Err(reason) => {
-                tracing::error!(
-                    queue,
-                    "poison message: {reason}; moved to the dead-letter queue"
-                );
-                self.broker
-                    .dead_letter(&delivery.data, queue, &reason)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+        let handled = match self.broker.delay_rest(queue, &delivery).await {
+            Ok(true) => Ok(()),
+            Err(e) => Err(e.to_string()),
+            Ok(false) => self.handle_body(queue, &delivery).await,
         };
         if let Err(e) = handled {
             // The message stays: requeued after a pause, handled again.
@@ -486,6 +486,28 @@ impl Shared {
         if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
             // The broker redelivers it; the steps above are idempotent.
             tracing::warn!("ack failed: {e}");
+        }
+    }
+
+    /// Handles a message whose delay (if any) is over; a poison message goes to the
+    /// dead-letter queue.
+    async fn handle_body(
+        self: &Arc<Self>,
+        queue: &str,
+        delivery: &lapin::message::Delivery,
+    ) -> Result<(), String> {
+        match Body::decode(&delivery.data, self.system) {
+            Ok(body) => self.handle(body).await.map_err(|e| e.to_string()),
+            Err(reason) => {
+                tracing::error!(
+                    queue,
+                    "poison message: {reason}; moved to the dead-letter queue"
+                );
+                self.broker
+                    .dead_letter(&delivery.data, queue, &reason)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         }
     }
 
