@@ -561,3 +561,60 @@ async fn unknown_task_is_an_error_of_the_handle() {
         "{err}"
     );
 }
+
+// Upstream keeps only edges on a complete path from a starting edge to a requested task: an
+// edge out of a node that only a fallback starts is not on one (fabric8's `cveCheckFlow`,
+// `FinalizeTaskError → ResultCollector`).
+#[tokio::test]
+async fn an_edge_from_a_node_only_a_fallback_starts_is_not_on_the_path() {
+    mod config {
+        selinon_macros::flows!(
+            r#"
+                tasks:
+                  - {name: Work, import: common, classname: Scripted, storage: Memory}
+                  - {name: OnError, import: common, classname: Scripted, storage: Memory}
+                  - {name: Target, import: common, classname: Scripted, storage: Memory}
+                storages:
+                  - name: Memory
+                    import: selinon.storages.memory
+                    classname: InMemoryStorage
+                    configuration: {echo: false}
+                flows: [flow1]
+                flow-definitions:
+                  - name: flow1
+                    edges:
+                      - {from: , to: Work}
+                      - {from: Work, to: Target}
+                      - {from: OnError, to: Target}
+                    failures:
+                      - {nodes: Work, fallback: OnError}
+            "#
+        );
+    }
+    let sys = &config::SYSTEM;
+    let map = SelectiveMap::compute(sys, "flow1", &names(&["Target"]), false, &RunSubsequent::No)
+        .unwrap();
+    assert_eq!(
+        subset(&map),
+        expect(&[("flow1", &[(0, &["Work"]), (1, &["Target"])])])
+    );
+
+    let script = Script::new();
+    script.set("Work", Behaviour::Fail);
+    let rt = Runtime::builder(sys).resource_arc(script.clone()).build();
+    let out = rt
+        .run_flow_selective("flow1", &["Target"], json!({}), false, RunSubsequent::No)
+        .await
+        .unwrap();
+    assert!(
+        out.is_finished(),
+        "the fallback handled the failure: {out:?}"
+    );
+    assert_eq!(script.count("Work"), 1);
+    assert_eq!(script.count("OnError"), 1);
+    assert_eq!(
+        script.count("Target"),
+        0,
+        "no complete path leads through OnError"
+    );
+}

@@ -228,66 +228,89 @@ fn contains_task(
     })
 }
 
-/// The edges of `flow` on paths from its start to `targets`, each with the `to` nodes on a
-/// path.
+/// The edges of `flow` on complete paths from its start to `targets`, each with the `to`
+/// nodes on such a path (upstream's `_compute_paths`, normalised).
+///
+/// A path is found backwards: from a target, over an edge that starts it, to that edge's
+/// sources, and on until every node on the way is started by an edge whose sources are all on
+/// it too — a starting edge ends a path. A node no edge starts (one that only a fallback
+/// starts) ends no path, so the edges out of it are not part of the run.
 fn paths_to(
     flow: &FlowSpec,
     targets: &BTreeSet<&str>,
 ) -> Result<BTreeMap<String, Vec<String>>, SelectiveError> {
-    // Nodes from which a target can be reached (backwards over the edges), targets included.
-    let mut needed: BTreeSet<&str> = targets.clone();
-    loop {
-        let mut grew = false;
-        for e in flow.edges {
-            if e.to.iter().any(|t| needed.contains(t)) {
-                for s in e.from {
-                    grew |= needed.insert(s);
-                }
-            }
-        }
-        if !grew {
-            break;
-        }
-    }
-    // Edges that start something needed, all of whose sources are needed too.
-    let mut subset: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for e in flow.edges {
-        let to: Vec<String> =
-            e.to.iter()
-                .filter(|t| needed.contains(*t))
-                .map(|t| (*t).to_string())
-                .collect();
-        if !to.is_empty() && e.from.iter().all(|s| needed.contains(s)) {
-            subset.insert(e.index.to_string(), to);
-        }
-    }
-    // Every target must be reachable from the start over these edges.
-    let mut reached: BTreeSet<&str> = BTreeSet::new();
-    loop {
-        let mut grew = false;
-        for e in flow.edges {
-            let Some(to) = subset.get(&e.index.to_string()) else {
-                continue;
-            };
-            if e.from.iter().all(|s| reached.contains(s)) {
-                for t in to {
-                    if let Some(name) = e.to.iter().find(|n| **n == t.as_str()) {
-                        grew |= reached.insert(name);
-                    }
-                }
-            }
-        }
-        if !grew {
-            break;
-        }
-    }
-    for t in targets {
-        if !reached.contains(t) {
+    let mut subset: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    for target in targets {
+        let paths = complete_paths(flow, target);
+        // Upstream also counts paths that close a cycle without a starting edge (they add
+        // the cycle's edges); a target with only such paths cannot be reached at all.
+        let from_start = paths.iter().any(|path| {
+            path.keys().any(|i| {
+                flow.edges
+                    .iter()
+                    .any(|e| e.index == *i && e.from.is_empty())
+            })
+        });
+        if !from_start {
             return Err(SelectiveError::NoPath {
-                task: (*t).to_string(),
+                task: (*target).to_string(),
                 flow: flow.name.to_string(),
             });
         }
+        for path in paths {
+            for (edge, to) in path {
+                subset.entry(edge.to_string()).or_default().extend(to);
+            }
+        }
     }
-    Ok(subset)
+    Ok(subset
+        .into_iter()
+        .map(|(edge, to)| (edge, to.into_iter().map(str::to_string).collect()))
+        .collect())
+}
+
+/// Every complete path to `target`: per path, the edges (by index) it takes and the nodes
+/// each starts on it.
+fn complete_paths<'a>(flow: &'a FlowSpec, target: &'a str) -> Vec<BTreeMap<usize, Vec<&'a str>>> {
+    struct Partial<'a> {
+        to_expand: BTreeSet<&'a str>,
+        visited: BTreeSet<&'a str>,
+        expanded: BTreeMap<usize, Vec<&'a str>>,
+    }
+    let mut complete = Vec::new();
+    let mut stack = vec![Partial {
+        to_expand: BTreeSet::from([target]),
+        visited: BTreeSet::new(),
+        expanded: BTreeMap::new(),
+    }];
+    while let Some(partial) = stack.pop() {
+        for name in &partial.to_expand {
+            for edge in flow.edges {
+                if !edge.to.contains(name)
+                    || partial
+                        .expanded
+                        .get(&edge.index)
+                        .is_some_and(|done| done.contains(name))
+                {
+                    continue;
+                }
+                let mut expanded = partial.expanded.clone();
+                expanded.entry(edge.index).or_default().push(name);
+                let mut visited = partial.visited.clone();
+                visited.insert(name);
+                let mut to_expand = partial.to_expand.clone();
+                to_expand.extend(edge.from.iter().copied().filter(|s| s != name));
+                if visited == to_expand {
+                    complete.push(expanded);
+                } else {
+                    stack.push(Partial {
+                        to_expand,
+                        visited,
+                        expanded,
+                    });
+                }
+            }
+        }
+    }
+    complete
 }
