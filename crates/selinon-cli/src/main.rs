@@ -95,8 +95,9 @@ struct SimulateArgs {
     #[arg(long, value_name = "JSON", default_value = "null")]
     args: String,
     /// What the mocked tasks return (YAML): `Task: {result: …}`, `{results: […]}`,
-    /// `{fail: true}`, `{fail_times: N}`; `foreach: {function: [items]}`; tasks not named
-    /// return `{}`.
+    /// `{fail: true}`, `{fail_times: N}`, `{sleep: SECONDS}`; `foreach: {function: [items]}`; tasks not named
+    /// return `{}`. The summary (the last line) counts everything the run started, `nowait`
+    /// work included.
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
     /// A selective run: only what leads to these tasks runs (comma-separated names).
@@ -593,6 +594,7 @@ fn simulate(args: SimulateArgs, color: bool) -> ExitCode {
         )
     };
     drop(guard);
+    let deadline = tokio::time::Instant::now() + timeout;
     let outcome = match rt.block_on(handle) {
         Ok(outcome) => outcome,
         Err(err) => {
@@ -600,6 +602,23 @@ fn simulate(args: SimulateArgs, color: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Work under `nowait` nodes goes on after the flow's end: the summary counts it too, so
+    // it waits for everything the run started (within the same time limit).
+    let idle = rt.block_on(async {
+        let idle = tokio::time::timeout_at(deadline, runtime.wait_idle()).await;
+        if idle.is_err() {
+            runtime.shutdown().await;
+        }
+        idle
+    });
+    if idle.is_err() {
+        eprintln!(
+            "error: flow `{}` ended, but work its `nowait` nodes started did not end within \
+             {:?} (--timeout)",
+            args.flow, timeout
+        );
+        return ExitCode::from(1);
+    }
     let mut runs = std::collections::BTreeMap::<String, u64>::new();
     for d in recorder.of(TraceEvent::TaskStart) {
         if let Some(task) = d["task_name"].as_str() {

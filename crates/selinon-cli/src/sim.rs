@@ -37,6 +37,8 @@ pub struct TaskBehaviour {
     pub fail: bool,
     /// The first N runs of each instance fail, then it returns its result.
     pub fail_times: u32,
+    /// Each run takes this long (of the simulation's own clock) before its outcome.
+    pub sleep: Option<Duration>,
 }
 
 /// Mocked behaviour for a simulation: per task, per `foreach` function, per custom predicate.
@@ -163,10 +165,17 @@ fn behaviour(name: &str, node: &Node, diags: &mut Diagnostics) -> Option<TaskBeh
                 Value::Int(n) if n >= 0 => b.fail_times = u32::try_from(n).unwrap_or(u32::MAX),
                 _ => diags.error(v.span, "`fail_times` must be a non-negative integer", ""),
             },
+            "sleep" => match &v.value {
+                Value::Int(n) if *n >= 0 => b.sleep = Some(Duration::from_secs(*n as u64)),
+                Value::Float(f) if *f >= 0.0 && f.is_finite() => {
+                    b.sleep = Some(Duration::from_secs_f64(*f))
+                }
+                _ => diags.error(v.span, "`sleep` must be a number of seconds, e.g. 0.5", ""),
+            },
             other => {
                 let hint = selinon_codegen::diagnostics::did_you_mean(
                     other,
-                    ["result", "results", "fail", "fail_times"],
+                    ["result", "results", "fail", "fail_times", "sleep"],
                 );
                 diags.error(
                     v.span,
@@ -288,7 +297,13 @@ pub fn system_spec(
                 .clone()
                 .unwrap_or_else(|| Json::Object(Default::default())))
         };
-        Some(Box::pin(async move { outcome }))
+        let sleep = behaviour.sleep;
+        Some(Box::pin(async move {
+            if let Some(sleep) = sleep {
+                tokio::time::sleep(sleep).await;
+            }
+            outcome
+        }))
     };
     leak(SystemSpec {
         files: leak_strs(&system.files),

@@ -246,3 +246,60 @@ flow-definitions:
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("did not end within 500ms"), "{stderr}");
 }
+
+/// Work under `nowait` nodes is counted, and the summary is the last line: upstream counts
+/// A, N, X, Y once each and the sub-flow once.
+#[test]
+fn the_summary_waits_for_nowait_work() {
+    let system = "\
+tasks:
+  - {name: A, import: app.tasks}
+  - {name: N, import: app.tasks}
+  - {name: X, import: app.tasks}
+  - {name: Y, import: app.tasks}
+flows: [main, sub]
+flow-definitions:
+  - name: main
+    nowait: [N, sub]
+    edges:
+      - {from: , to: A}
+      - {from: A, to: [N, sub]}
+  - name: sub
+    edges:
+      - {from: , to: X}
+      - {from: X, to: Y}
+";
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("simulate-nowait");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("system.yml"), system).unwrap();
+    // Slow nowait work: it ends well after the flow itself.
+    std::fs::write(
+        dir.join("scenario.yml"),
+        "N: {sleep: 0.3}\nX: {sleep: 0.2}\nY: {sleep: 0.2}\n",
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let out = Command::new(env!("CARGO_BIN_EXE_selinon"))
+            .args(["simulate", "-n", "system.yml", "-f", "system.yml"])
+            .args(["--flow", "main", "--scenario", "scenario.yml"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        let last: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap()).expect("a JSON summary");
+        assert_eq!(last["status"], "finished", "{stdout}");
+        assert_eq!(
+            last["runs"],
+            serde_json::json!({"A": 1, "N": 1, "X": 1, "Y": 1}),
+            "{stdout}"
+        );
+        assert_eq!(last["flows"], serde_json::json!({"sub": 1}), "{stdout}");
+        let y_ended = stdout
+            .lines()
+            .position(|l| l.contains("TASK_END") && l.contains("\"Y\""))
+            .expect("Y's end is traced");
+        assert!(y_ended < stdout.lines().count() - 1);
+    }
+}
