@@ -412,6 +412,7 @@ impl<'v, 'a, 'd> FlowCheck<'v, 'a, 'd> {
         self.propagation();
         self.sampling();
         self.reachability();
+        self.multiplying_joins();
     }
 
     /// Checks that a node name exists; `false` when it does not.
@@ -1110,6 +1111,67 @@ impl<'v, 'a, 'd> FlowCheck<'v, 'a, 'd> {
                     "make sure a chain of edges from a starting edge leads to every source",
                 );
             }
+        }
+    }
+
+    /// A join on a cycle that leads back to two or more of its sources multiplies: each round
+    /// adds instances of every source, and the join fires once per new combination of them
+    /// (upstream's diamond pattern with its loop closed), so the flow grows without bound
+    /// unless a condition ends the loop.
+    fn multiplying_joins(&mut self) {
+        let flow = self.flow;
+        for edge in flow.edges.iter().filter(|e| e.from.len() >= 2) {
+            // Nodes reachable forward from the join's targets.
+            let mut reached: BTreeSet<&str> = edge.to.iter().map(|n| n.as_str()).collect();
+            loop {
+                let mut grew = false;
+                for e in &flow.edges {
+                    if e.from.iter().any(|n| reached.contains(n.as_str())) {
+                        for t in &e.to {
+                            grew |= reached.insert(t.as_str());
+                        }
+                    }
+                }
+                if !grew {
+                    break;
+                }
+            }
+            let mut again: Vec<&str> = edge
+                .from
+                .iter()
+                .map(|n| n.as_str())
+                .filter(|n| reached.contains(n))
+                .collect();
+            again.dedup();
+            if again.len() < 2 {
+                continue;
+            }
+            let unconditional = flow
+                .edges
+                .iter()
+                .all(|e| e.condition.is_none() || e.from.is_empty());
+            self.v.warning(
+                edge.span,
+                format!(
+                    "edge #{} of {} joins {} and leads back to them: each round the join fires \
+                     once per new combination of their instances, so the flow can grow without \
+                     bound{}",
+                    edge.index,
+                    self.what,
+                    again
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                    if unconditional {
+                        " (no condition on its edges ends the loop)"
+                    } else {
+                        ""
+                    }
+                ),
+                "end the loop with a condition, or start the loop's next round from a sub-flow \
+                 so that each round joins only its own nodes",
+            );
         }
     }
 }

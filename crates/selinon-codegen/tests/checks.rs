@@ -1291,3 +1291,57 @@ flow-definitions:
     assert_eq!(system.flows[1].name, "two");
     assert_eq!(system.flows[1].edges[0].to, ["A"]);
 }
+
+/// Upstream's documented diamond with its loop closed: the join's instances multiply.
+const DIAMOND: &str = "\
+tasks:
+  - {name: Task1, import: app.tasks}
+  - {name: Task2, import: app.tasks}
+  - {name: Task3, import: app.tasks}
+  - {name: Task4, import: app.tasks}
+flows: [diamond]
+flow-definitions:
+  - name: diamond
+    edges:
+      - from:
+        to: Task1
+      - from: Task1
+        to: [Task2, Task3]
+      - from: [Task2, Task3]
+        to: Task4
+      - from: Task4
+        to: Task1
+";
+
+#[test]
+fn a_join_on_a_cycle_back_to_its_sources_warns_that_it_multiplies() {
+    let checked = check(DIAMOND);
+    assert_reports(
+        &checked,
+        Severity::Warning,
+        14,
+        "edge #2 of flow `diamond` joins `Task2` and `Task3` and leads back to them",
+    );
+    assert!(help_of(&checked, "leads back to them").contains("condition"));
+    assert!(!checked.diagnostics.has_errors());
+
+    // Without the loop, or with a loop back to one source only, nothing multiplies.
+    assert_clean(&check(
+        &DIAMOND.replace("      - from: Task4\n        to: Task1\n", ""),
+    ));
+    let one_source = DIAMOND
+        .replace("        to: [Task2, Task3]\n", "        to: Task2\n")
+        .replace(
+            "      - from:\n        to: Task1\n",
+            "      - from:\n        to: [Task1, Task3]\n",
+        );
+    let checked = check(&one_source);
+    assert!(
+        !checked
+            .diagnostics
+            .iter()
+            .any(|d| d.message.contains("leads back")),
+        "{}",
+        checked.diagnostics.render(&checked.sources, false)
+    );
+}
