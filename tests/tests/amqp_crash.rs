@@ -296,3 +296,27 @@ async fn running_flows_migrate_to_new_workers() {
     assert_eq!(runs["D"], ids.len() as i64, "{runs:?}");
     cluster.stop().await;
 }
+
+/// A flow whose nodes multiply (a join on a cycle) fails at the node limit with the edge
+/// named, and the worker goes on with other flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multiplying_flow_fails_at_the_node_limit_and_the_worker_goes_on() {
+    if !services_or_skip("a_multiplying_flow_fails_at_the_node_limit_and_the_worker_goes_on") {
+        return;
+    }
+    std::env::set_var("SELINON_TEST_MAX_NODES", "300");
+    let mut cluster = Cluster::start("limit", 1).await;
+    let started = Instant::now();
+    let ns = format!("{}-diamond", cluster.prefix);
+    let out = cluster.run("diamond", json!({"ns": ns})).await;
+    assert_eq!(out.status, selinon_runtime::FlowStatus::Failed, "{out:?}");
+    let runs: i64 = cluster.runs_by_task(&ns).await.values().sum();
+    assert!((50..=300).contains(&runs), "it ran until the limit: {runs}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+
+    cluster.assert_alive();
+    let ns = format!("{}-chain", cluster.prefix);
+    let out = cluster.run("chain", json!({"ns": ns})).await;
+    assert!(out.is_finished(), "the worker goes on: {out:?}");
+    cluster.stop().await;
+}

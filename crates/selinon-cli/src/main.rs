@@ -112,6 +112,10 @@ struct SimulateArgs {
     /// Stop a flow that has not ended after this many seconds (an endless cycle).
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     timeout: f64,
+    /// Fail a flow instance that would start more than this many nodes (a join on a cycle
+    /// multiplies its instances each round).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_nodes: usize,
 }
 
 #[derive(Args)]
@@ -566,6 +570,7 @@ fn simulate(args: SimulateArgs, color: bool) -> ExitCode {
         .trace_sink(JsonLinesSink::new(std::io::stdout()))
         .trace_sink(recorder.clone())
         .flow_timeout(timeout)
+        .max_nodes_per_flow(args.max_nodes)
         .build();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -632,6 +637,11 @@ fn simulate(args: SimulateArgs, color: bool) -> ExitCode {
         }
         if let Some(flow) = d["flow_name"].as_str() {
             *flows.entry(flow.to_string()).or_default() += 1;
+        }
+    }
+    for failure in recorder.of(TraceEvent::DispatcherFailure) {
+        if let Some(what) = failure["what"].as_str() {
+            eprintln!("error: {what}");
         }
     }
     let status = if outcome.is_finished() {

@@ -303,3 +303,96 @@ flow-definitions:
         assert!(y_ended < stdout.lines().count() - 1);
     }
 }
+
+/// Upstream's documented diamond with its loop closed multiplies its nodes each round: the
+/// simulation stops it at the node limit with an error naming the edge, quickly and in
+/// little memory.
+#[test]
+fn a_join_that_multiplies_fails_at_the_node_limit() {
+    let system = "\
+tasks:
+  - {name: Task1, import: app.tasks}
+  - {name: Task2, import: app.tasks}
+  - {name: Task3, import: app.tasks}
+  - {name: Task4, import: app.tasks}
+flows: [diamond]
+flow-definitions:
+  - name: diamond
+    edges:
+      - from:
+        to: Task1
+      - from: Task1
+        to: [Task2, Task3]
+      - from: [Task2, Task3]
+        to: Task4
+      - from: Task4
+        to: Task1
+";
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("simulate-diamond");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("system.yml"), system).unwrap();
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_selinon"))
+        .args(["simulate", "-n", "system.yml", "-f", "system.yml"])
+        .args(["--flow", "diamond", "--timeout", "3"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            if let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak_kb = peak_kb.max(kb);
+            }
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "still running after a minute"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("flow `diamond` would start more than 10000 nodes")
+            || stderr.contains("did not end within 3s"),
+        "{stderr}"
+    );
+    assert!(peak_kb < 1024 * 1024, "peak RSS {peak_kb} kB");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+
+    // A low limit fails it at once, naming the edge that would go past it.
+    let out = Command::new(env!("CARGO_BIN_EXE_selinon"))
+        .args(["simulate", "-n", "system.yml", "-f", "system.yml"])
+        .args(["--flow", "diamond", "--max-nodes", "50"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("flow `diamond` would start more than 50 nodes: it has started")
+            && [
+                "#1 ([Task1] → [Task2, Task3], system.yml:12)",
+                "#2 ([Task2, Task3] → [Task4], system.yml:14)",
+                "#3 ([Task4] → [Task1], system.yml:16)"
+            ]
+            .iter()
+            .any(|edge| stderr.contains(&format!("edge {edge} would fire"))),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "failed");
+}

@@ -203,3 +203,58 @@ async fn wait_idle_waits_for_nowait_nodes() {
         .await
         .unwrap();
 }
+
+mod diamond {
+    selinon_macros::flows!(
+        r#"
+        tasks:
+          - {name: Task1, import: common, classname: Scripted, storage: Memory}
+          - {name: Task2, import: common, classname: Scripted, storage: Memory}
+          - {name: Task3, import: common, classname: Scripted, storage: Memory}
+          - {name: Task4, import: common, classname: Scripted, storage: Memory}
+        storages:
+          - name: Memory
+            import: selinon.storages.memory
+            classname: InMemoryStorage
+            configuration: {echo: false}
+        flows: [diamond]
+        flow-definitions:
+          # Upstream's diamond with its loop closed: every round multiplies the join's
+          # instances.
+          - name: diamond
+            edges:
+              - {from: , to: Task1}
+              - {from: Task1, to: [Task2, Task3]}
+              - {from: [Task2, Task3], to: Task4}
+              - {from: Task4, to: Task1}
+        "#
+    );
+}
+
+#[tokio::test]
+async fn a_flow_whose_nodes_multiply_fails_at_the_node_limit_naming_the_edge() {
+    let script = Script::new();
+    let recorder = TraceRecorder::new();
+    let rt = Runtime::builder(&diamond::SYSTEM)
+        .resource_arc(script.clone())
+        .trace_sink(recorder.clone())
+        .max_nodes_per_flow(500)
+        .build();
+    let started = Instant::now();
+    let out = rt.run_flow("diamond", json!({})).await.unwrap();
+    assert!(!out.is_finished(), "{out:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let failures = recorder.of(TraceEvent::DispatcherFailure);
+    let what = failures
+        .iter()
+        .filter_map(|f| f["what"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        what.contains("flow `diamond` would start more than 500 nodes") && what.contains("edge #"),
+        "{what}"
+    );
+    let runs = script.runs().len();
+    assert!((100..=500).contains(&runs), "ran up to the limit: {runs}");
+    rt.wait_idle().await;
+}

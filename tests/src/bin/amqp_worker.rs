@@ -1,8 +1,8 @@
 //! A worker process for the AMQP tests: the test system's queues (prefixed by the env
 //! `SELINON_TEST_PREFIX`), results in the directory `SELINON_TEST_STORE`, flow state and run
 //! counts in Redis (`REDIS_URL`), broker `AMQP_URL`; the system of `SELINON_TEST_SYSTEM`
-//! (`main`, `v1`, `v2`); delay queues rotate every `SELINON_TEST_DELAY_ROTATION_MS` when that
-//! is set. Stops on SIGTERM.
+//! (`main`, `v1`, `v2`); delay queues rotate every `SELINON_TEST_DELAY_ROTATION_MS` and a flow
+//! starts at most `SELINON_TEST_MAX_NODES` nodes when those are set. Stops on SIGTERM.
 
 use std::sync::Arc;
 
@@ -38,6 +38,12 @@ async fn main() {
         .and_then(|ms| ms.parse().ok())
     {
         builder = builder.delay_queues(DelayQueues::with_rotation(Duration::from_millis(ms)));
+    }
+    if let Some(n) = std::env::var("SELINON_TEST_MAX_NODES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        builder = builder.max_nodes_per_flow(n);
     }
     let worker = builder
         .backend(Arc::new(backend))

@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use serde_json::Value as Json;
 
 pub use pass::dispatch;
+
 pub(crate) use pass::panic_message;
 pub use selective::{RunSubsequent, SelectiveError, SelectiveMap};
 pub use state::{
@@ -60,7 +61,17 @@ pub trait EngineEnv: Send + Sync {
 
     /// Where trace events go.
     fn tracer(&self) -> &Tracer;
+
+    /// The most nodes one flow instance may start ([`DEFAULT_MAX_NODES`]): a pass that would
+    /// go beyond fails the flow with an error naming the edge, instead of exhausting memory.
+    fn max_nodes(&self) -> usize {
+        DEFAULT_MAX_NODES
+    }
 }
+
+/// The default of [`EngineEnv::max_nodes`]: far beyond any real flow, well below what a join
+/// on a cycle reaches when its instances multiply.
+pub const DEFAULT_MAX_NODES: usize = 100_000;
 
 /// Shortest wait before repeating a pass that could not read a storage, so that a flow whose
 /// `retry_countdown` is 0 does not spin.

@@ -8,8 +8,8 @@ use serde_json::{json, Map, Value as Json};
 
 use super::migration::{self, Migrated, TaintedFlowStrategy};
 use super::state::{
-    Action, DispatcherMessage, FlowResult, FlowState, NodeEvent, NodeRef, NodeStatus, PassOutcome,
-    PassOutput, TaskMessage,
+    Action, DispatcherMessage, FlowResult, FlowState, NodeEvent, NodeIds, NodeRef, NodeStatus,
+    PassOutcome, PassOutput, TaskMessage,
 };
 use super::{EngineEnv, RunSubsequent, SelectiveMap, MIN_PASS_RETRY};
 use crate::spec::{Db, EdgeSpec, FlowSpec, NodeKind, SelectiveRunInput, SystemSpec, TaskSpec};
@@ -66,6 +66,7 @@ pub async fn dispatch(
         state,
         actions: Vec::new(),
         reused: Vec::new(),
+        nowait_started: 0,
     };
     let run = AssertUnwindSafe(pass.update(events)).catch_unwind().await;
     let result = match run {
@@ -334,6 +335,8 @@ struct Pass<'a> {
     actions: Vec<Action>,
     /// Nodes a selective run reuses from an earlier run: finished as soon as started.
     reused: Vec<NodeRef>,
+    /// `nowait` nodes this pass started (they are not in the state).
+    nowait_started: usize,
 }
 
 /// What a selective run lets an edge do.
@@ -692,7 +695,14 @@ impl Pass<'_> {
                         }
                     })
                     .collect();
-                for combo in cartesian(&lists) {
+                let combinations = lists.iter().fold(1usize, |n, l| n.saturating_mul(l.len()));
+                self.check_size(edge, combinations)?;
+                for (k, combo) in cartesian(&lists).into_iter().enumerate() {
+                    if k % 256 == 255 {
+                        // A long pass lets the runtime's timers (flow timeouts) fire.
+                        tokio::task::yield_now().await;
+                    }
+                    self.check_size(edge, 0)?;
                     let mut parent = Map::new();
                     for (&name, id) in edge.from.iter().zip(&combo) {
                         if self.is_flow(name) {
@@ -730,6 +740,38 @@ impl Pass<'_> {
                 .push(node.id.clone());
         }
         Ok(())
+    }
+
+    /// Nodes this flow instance has started (finished, failed and active ones).
+    fn size(&self) -> usize {
+        let count = |ids: &NodeIds| ids.values().map(Vec::len).sum::<usize>();
+        self.state.active_nodes.len()
+            + count(&self.state.finished_nodes)
+            + count(&self.state.failed_nodes)
+            + self.nowait_started
+    }
+
+    /// Fails the flow when `edge` firing `more` times would take it past the node limit.
+    fn check_size(&self, edge: &EdgeSpec, more: usize) -> Result<(), PassError> {
+        let limit = self.env.max_nodes();
+        let size = self.size();
+        if size.saturating_add(more) <= limit {
+            return Ok(());
+        }
+        let names = |n: &[&str]| n.join(", ");
+        Err(PassError::Dispatcher(format!(
+            "flow `{}` would start more than {limit} nodes: it has started {size}, and edge #{} \
+             ([{}] → [{}], {}) would fire {} more time{} (a join on a cycle multiplies its \
+             instances each round; end the loop with a condition, or raise the limit with \
+             `max_nodes_per_flow` if the flow really is this big)",
+            self.flow.name,
+            edge.index,
+            names(edge.from),
+            names(edge.to),
+            edge.origin,
+            more.max(1),
+            if more == 1 { "" } else { "s" },
+        )))
     }
 
     /// Adds what the sub-flow instance finished, recursively, to a parent map (§3.9).
@@ -871,6 +913,9 @@ impl Pass<'_> {
     ) -> Result<NodeRef, PassError> {
         let id = self.env.new_id();
         let nowait = self.flow.is_nowait(name);
+        if nowait {
+            self.nowait_started += 1;
+        }
         let condition_str = edge.map(|e| e.condition_str);
         let foreach_str = edge.and_then(|e| e.foreach.as_ref()).map(|f| f.name);
         if self.is_flow(name) {

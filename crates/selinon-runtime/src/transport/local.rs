@@ -168,6 +168,7 @@ pub struct RuntimeBuilder {
     storages: HashMap<String, Arc<dyn DataStorage>>,
     max_concurrent_tasks: Option<usize>,
     flow_timeout: Option<Duration>,
+    max_nodes: usize,
 }
 
 impl RuntimeBuilder {
@@ -221,6 +222,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The most nodes one flow instance may start (default
+    /// [`crate::engine::DEFAULT_MAX_NODES`]); beyond it the flow fails with an error naming the
+    /// edge (a join on a cycle multiplies its instances each round).
+    pub fn max_nodes_per_flow(mut self, n: usize) -> Self {
+        self.max_nodes = n.max(1);
+        self
+    }
+
     pub fn build(self) -> Runtime {
         let mut sinks = if self.config_trace {
             Tracer::sinks_from_spec(self.system)
@@ -241,6 +250,7 @@ impl RuntimeBuilder {
                     .max_concurrent_tasks
                     .map(|n| Arc::new(Semaphore::new(n))),
                 flow_timeout: self.flow_timeout,
+                max_nodes: self.max_nodes,
                 stopped: AtomicBool::new(false),
                 roots: Mutex::default(),
                 live: AtomicUsize::new(0),
@@ -279,6 +289,7 @@ impl Runtime {
             storages: HashMap::new(),
             max_concurrent_tasks: None,
             flow_timeout: None,
+            max_nodes: crate::engine::DEFAULT_MAX_NODES,
         }
     }
 
@@ -405,6 +416,7 @@ struct Inner {
     backend: Mutex<HashMap<String, (String, FlowResult)>>,
     permits: Option<Arc<Semaphore>>,
     flow_timeout: Option<Duration>,
+    max_nodes: usize,
     /// Set by [`Runtime::shutdown`]: root flows started afterwards stop at once.
     stopped: AtomicBool,
     /// The stop signal of every root flow whose flows or tasks may still run.
@@ -551,6 +563,10 @@ impl EngineEnv for Inner {
 
     fn tracer(&self) -> &Tracer {
         &self.tracer
+    }
+
+    fn max_nodes(&self) -> usize {
+        self.max_nodes
     }
 }
 

@@ -140,6 +140,7 @@ pub struct WorkerBuilder {
     storages: HashMap<String, Arc<dyn DataStorage>>,
     name: String,
     delay_queues: DelayQueues,
+    max_nodes: usize,
 }
 
 impl WorkerBuilder {
@@ -157,6 +158,7 @@ impl WorkerBuilder {
             storages: HashMap::new(),
             name: format!("selinon-worker-{}", std::process::id()),
             delay_queues: DelayQueues::default(),
+            max_nodes: crate::engine::DEFAULT_MAX_NODES,
         }
     }
 
@@ -210,6 +212,14 @@ impl WorkerBuilder {
     /// Delay queue settings (the defaults suit production; tests shorten the expiry).
     pub fn delay_queues(mut self, delays: DelayQueues) -> Self {
         self.delay_queues = delays;
+        self
+    }
+
+    /// The most nodes one flow instance may start (default
+    /// [`crate::engine::DEFAULT_MAX_NODES`]); beyond it the flow fails with an error naming the
+    /// edge, and the message that caused it goes to the dead-letter queue with that reason.
+    pub fn max_nodes_per_flow(mut self, n: usize) -> Self {
+        self.max_nodes = n.max(1);
         self
     }
 
@@ -276,6 +286,7 @@ impl WorkerBuilder {
                 throttler: Throttler::new(),
                 resources: self.resources,
                 queues,
+                max_nodes: self.max_nodes,
             }),
             consume,
             concurrency: self.concurrency,
@@ -309,6 +320,7 @@ pub(crate) struct Shared {
     pub throttler: Throttler,
     pub resources: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     pub queues: Queues,
+    pub max_nodes: usize,
 }
 
 impl Worker {
@@ -920,6 +932,10 @@ impl EngineEnv for Shared {
 
     fn tracer(&self) -> &Tracer {
         &self.tracer
+    }
+
+    fn max_nodes(&self) -> usize {
+        self.max_nodes
     }
 }
 
