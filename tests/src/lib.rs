@@ -16,6 +16,15 @@ pub mod flows_v2 {
     selinon_macros::include_flows!("amqp_migration/v2/nodes.yml", "amqp_migration/v2/flows.yml");
 }
 
+/// Version 2 with the FAIL strategy (`amqp_migration/v2_fail`): a running version-1 flow whose
+/// edge B → C fired fails (`tests/migration.rs`, in-process).
+pub mod flows_v2_fail {
+    selinon_macros::include_flows!(
+        "amqp_migration/v2_fail/nodes.yml",
+        "amqp_migration/v2/flows.yml"
+    );
+}
+
 /// The system a worker process runs: env `SELINON_TEST_SYSTEM` = `main` (default), `v1` or
 /// `v2`.
 pub fn system_from_env() -> &'static selinon_runtime::SystemSpec {

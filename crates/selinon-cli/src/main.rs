@@ -444,28 +444,17 @@ fn migrate(args: MigrateArgs, color: bool) -> ExitCode {
     };
     let dir = match (&args.output_dir, &new_system.migration_dir) {
         (Some(dir), _) => dir.clone(),
-        (None, Some(dir)) => {
-            use selinon_codegen::config::model::TemplatePart;
-            let mut path = String::new();
-            for part in &dir.parts {
-                match part {
-                    TemplatePart::Text(t) => path.push_str(t),
-                    TemplatePart::Env(var) => match std::env::var(var) {
-                        Ok(v) => path.push_str(&v),
-                        Err(_) => {
-                            eprintln!(
-                                "error: `global.migration_dir` ({}) uses `{{{var}}}`, which is not \
-                                 set; set it or pass -o DIR",
-                                dir.raw
-                            );
-                            return ExitCode::from(2);
-                        }
-                    },
-                }
+        (None, Some(dir)) => match migrate::resolve_dir(&args.new_nodes, dir) {
+            Ok(dir) => dir,
+            Err(var) => {
+                eprintln!(
+                    "error: `global.migration_dir` ({}) uses `{{{var}}}`, which is not set; set \
+                     it or pass -o DIR",
+                    dir.raw
+                );
+                return ExitCode::from(2);
             }
-            let base = args.new_nodes.parent().unwrap_or(std::path::Path::new("."));
-            base.join(path)
-        }
+        },
         (None, None) => {
             eprintln!(
                 "error: no migration directory: pass -o DIR, or set `global.migration_dir` in {}",

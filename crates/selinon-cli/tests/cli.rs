@@ -428,3 +428,32 @@ fn generate_check_fails_with_a_diff_when_the_committed_file_is_stale() {
         stderr(&stale)
     );
 }
+
+/// `global.migration_dir` is resolved beside the nodes file and its chain is embedded.
+#[test]
+fn generate_embeds_the_migration_chain() {
+    let migration = r#"{"migration": {"f": {"translation": {"1": null}, "tainted_edges": {}, "tainting_nodes": {}}}, "tainted_flow_strategy": "FAIL"}"#;
+    let dir = scratch(
+        "migrations",
+        &[
+            ("config/system.yml", "tasks:\n  - {name: A, import: app.tasks}\nflows: [f]\nglobal:\n  migration_dir: migrations\nflow-definitions:\n  - name: f\n    edges:\n      - {from: , to: A}\n"),
+            ("config/migrations/1.json", migration),
+        ],
+    );
+    let out = selinon(
+        &dir,
+        &[
+            "generate",
+            "--nodes",
+            "config/system.yml",
+            "--flows",
+            "config/system.yml",
+        ],
+    );
+    assert_exit(&out, 0);
+    let code = stdout(&out);
+    assert!(
+        code.contains(&format!("{migration:?}")),
+        "1.json is not embedded:\n{code}"
+    );
+}

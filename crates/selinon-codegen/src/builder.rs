@@ -61,8 +61,10 @@ pub enum GenerateError {
 #[derive(Debug)]
 pub struct Generated {
     pub system: System,
-    /// Every YAML file read (to watch for changes).
+    /// Every file read: the YAML files and the migration chain (to watch for changes).
     pub files: Vec<PathBuf>,
+    /// The directory of the migration chain, when there is one (watched for new files).
+    pub migration_dir: Option<PathBuf>,
     /// Warnings (there are no errors when generation succeeds).
     pub diagnostics: Diagnostics,
     pub sources: SourceMap,
@@ -175,15 +177,18 @@ impl Builder {
             });
         };
         // Lower again so the IR carries the display paths chosen above; the migration chain
-        // was read with the first lowering.
+        // was read by `check_files`.
         let mut system = crate::ir::lower(config, &checked.sources);
-        if let Some(first) = &checked.system {
-            system.migrations = first.migrations.clone();
-        }
+        system.migrations = checked
+            .system
+            .take()
+            .map(|s| s.migrations)
+            .unwrap_or_default();
         let content_hash = content_hash(&checked.sources);
         Ok(Generated {
             system,
             files,
+            migration_dir: checked.migration_dir,
             diagnostics: checked.diagnostics,
             sources: checked.sources,
             content_hash,
@@ -202,7 +207,8 @@ impl Builder {
     }
 
     /// For build scripts: writes `OUT_DIR/selinon_flows.rs` (only when it changed), prints
-    /// `cargo:rerun-if-changed` for every YAML file read and each warning as a cargo warning.
+    /// `cargo:rerun-if-changed` for every file read (YAML, migrations) and the migration
+    /// directory (a new migration file), and each warning as a cargo warning.
     pub fn generate(&self) -> Result<PathBuf, GenerateError> {
         let out_dir = std::env::var_os("OUT_DIR").ok_or(GenerateError::NoOutDir("OUT_DIR"))?;
         for p in &self.flows {
@@ -230,6 +236,9 @@ impl Builder {
         };
         for f in &generated.files {
             println!("cargo:rerun-if-changed={}", f.display());
+        }
+        if let Some(dir) = &generated.migration_dir {
+            println!("cargo:rerun-if-changed={}", dir.display());
         }
         for d in &generated.diagnostics {
             let place = d
@@ -262,7 +271,7 @@ pub fn write_if_changed(path: &Path, content: &str) -> Result<(), GenerateError>
     std::fs::rename(&tmp, path).map_err(err)
 }
 
-/// SHA-256 over the files' display paths and contents, in path order (so the order the files
+/// SHA-256 over the files' (YAML, migrations) display paths and contents, in path order (so the order the files
 /// were given in does not matter).
 fn content_hash(sources: &SourceMap) -> String {
     let mut files: Vec<(&str, &str)> = sources

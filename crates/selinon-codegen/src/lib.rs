@@ -39,40 +39,65 @@ pub struct Checked {
     /// The IR, present when there are no errors.
     pub system: Option<ir::System>,
     pub diagnostics: Diagnostics,
+    /// The directory of the migration chain, when it was read (watched for new files).
+    pub migration_dir: Option<PathBuf>,
 }
 
 /// Loads, checks and lowers a configuration from files (a directory in `flows` stands for every
-/// YAML file below it).
+/// YAML file below it). The migration chain of `global.migration_dir` is read too: its files
+/// join [`Checked::sources`] (so that the content hash covers them and builds watch them) and
+/// the IR's [`ir::System::migrations`].
 pub fn check_files(nodes: impl Into<PathBuf>, flows: &[PathBuf]) -> Checked {
     let nodes = nodes.into();
     let mut sources = SourceMap::default();
     let mut diagnostics = Diagnostics::default();
     let config = config::load_files(&nodes, flows, &mut sources, &mut diagnostics);
     let mut checked = finish(sources, config, diagnostics);
-    if let Some(system) = &mut checked.system {
-        system.migrations = read_migrations(&nodes, system);
-    }
+    read_migrations(&nodes, &mut checked);
     checked
 }
 
-/// The migration chain of `global.migration_dir` (relative to the nodes file), when it can
-/// be found now; else none (a worker then reads the directory when it starts).
-fn read_migrations(nodes: &std::path::Path, system: &ir::System) -> Vec<(u32, String)> {
-    let Some(dir) = &system.migration_dir else {
-        return Vec::new();
+/// Reads the migration chain of `global.migration_dir` (relative to the nodes file) into the
+/// IR. Nothing is read when the directory does not exist or names an environment variable that
+/// is not set now: workers then read the directory when they start. A file of the chain that
+/// cannot be read is an error.
+fn read_migrations(nodes: &std::path::Path, checked: &mut Checked) {
+    let Some(system) = &mut checked.system else {
+        return;
     };
-    let mut path = String::new();
-    for part in &dir.parts {
-        match part {
-            config::model::TemplatePart::Text(t) => path.push_str(t),
-            config::model::TemplatePart::Env(var) => match std::env::var(var) {
-                Ok(v) => path.push_str(&v),
-                Err(_) => return Vec::new(),
-            },
+    let Some(dir) = checked
+        .config
+        .as_ref()
+        .and_then(|c| c.global.migration_dir.as_ref())
+    else {
+        return;
+    };
+    let Ok(path) = migrate::resolve_dir(nodes, &dir.value) else {
+        return;
+    };
+    if !path.is_dir() {
+        return;
+    }
+    match migrate::read_chain(&path) {
+        Ok(chain) => {
+            for (version, text) in &chain {
+                checked
+                    .sources
+                    .add(path.join(format!("{version}.json")), text.clone());
+            }
+            system.migrations = chain;
+            checked.migration_dir = Some(path);
+        }
+        Err(err) => {
+            checked.diagnostics.error(
+                dir.span,
+                format!("the migration chain of `global.migration_dir` cannot be read: {err}"),
+                "migration files are `1.json`, `2.json`, … as `selinon migrate` writes them; \
+                 fix or remove the file",
+            );
+            checked.system = None;
         }
     }
-    let base = nodes.parent().unwrap_or(std::path::Path::new("."));
-    migrate::read_chain(&base.join(path)).unwrap_or_default()
 }
 
 /// Loads, checks and lowers a whole configuration (nodes and flow definitions in one document)
@@ -82,9 +107,7 @@ pub fn check_inline(path: impl Into<PathBuf>, text: &str) -> Checked {
     let path = path.into();
     let shown = path.to_string_lossy().into_owned();
     let mut checked = check_strs((&shown, text), &[(&shown, text)]);
-    if let Some(system) = &mut checked.system {
-        system.migrations = read_migrations(&path, system);
-    }
+    read_migrations(&path, &mut checked);
     checked
 }
 
@@ -116,5 +139,6 @@ fn finish(
         config,
         system,
         diagnostics,
+        migration_dir: None,
     }
 }

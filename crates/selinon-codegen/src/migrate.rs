@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 
+use crate::config::model::{Template, TemplatePart};
 use crate::ir::{Condition, Flow, System};
 
 /// What to do with a running flow that a migration taints.
@@ -188,6 +189,24 @@ pub fn compute(
         tainted_flow_strategy: strategy,
         meta: None,
     })
+}
+
+/// The directory `global.migration_dir` names, resolved relative to the folder of the nodes
+/// file (an absolute path stays as it is). `Err(variable)` when the path uses an environment
+/// variable (`{VAR}`) that is not set.
+pub fn resolve_dir(nodes: &Path, dir: &Template) -> Result<PathBuf, String> {
+    let mut path = String::new();
+    for part in &dir.parts {
+        match part {
+            TemplatePart::Text(t) => path.push_str(t),
+            TemplatePart::Env(var) => match std::env::var(var) {
+                Ok(v) => path.push_str(&v),
+                Err(_) => return Err(var.clone()),
+            },
+        }
+    }
+    let base = nodes.parent().unwrap_or(Path::new("."));
+    Ok(base.join(path))
 }
 
 /// The numbers of the migration files in `dir`, sorted (an absent directory has none).

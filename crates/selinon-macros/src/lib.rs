@@ -54,7 +54,9 @@ impl Parse for Args {
 ///
 /// The first path is the nodes file, the others flow files or directories; paths are relative
 /// to the crate's `CARGO_MANIFEST_DIR`. YAML errors become compile errors that name the YAML
-/// file, line and column, and the crate is rebuilt when a YAML file changes. Module paths in
+/// file, line and column, and the crate is rebuilt when a YAML file or a migration file of
+/// `global.migration_dir` changes (a *new* migration file is seen at the next rebuild, e.g. after
+/// touching the nodes file; a `build.rs` watches the folder itself). Module paths in
 /// the YAML (`import: myapp.tasks`) are taken from the crate root (`crate::myapp::tasks`).
 #[proc_macro]
 pub fn include_flows(input: TokenStream) -> TokenStream {
@@ -187,7 +189,7 @@ fn generate(
     match builder.generate_tokens() {
         Ok(generated) => {
             let code = generated.tokens();
-            // Rebuild when a file read changes: include every file's bytes.
+            // Rebuild when a file read changes (YAML, migrations): include every file's bytes.
             let tracked = generated
                 .files
                 .iter()
