@@ -9,7 +9,7 @@ use std::time::Duration;
 use selinon_runtime::amqp::RecordStatus;
 use selinon_runtime::engine::RunSubsequent;
 use selinon_runtime::{json, FlowStatus};
-use support::{services_or_skip, Cluster};
+use support::{services, Cluster};
 
 fn ns() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -17,7 +17,7 @@ fn ns() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_scenarios_over_amqp_with_two_workers() {
-    if !services_or_skip("engine_scenarios_over_amqp_with_two_workers") {
+    if !services() {
         return;
     }
     let cluster = Cluster::start("scenarios", 2).await;
@@ -156,7 +156,7 @@ async fn engine_scenarios_over_amqp_with_two_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_flows_finish_once_each_across_workers() {
-    if !services_or_skip("many_flows_finish_once_each_across_workers") {
+    if !services() {
         return;
     }
     let mut cluster = Cluster::start("many", 3).await;
@@ -189,7 +189,7 @@ async fn many_flows_finish_once_each_across_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_says_what_a_running_flow_does() {
-    if !services_or_skip("status_says_what_a_running_flow_does") {
+    if !services() {
         return;
     }
     let cluster = Cluster::start("status", 1).await;

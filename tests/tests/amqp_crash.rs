@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use selinon_runtime::amqp::broker::connection_properties;
 use selinon_runtime::{json, FlowOutcome};
-use support::{services_or_skip, Cluster, AMQP_URL};
+use support::{amqp_url, services, Cluster};
 
 /// The final state every `everything` flow must reach: the retried task, the join, the
 /// sub-flow and the fallback all done, nothing failed.
@@ -59,7 +59,7 @@ async fn wait_and_check(cluster: &Cluster, ids: &[String], ns: &str, patience: D
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_killed_every_second_lose_no_flow() {
-    if !services_or_skip("workers_killed_every_second_lose_no_flow") {
+    if !services() {
         return;
     }
     let mut cluster = Cluster::start_with("crash", 3, 4).await;
@@ -115,7 +115,7 @@ fn rabbitmqctl(args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_restarted_mid_run_loses_no_flow() {
-    if !services_or_skip("rabbitmq_restarted_mid_run_loses_no_flow") {
+    if !services() {
         return;
     }
     let cluster = Cluster::start_with("restart", 3, 4).await;
@@ -139,12 +139,12 @@ async fn rabbitmq_restarted_mid_run_loses_no_flow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_go_to_the_dead_letter_queue() {
-    if !services_or_skip("poison_messages_go_to_the_dead_letter_queue") {
+    if !services() {
         return;
     }
     let mut cluster = Cluster::start("poison", 1).await;
     let queue = format!("{}_tasks", cluster.prefix);
-    let conn = lapin::Connection::connect(AMQP_URL, connection_properties("selinon-test"))
+    let conn = lapin::Connection::connect(&amqp_url(), connection_properties("selinon-test"))
         .await
         .unwrap();
     let channel = conn.create_channel().await.unwrap();
@@ -243,7 +243,7 @@ async fn poison_messages_go_to_the_dead_letter_queue() {
 /// never `C`; none is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_flows_migrate_to_new_workers() {
-    if !services_or_skip("running_flows_migrate_to_new_workers") {
+    if !services() {
         return;
     }
     let mut cluster = Cluster::start_system("migrate", 2, 16, "v1").await;

@@ -2,47 +2,13 @@
 //! Selinon 1.4.0 accepts is accepted, every one it rejects is rejected for the reason MANIFEST.md
 //! gives.
 //!
-//! The corpus folder is `$SELINON_CORPUS_DIR` (set by `.ci/run`). When the variable is set and the
-//! folder is missing, the test fails. When it is unset, `../shared/corpus` beside the workspace is
-//! used; if that is missing too the test fails, unless `SELINON_SKIP_CORPUS=1`.
+//! The corpus folder is `$SELINON_CORPUS_DIR` (set by `.ci/run`), else `../shared/corpus` beside
+//! the workspace; when it is missing the test fails (`selinon_testkit::corpus_dir`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use selinon_codegen::{check_files, Checked, Diagnostic};
-
-/// The corpus folder, or `None` when the corpus is explicitly skipped.
-fn corpus_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("SELINON_CORPUS_DIR") {
-        let dir = PathBuf::from(dir);
-        assert!(
-            dir.is_dir(),
-            "SELINON_CORPUS_DIR={} is not a directory: point it at the shared/corpus folder",
-            dir.display()
-        );
-        return Some(dir);
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate lies in the workspace");
-    let default = workspace.join("../shared/corpus");
-    if default.is_dir() {
-        return Some(default);
-    }
-    if std::env::var("SELINON_SKIP_CORPUS").as_deref() == Ok("1") {
-        eprintln!(
-            "SKIPPED: the corpus is missing (SELINON_CORPUS_DIR is unset and {} does not exist) \
-             and SELINON_SKIP_CORPUS=1",
-            default.display()
-        );
-        return None;
-    }
-    panic!(
-        "the corpus is missing: SELINON_CORPUS_DIR is unset and {} does not exist; set \
-         SELINON_CORPUS_DIR to the shared/corpus folder (or SELINON_SKIP_CORPUS=1 to skip)",
-        default.display()
-    );
-}
 
 #[derive(Debug)]
 struct Entry {
@@ -202,7 +168,7 @@ fn rendered_errors(checked: &Checked) -> String {
 
 #[test]
 fn corpus_configs_get_upstream_verdicts() {
-    let Some(corpus) = corpus_dir() else {
+    let Some(corpus) = selinon_testkit::corpus_dir() else {
         return;
     };
     let entries = entries(&corpus);

@@ -8,21 +8,10 @@ use std::time::Duration;
 
 use selinon_runtime::{json, Runtime, TraceEvent, TraceRecorder};
 use selinon_tests::{flows, testapp};
-use support::{services_or_skip, Cluster, REDIS_URL};
-
-const POSTGRES_URL: &str = "postgresql://postgres@127.0.0.1:5432/test";
-
-fn postgres_or_fail() {
-    assert!(
-        std::net::TcpStream::connect("127.0.0.1:5432").is_ok(),
-        "PostgreSQL does not answer on 127.0.0.1:5432: start it with `pg_ctlcluster \
-         --skip-systemctl-redirect $(ls /etc/postgresql) main start` (or set \
-         SELINON_SKIP_SERVICES=1)"
-    );
-}
+use support::{redis_url, services, Cluster};
 
 async fn counter() -> testapp::Counter {
-    let client = redis::Client::open(REDIS_URL).unwrap();
+    let client = redis::Client::open(redis_url()).unwrap();
     testapp::Counter(redis::aio::ConnectionManager::new(client).await.unwrap())
 }
 
@@ -34,10 +23,12 @@ fn store_dir(name: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_storages_in_process_with_upstream_layout() {
-    if !services_or_skip("three_storages_in_process_with_upstream_layout") {
+    if !services() {
         return;
     }
-    postgres_or_fail();
+    let Some(postgres) = selinon_testkit::postgres_url() else {
+        return;
+    };
     std::env::set_var("SELINON_TEST_STORE", store_dir("inproc"));
     std::env::set_var("SELINON_TEST_PREFIX", "unused");
     let rt = Runtime::builder(&flows::SYSTEM)
@@ -71,7 +62,7 @@ async fn three_storages_in_process_with_upstream_layout() {
 
     // PostgreSQL: the `result` table.
     let pg_id = &out.finished("InPostgres")[0];
-    let (pg, connection) = tokio_postgres::connect(POSTGRES_URL, tokio_postgres::NoTls)
+    let (pg, connection) = tokio_postgres::connect(&postgres, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(connection);
@@ -106,10 +97,12 @@ async fn three_storages_in_process_with_upstream_layout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_storages_over_amqp() {
-    if !services_or_skip("three_storages_over_amqp") {
+    if !services() {
         return;
     }
-    postgres_or_fail();
+    if selinon_testkit::postgres_url().is_none() {
+        return;
+    }
     let cluster = Cluster::start("storages", 2).await;
     let out = cluster.run("storages3", json!({"go": true})).await;
     assert!(out.is_finished(), "{out:?}");
@@ -148,7 +141,7 @@ fn start_redis(port: u16) -> std::process::Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_server_killed_mid_flow_costs_retries_not_the_flow() {
-    if !services_or_skip("a_storage_server_killed_mid_flow_costs_retries_not_the_flow") {
+    if !services() {
         return;
     }
     let port = {
@@ -198,26 +191,6 @@ async fn a_storage_server_killed_mid_flow_costs_retries_not_the_flow() {
     );
 }
 
-/// `moto_server` (an S3-compatible server from PyPI: `pip install 'moto[server]'`), from
-/// `SELINON_MOTO_SERVER` or the PATH.
-fn moto_server() -> String {
-    let path = std::env::var("SELINON_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-    let found = std::process::Command::new(&path)
-        .arg("--help")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "no S3-compatible server: install one with `python3 -m venv ~/.cache/selinon-moto && \
-         ~/.cache/selinon-moto/bin/pip install 'moto[server]'` and set \
-         SELINON_MOTO_SERVER=~/.cache/selinon-moto/bin/moto_server (.ci/run does this), or set \
-         SELINON_SKIP_SERVICES=1"
-    );
-    path
-}
-
 /// A raw HTTP request to the local S3 server (moto takes unsigned requests).
 fn http(port: u16, request: &str) -> String {
     use std::io::{Read, Write};
@@ -230,10 +203,9 @@ fn http(port: u16, request: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_adapter_round_trip_with_upstream_layout() {
-    if std::env::var("SELINON_SKIP_SERVICES").is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED because SELINON_SKIP_SERVICES=1");
+    let Some(moto_server) = selinon_testkit::moto_server() else {
         return;
-    }
+    };
     use selinon_runtime::storage::S3;
     use selinon_runtime::{DataStorage, StorageError};
 
@@ -241,7 +213,7 @@ async fn s3_adapter_round_trip_with_upstream_layout() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut server = std::process::Command::new(moto_server())
+    let mut server = std::process::Command::new(&moto_server)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -289,7 +261,7 @@ async fn s3_adapter_round_trip_with_upstream_layout() {
     );
     // Upstream's layout, read as upstream reads it (boto3, which comes with moto): the object
     // key is the task id, the body the JSON result.
-    let python = std::path::Path::new(&moto_server()).with_file_name("python");
+    let python = std::path::Path::new(&moto_server).with_file_name("python");
     let script = format!(
         "import boto3; s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{port}', \
          aws_access_key_id='testing', aws_secret_access_key='testing', region_name='us-east-1'); \

@@ -1,6 +1,6 @@
 //! `selinon status`: what a flow of the distributed runtime is doing, read from Redis
-//! (127.0.0.1:6379; the test fails with how to start it when it does not answer, unless
-//! `SELINON_SKIP_SERVICES=1`).
+//! (`REDIS_URL`, else 127.0.0.1:6379; the test fails with how to start it when it does not
+//! answer, see `selinon_testkit`).
 
 use std::process::Command;
 
@@ -8,27 +8,12 @@ use selinon_runtime::amqp::{FlowBackend, RedisBackend};
 use selinon_runtime::backend::{FlowRecord, NodeTiming, RecordStatus};
 use selinon_runtime::engine::{DispatcherMessage, FlowState, NodeRef, NodeStatus};
 
-fn redis_or_skip() -> bool {
-    if std::env::var("SELINON_SKIP_SERVICES").is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED because SELINON_SKIP_SERVICES=1");
-        return false;
-    }
-    assert!(
-        std::net::TcpStream::connect("127.0.0.1:6379").is_ok(),
-        "Redis does not answer on 127.0.0.1:6379: start it with `redis-server --daemonize yes \
-         --bind 127.0.0.1 --port 6379 --save \"\"` (or set SELINON_SKIP_SERVICES=1)"
-    );
-    true
-}
-
 #[tokio::test]
 async fn status_shows_running_finished_and_failed_nodes_with_timings() {
-    if !redis_or_skip() {
+    let Some(redis_url) = selinon_testkit::redis_url() else {
         return;
-    }
-    let backend = RedisBackend::connect("redis://127.0.0.1:6379/")
-        .await
-        .unwrap();
+    };
+    let backend = RedisBackend::connect(&redis_url).await.unwrap();
     let flow_id = format!("status-test-{}", std::process::id());
     let mut message = DispatcherMessage::new(
         "order",

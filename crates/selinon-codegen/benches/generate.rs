@@ -6,10 +6,9 @@ use std::path::PathBuf;
 use criterion::{criterion_group, criterion_main, Criterion};
 use selinon_codegen::Builder;
 
+/// The corpus (`selinon_testkit::corpus_dir`).
 fn corpus() -> PathBuf {
-    std::env::var_os("SELINON_CORPUS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"))
+    selinon_testkit::corpus_dir().expect("the benchmark needs the corpus")
 }
 
 fn generate(c: &mut Criterion) {

@@ -10,19 +10,14 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 const CONFIG: &str = "fabric8-analytics__fabric8-analytics-worker__2018-04-16_f9d0b3c";
 
+/// The corpus (`selinon_testkit::corpus_dir`).
 fn corpus() -> PathBuf {
-    std::env::var_os("SELINON_CORPUS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"))
+    selinon_testkit::corpus_dir().expect("the benchmark needs the corpus")
 }
 
 fn load_check(c: &mut Criterion) {
     let dir = corpus().join(CONFIG);
-    assert!(
-        dir.is_dir(),
-        "{} is missing: set SELINON_CORPUS_DIR to the shared/corpus folder",
-        dir.display()
-    );
+    assert!(dir.is_dir(), "{} is missing from the corpus", dir.display());
     let nodes = dir.join("nodes.yml");
     let flows = vec![dir.join("flows")];
 

@@ -10,12 +10,9 @@ use std::path::PathBuf;
 use selinon_codegen::migrate::{self, MigrateError, MigrationFile, TaintedFlowStrategy};
 use serde_json::{json, Value as Json};
 
-fn corpus_dir() -> PathBuf {
-    match std::env::var_os("SELINON_CORPUS_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"),
-    }
-}
+mod support;
+
+use support::corpus_dir;
 
 fn case_dir(which: &str, case: &str) -> PathBuf {
     let dir = corpus_dir().join(format!("selinon__selinon__test_migrations_{which}_{case}"));

@@ -4,67 +4,11 @@
 //! drops, servers that do not answer and bad configurations (errors naming the storage and
 //! where it is configured, no panics).
 //!
-//! A missing server fails these tests with how to start it; `SELINON_SKIP_SERVICES=1` skips
-//! them explicitly.
+//! A missing server fails these tests with how to start it (`selinon_testkit`).
 
 use selinon_runtime::spec::{StorageAdapter, StorageSpec};
 use selinon_runtime::storage::build_adapter;
 use selinon_runtime::{json, DataStorage, Json, StorageError};
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
-}
-
-fn postgres_url() -> String {
-    std::env::var("POSTGRES_URL")
-        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".into())
-}
-
-fn skip(test: &str) -> bool {
-    if std::env::var("SELINON_SKIP_SERVICES").is_ok_and(|v| v == "1") {
-        eprintln!("{test}: SKIPPED because SELINON_SKIP_SERVICES=1");
-        return true;
-    }
-    false
-}
-
-fn host_port(url: &str, default: u16) -> (String, u16) {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let rest = rest.rsplit('@').next().unwrap_or(rest);
-    let hostport = rest.split('/').next().unwrap_or(rest);
-    match hostport.rsplit_once(':') {
-        Some((h, p)) => (h.to_string(), p.parse().unwrap_or(default)),
-        None => (hostport.to_string(), default),
-    }
-}
-
-fn require(what: &str, url: &str, default_port: u16, how: &str) {
-    let (host, port) = host_port(url, default_port);
-    assert!(
-        std::net::TcpStream::connect((host.as_str(), port)).is_ok(),
-        "{what} does not answer on {host}:{port} ({url}). Start it with {how}, or set \
-         SELINON_SKIP_SERVICES=1 to skip the server tests explicitly."
-    );
-}
-
-fn require_redis() {
-    require(
-        "Redis",
-        &redis_url(),
-        6379,
-        "`redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\"`",
-    );
-}
-
-fn require_postgres() {
-    require(
-        "PostgreSQL",
-        &postgres_url(),
-        5432,
-        "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` (trust \
-         auth, database `test`: `createdb -U postgres test`)",
-    );
-}
 
 fn spec(module: &'static str, class: &'static str, configuration: String) -> StorageSpec {
     StorageSpec {
@@ -93,11 +37,10 @@ fn missing(e: &StorageError) -> bool {
 
 #[tokio::test]
 async fn redis_round_trip_with_upstream_layout() {
-    if skip("redis_round_trip_with_upstream_layout") {
+    let Some(url) = selinon_testkit::redis_url() else {
         return;
-    }
-    require_redis();
-    let (host, port) = host_port(&redis_url(), 6379);
+    };
+    let (host, port) = selinon_testkit::host_port(&url, 6379);
     // `{VAR}` expansion as upstream (`port` and `host` from the environment).
     std::env::set_var("SELINON_TEST_REDIS_PORT", port.to_string());
     std::env::set_var("SELINON_TEST_REDIS_HOST", &host);
@@ -178,25 +121,24 @@ async fn redis_round_trip_with_upstream_layout() {
 
 /// A connection string whose sessions use a schema of their own (`search_path`), so the test
 /// has its own `result` table in the shared database.
-fn in_schema(schema: &str) -> String {
-    let url = postgres_url();
+fn in_schema(url: &str, schema: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}options=-csearch_path%3D{schema}&application_name={schema}")
 }
 
-async fn admin() -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+async fn admin(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect to PostgreSQL");
     tokio::spawn(connection);
     client
 }
 
-fn postgres(schema: &str) -> Box<dyn DataStorage> {
+fn postgres(url: &str, schema: &str) -> Box<dyn DataStorage> {
     build_adapter(&spec(
         "selinon.storages.postgresql",
         "PostgreSQL",
-        json!({"connection_string": in_schema(schema), "encoding": "utf-8", "echo": false})
+        json!({"connection_string": in_schema(url, schema), "encoding": "utf-8", "echo": false})
             .to_string(),
     ))
     .unwrap()
@@ -204,19 +146,18 @@ fn postgres(schema: &str) -> Box<dyn DataStorage> {
 
 #[tokio::test]
 async fn postgres_creates_the_table_and_round_trips() {
-    if skip("postgres_creates_the_table_and_round_trips") {
+    let Some(url) = selinon_testkit::postgres_url() else {
         return;
-    }
-    require_postgres();
+    };
     let schema = format!("selinon_new_{}", std::process::id());
-    let db = admin().await;
+    let db = admin(&url).await;
     db.batch_execute(&format!(
         "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
     ))
     .await
     .unwrap();
 
-    let adapter = postgres(&schema);
+    let adapter = postgres(&url, &schema);
     assert!(!adapter.is_connected(), "connects lazily");
     let id = unique("pg-task");
     let result = json!({"ok": true, "n": 3});
@@ -294,12 +235,11 @@ async fn postgres_creates_the_table_and_round_trips() {
 
 #[tokio::test]
 async fn postgres_reads_and_extends_a_table_upstream_created() {
-    if skip("postgres_reads_and_extends_a_table_upstream_created") {
+    let Some(url) = selinon_testkit::postgres_url() else {
         return;
-    }
-    require_postgres();
+    };
     let schema = format!("selinon_up_{}", std::process::id());
-    let db = admin().await;
+    let db = admin(&url).await;
     // The DDL SQLAlchemy emits for upstream's `Result` model (no default on `id`), and a row
     // as upstream inserts it.
     db.batch_execute(&format!(
@@ -322,7 +262,7 @@ async fn postgres_reads_and_extends_a_table_upstream_created() {
     .await
     .unwrap();
 
-    let adapter = postgres(&schema);
+    let adapter = postgres(&url, &schema);
     assert_eq!(
         adapter
             .retrieve("flow1", "Old", "upstream-1")

@@ -12,40 +12,23 @@ use selinon_runtime::amqp::{Client, RedisBackend};
 use selinon_runtime::{FlowOutcome, Json};
 use tokio::process::{Child, Command};
 
-pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
-
 /// One cluster at a time per test process (its queue prefix is process-wide).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn answers(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(2),
-    )
-    .is_ok()
+/// Whether RabbitMQ and Redis answer; panics with how to start them if not (see
+/// `selinon_testkit`: `false` only under its explicit opt-out, outside CI).
+pub fn services() -> bool {
+    selinon_testkit::amqp_url().is_some() && selinon_testkit::redis_url().is_some()
 }
 
-/// Whether the servers answer; panics with how to start them if not, unless the explicit
-/// opt-out `SELINON_SKIP_SERVICES=1` is set (then the caller skips, saying so).
-pub fn services_or_skip(test: &str) -> bool {
-    if std::env::var("SELINON_SKIP_SERVICES").is_ok_and(|v| v == "1") {
-        eprintln!("{test}: SKIPPED because SELINON_SKIP_SERVICES=1");
-        return false;
-    }
-    assert!(
-        answers(5672),
-        "RabbitMQ does not answer on 127.0.0.1:5672. Start it with `rabbitmq-server -detached` \
-         (install: `apt-get install -y rabbitmq-server`), or set SELINON_SKIP_SERVICES=1 to \
-         skip the broker tests explicitly."
-    );
-    assert!(
-        answers(6379),
-        "Redis does not answer on 127.0.0.1:6379. Start it with `redis-server --daemonize yes \
-         --bind 127.0.0.1 --port 6379 --save \"\"`, or set SELINON_SKIP_SERVICES=1 to skip \
-         the broker tests explicitly."
-    );
-    true
+/// The broker's URL; tests check [`services`] first.
+pub fn amqp_url() -> String {
+    selinon_testkit::amqp_url().expect("RabbitMQ answers")
+}
+
+/// Redis's URL; tests check [`services`] first.
+pub fn redis_url() -> String {
+    selinon_testkit::redis_url().expect("Redis answers")
 }
 
 pub struct Cluster {
@@ -83,12 +66,16 @@ impl Cluster {
         // The client expands the queue names from the same variables as the workers.
         std::env::set_var("SELINON_TEST_PREFIX", &prefix);
         std::env::set_var("SELINON_TEST_STORE", &store);
-        let backend = Arc::new(RedisBackend::connect(REDIS_URL).await.unwrap());
+        let backend = Arc::new(RedisBackend::connect(&redis_url()).await.unwrap());
         std::env::set_var("SELINON_TEST_SYSTEM", system);
-        let client = Client::connect(selinon_tests::system_from_env(), AMQP_URL, backend.clone())
-            .await
-            .unwrap();
-        let redis = redis::aio::ConnectionManager::new(redis::Client::open(REDIS_URL).unwrap())
+        let client = Client::connect(
+            selinon_tests::system_from_env(),
+            &amqp_url(),
+            backend.clone(),
+        )
+        .await
+        .unwrap();
+        let redis = redis::aio::ConnectionManager::new(redis::Client::open(redis_url()).unwrap())
             .await
             .unwrap();
         let mut cluster = Cluster {
@@ -115,8 +102,8 @@ impl Cluster {
             .env("SELINON_TEST_STORE", &self.store)
             .env("SELINON_TEST_CONCURRENCY", self.concurrency.to_string())
             .env("SELINON_TEST_SYSTEM", &self.system)
-            .env("AMQP_URL", AMQP_URL)
-            .env("REDIS_URL", REDIS_URL)
+            .env("AMQP_URL", amqp_url())
+            .env("REDIS_URL", redis_url())
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),
@@ -211,7 +198,7 @@ impl Cluster {
             }
         }
         if let Ok(conn) = lapin::Connection::connect(
-            AMQP_URL,
+            &amqp_url(),
             selinon_runtime::amqp::broker::connection_properties("selinon-test"),
         )
         .await

@@ -11,28 +11,11 @@ pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The corpus folder: `SELINON_CORPUS_DIR`, else `shared/corpus` beside the checkout.
+/// The corpus folder (`selinon_testkit::corpus_dir`: `SELINON_CORPUS_DIR`, else
+/// `shared/corpus` beside the checkout; a failure with how to get it when missing).
 pub fn corpus_dir() -> PathBuf {
-    match std::env::var_os("SELINON_CORPUS_DIR") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            assert!(
-                dir.is_dir(),
-                "SELINON_CORPUS_DIR={} does not exist",
-                dir.display()
-            );
-            dir
-        }
-        None => {
-            let dir = manifest_dir().join("../../../shared/corpus");
-            assert!(
-                dir.is_dir(),
-                "the corpus is missing: set SELINON_CORPUS_DIR to the shared/corpus folder (looked at {})",
-                dir.display()
-            );
-            dir
-        }
-    }
+    selinon_testkit::corpus_dir()
+        .expect("these tests cannot go without the corpus: unset SELINON_SKIP_CORPUS")
 }
 
 pub struct CorpusConfig {
