@@ -15,7 +15,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use selinon_runtime::amqp::{Broker, DelayQueues, Outgoing, DELAY_BUCKETS_MS};
 use selinon_runtime::json;
-use support::{services_or_skip, Cluster, AMQP_URL};
+use support::{amqp_url, services, Cluster};
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -69,7 +69,7 @@ fn delayed(queue: &str, body: &str, delay_ms: u64) -> Outgoing {
 
 async fn connect() -> (Connection, Channel) {
     let conn = Connection::connect(
-        AMQP_URL,
+        &amqp_url(),
         selinon_runtime::amqp::broker::connection_properties("selinon-delay-test"),
     )
     .await
@@ -143,12 +143,12 @@ async fn receive(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_published_until_the_end_of_a_delay_queue_period_still_arrive() {
-    if !services_or_skip("messages_published_until_the_end_of_a_delay_queue_period") {
+    if !services() {
         return;
     }
     // Delay queues rotate every second and expire 2 s + their delay after their creation.
     let delays = DelayQueues::with_rotation(Duration::from_millis(1000));
-    let broker = Broker::new(AMQP_URL, "delay-test").with_delay_queues(delays);
+    let broker = Broker::new(amqp_url(), "delay-test").with_delay_queues(delays);
     let (conn, channel) = connect().await;
     let target = unique("expiry");
 
@@ -211,11 +211,11 @@ async fn messages_published_until_the_end_of_a_delay_queue_period_still_arrive()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_queue_is_declared_again_on_the_next_publish() {
-    if !services_or_skip("a_deleted_queue_is_declared_again_on_the_next_publish") {
+    if !services() {
         return;
     }
     // The broker declares each queue once per connection (and period).
-    let broker = Broker::new(AMQP_URL, "delay-test").with_delay_queues(one_day());
+    let broker = Broker::new(amqp_url(), "delay-test").with_delay_queues(one_day());
     let (conn, channel) = connect().await;
     let target = unique("deleted");
     let delay_queue = one_day().queue_name(&target, 200, now_ms());
@@ -266,14 +266,14 @@ async fn a_deleted_queue_is_declared_again_on_the_next_publish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_and_odd_delays_take_few_queues_and_never_arrive_early() {
-    if !services_or_skip("long_and_odd_delays_take_few_queues_and_never_arrive_early") {
+    if !services() {
         return;
     }
     let delays = DelayQueues {
         max_delay: Duration::from_millis(1000),
         ..one_day()
     };
-    let broker = Broker::new(AMQP_URL, "delay-test").with_delay_queues(delays);
+    let broker = Broker::new(amqp_url(), "delay-test").with_delay_queues(delays);
     let (conn, channel) = connect().await;
     let target = unique("hops");
 
@@ -320,7 +320,7 @@ async fn long_and_odd_delays_take_few_queues_and_never_arrive_early() {
 /// periods are gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_keep_flowing_past_the_delay_queue_expiry() {
-    if !services_or_skip("retries_keep_flowing_past_the_delay_queue_expiry") {
+    if !services() {
         return;
     }
     // `Flaky` retries after 1 s; delay queues rotate every second and expire 3 s after
