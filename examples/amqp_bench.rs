@@ -343,11 +343,15 @@ async fn run_bench(o: Options) {
     let client = Client::connect(&flows::SYSTEM, &o.amqp, backend)
         .await
         .expect("client");
-    let tasks_per_flow = if o.shape == "chain10" { 10.0 } else { 12.0 };
+    let (flow, tasks_per_flow) = if o.shape == "chain10" {
+        (&flows::chain10::FLOW, 10.0)
+    } else {
+        (&flows::fanout::FLOW, 12.0)
+    };
 
     // Warm-up, then N flows at once.
     let warm = client
-        .submit_many(&o.shape, (0..20).map(|i| json!({"i": i})))
+        .submit_many(flow, (0..20).map(|i| json!({"i": i})))
         .await
         .unwrap();
     client
@@ -356,7 +360,7 @@ async fn run_bench(o: Options) {
         .unwrap();
     let start = Instant::now();
     let ids = client
-        .submit_many(&o.shape, (0..o.flows).map(|i| json!({"i": i})))
+        .submit_many(flow, (0..o.flows).map(|i| json!({"i": i})))
         .await
         .unwrap();
     let done = client
@@ -369,7 +373,7 @@ async fn run_bench(o: Options) {
     // Hop latency: flows one at a time.
     let mut single = Vec::new();
     for i in 0..50 {
-        let id = client.submit(&o.shape, json!({"i": i})).await.unwrap();
+        let id = client.submit(flow, json!({"i": i})).await.unwrap();
         client.wait(&id, Duration::from_secs(60)).await.unwrap();
         single.push(id);
     }

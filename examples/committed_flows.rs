@@ -4,24 +4,13 @@
 //   examples/flows/ingest.yml
 // content hash: sha256:27d6198b7807ac50
 
-#[allow(unused_imports)]
-use std::time::Duration;
-
-#[allow(unused_imports)]
-use selinon_runtime::json;
-
-#[allow(unused_imports)]
+use std::{sync::LazyLock, time::Duration};
 use selinon_runtime::predicates as p;
-
-#[allow(unused_imports)]
 use selinon_runtime::spec::{
-    run_boxed, BoxFuture, CacheSpec, Db, EdgeSpec, FallbackSpec, FlowSpec, ForeachSpec,
-    NodeKind, NodeSpec, PropagateSpec, SelectiveSpec, StorageAdapter, StorageSpec,
-    SystemSpec, TaskSpec, TraceSpec,
+    EdgeSpec, FailureSpec, FlowSpec, PropagateSpec, StorageAdapter, StorageSpec,
+    SystemSpec, TaskSpec, user_storage,
 };
-
-#[allow(unused_imports)]
-use selinon_runtime::{Json, Task, TaskContext, TaskResult};
+use selinon_runtime::{Db, Json, json};
 
 /// The Selinon system generated from examples/flows/nodes.yml, examples/flows/analyse.yml, examples/flows/ingest.yml.
 /// Content hash of the configuration: `sha256:27d6198b7807ac50`.
@@ -32,509 +21,170 @@ pub static SYSTEM: SystemSpec = SystemSpec {
         "examples/flows/ingest.yml",
     ],
     content_hash: "sha256:27d6198b7807ac50",
-    tasks: &TASKS,
+    tasks: &[
+        TaskSpec {
+            name: "FetchRelease",
+            origin: "examples/flows/nodes.yml:7",
+            run: selinon_runtime::task!(
+                crate::myapp::tasks::FetchRelease,
+                "task `FetchRelease` (examples/flows/nodes.yml:7): `{Self}` does not implement `selinon_runtime::Task`"
+            ),
+            storage: Some("Results"),
+            max_retry: 3,
+            retry_countdown: Duration::from_secs(10),
+            ..TaskSpec::DEFAULT
+        },
+        TaskSpec {
+            name: "ExtractMetadata",
+            origin: "examples/flows/nodes.yml:12",
+            run: selinon_runtime::task!(
+                crate::myapp::tasks::ExtractMetadata,
+                "task `ExtractMetadata` (examples/flows/nodes.yml:12): `{Self}` does not implement `selinon_runtime::Task`"
+            ),
+            storage: Some("Results"),
+            ..TaskSpec::DEFAULT
+        },
+        TaskSpec {
+            name: "CheckLicense",
+            origin: "examples/flows/nodes.yml:15",
+            run: selinon_runtime::task!(
+                crate::myapp::tasks::CheckLicense,
+                "task `CheckLicense` (examples/flows/nodes.yml:15): `{Self}` does not implement `selinon_runtime::Task`"
+            ),
+            storage: Some("Results"),
+            ..TaskSpec::DEFAULT
+        },
+        TaskSpec {
+            name: "ScanCode",
+            origin: "examples/flows/nodes.yml:18",
+            run: selinon_runtime::task!(
+                crate::myapp::tasks::ScanCode,
+                "task `ScanCode` (examples/flows/nodes.yml:18): `{Self}` does not implement `selinon_runtime::Task`"
+            ),
+            storage: Some("Results"),
+            ..TaskSpec::DEFAULT
+        },
+        TaskSpec {
+            name: "FetchFromMirror",
+            origin: "examples/flows/nodes.yml:21",
+            run: selinon_runtime::task!(
+                crate::myapp::tasks::FetchFromMirror,
+                "task `FetchFromMirror` (examples/flows/nodes.yml:21): `{Self}` does not implement `selinon_runtime::Task`"
+            ),
+            storage: Some("Results"),
+            ..TaskSpec::DEFAULT
+        },
+        TaskSpec {
+            name: "Report",
+            origin: "examples/flows/nodes.yml:24",
+            run: selinon_runtime::task!(
+                crate::myapp::tasks::Report,
+                "task `Report` (examples/flows/nodes.yml:24): `{Self}` does not implement `selinon_runtime::Task`"
+            ),
+            queue: "reports",
+            ..TaskSpec::DEFAULT
+        },
+    ],
     flows: &[&ingest::FLOW, &analyse::FLOW],
-    storages: &STORAGES,
-    trace: &[],
-    migration_dir: None,
-    run_task: &run_task,
+    storages: &[
+        StorageSpec {
+            name: "Results",
+            origin: "examples/flows/nodes.yml:29",
+            adapter: StorageAdapter::User(
+                user_storage::<crate::myapp::storages::ResultStore>,
+            ),
+            configuration: "{\"directory\":\"/var/lib/myapp/results\"}",
+            ..StorageSpec::DEFAULT
+        },
+    ],
+    ..SystemSpec::DEFAULT
 };
-
-/// Every task of the system, in the order of the nodes file.
-pub static TASKS: [TaskSpec; 6] = [
-    TaskSpec {
-        name: "FetchRelease",
-        origin: "examples/flows/nodes.yml:7",
-        class: "crate::myapp::tasks::FetchRelease",
-        queue: "celery",
-        storage: Some("Results"),
-        storage_readonly: false,
-        storage_task_name: "FetchRelease",
-        output_schema: None,
-        max_retry: 3,
-        retry_countdown: Duration::from_secs(10),
-        throttling: None,
-        selective_run_function: None,
-    },
-    TaskSpec {
-        name: "ExtractMetadata",
-        origin: "examples/flows/nodes.yml:12",
-        class: "crate::myapp::tasks::ExtractMetadata",
-        queue: "celery",
-        storage: Some("Results"),
-        storage_readonly: false,
-        storage_task_name: "ExtractMetadata",
-        output_schema: None,
-        max_retry: 0,
-        retry_countdown: Duration::ZERO,
-        throttling: None,
-        selective_run_function: None,
-    },
-    TaskSpec {
-        name: "CheckLicense",
-        origin: "examples/flows/nodes.yml:15",
-        class: "crate::myapp::tasks::CheckLicense",
-        queue: "celery",
-        storage: Some("Results"),
-        storage_readonly: false,
-        storage_task_name: "CheckLicense",
-        output_schema: None,
-        max_retry: 0,
-        retry_countdown: Duration::ZERO,
-        throttling: None,
-        selective_run_function: None,
-    },
-    TaskSpec {
-        name: "ScanCode",
-        origin: "examples/flows/nodes.yml:18",
-        class: "crate::myapp::tasks::ScanCode",
-        queue: "celery",
-        storage: Some("Results"),
-        storage_readonly: false,
-        storage_task_name: "ScanCode",
-        output_schema: None,
-        max_retry: 0,
-        retry_countdown: Duration::ZERO,
-        throttling: None,
-        selective_run_function: None,
-    },
-    TaskSpec {
-        name: "FetchFromMirror",
-        origin: "examples/flows/nodes.yml:21",
-        class: "crate::myapp::tasks::FetchFromMirror",
-        queue: "celery",
-        storage: Some("Results"),
-        storage_readonly: false,
-        storage_task_name: "FetchFromMirror",
-        output_schema: None,
-        max_retry: 0,
-        retry_countdown: Duration::ZERO,
-        throttling: None,
-        selective_run_function: None,
-    },
-    TaskSpec {
-        name: "Report",
-        origin: "examples/flows/nodes.yml:24",
-        class: "crate::myapp::tasks::Report",
-        queue: "reports",
-        storage: None,
-        storage_readonly: false,
-        storage_task_name: "Report",
-        output_schema: None,
-        max_retry: 0,
-        retry_countdown: Duration::ZERO,
-        throttling: None,
-        selective_run_function: None,
-    },
-];
-
-/// Every storage of the system, in the order of the nodes file.
-pub static STORAGES: [StorageSpec; 1] = [
-    StorageSpec {
-        name: "Results",
-        origin: "examples/flows/nodes.yml:29",
-        adapter: StorageAdapter::User {
-            class: "crate::myapp::storages::ResultStore",
-            build: build_storage_results,
-        },
-        configuration: "{\"directory\":\"/var/lib/myapp/results\"}",
-        cache: None,
-    },
-];
-
-/// The tasks of the system: each trait is implemented by every `Task` type, and
-/// naming a type that is not a task is a compile error that names the YAML task.
-pub mod tasks {
-    #[allow(unused_imports)]
-    use super::*;
-    selinon_runtime::task_trait!(
-        IsFetchRelease, run_fetch_release,
-        "task `FetchRelease` (examples/flows/nodes.yml:7): `{Self}` does not implement `selinon_runtime::Task`",
-        "Task `FetchRelease` (examples/flows/nodes.yml:7), run by `crate::myapp::tasks::FetchRelease`."
-    );
-    selinon_runtime::task_trait!(
-        IsExtractMetadata, run_extract_metadata,
-        "task `ExtractMetadata` (examples/flows/nodes.yml:12): `{Self}` does not implement `selinon_runtime::Task`",
-        "Task `ExtractMetadata` (examples/flows/nodes.yml:12), run by `crate::myapp::tasks::ExtractMetadata`."
-    );
-    selinon_runtime::task_trait!(
-        IsCheckLicense, run_check_license,
-        "task `CheckLicense` (examples/flows/nodes.yml:15): `{Self}` does not implement `selinon_runtime::Task`",
-        "Task `CheckLicense` (examples/flows/nodes.yml:15), run by `crate::myapp::tasks::CheckLicense`."
-    );
-    selinon_runtime::task_trait!(
-        IsScanCode, run_scan_code,
-        "task `ScanCode` (examples/flows/nodes.yml:18): `{Self}` does not implement `selinon_runtime::Task`",
-        "Task `ScanCode` (examples/flows/nodes.yml:18), run by `crate::myapp::tasks::ScanCode`."
-    );
-    selinon_runtime::task_trait!(
-        IsFetchFromMirror, run_fetch_from_mirror,
-        "task `FetchFromMirror` (examples/flows/nodes.yml:21): `{Self}` does not implement `selinon_runtime::Task`",
-        "Task `FetchFromMirror` (examples/flows/nodes.yml:21), run by `crate::myapp::tasks::FetchFromMirror`."
-    );
-    selinon_runtime::task_trait!(
-        IsReport, run_report,
-        "task `Report` (examples/flows/nodes.yml:24): `{Self}` does not implement `selinon_runtime::Task`",
-        "Task `Report` (examples/flows/nodes.yml:24), run by `crate::myapp::tasks::Report`."
-    );
-}
-
-/// Runs a task's code by the task's name.
-fn run_task(
-    name: &str,
-    ctx: TaskContext,
-    node_args: Json,
-) -> Option<BoxFuture<'static, TaskResult>> {
-    Some(
-        match name {
-            "FetchRelease" => {
-                tasks::run_fetch_release::<
-                    crate::myapp::tasks::FetchRelease,
-                >(ctx, node_args)
-            }
-            "ExtractMetadata" => {
-                tasks::run_extract_metadata::<
-                    crate::myapp::tasks::ExtractMetadata,
-                >(ctx, node_args)
-            }
-            "CheckLicense" => {
-                tasks::run_check_license::<
-                    crate::myapp::tasks::CheckLicense,
-                >(ctx, node_args)
-            }
-            "ScanCode" => {
-                tasks::run_scan_code::<crate::myapp::tasks::ScanCode>(ctx, node_args)
-            }
-            "FetchFromMirror" => {
-                tasks::run_fetch_from_mirror::<
-                    crate::myapp::tasks::FetchFromMirror,
-                >(ctx, node_args)
-            }
-            "Report" => tasks::run_report::<crate::myapp::tasks::Report>(ctx, node_args),
-            _ => return None,
-        },
-    )
-}
-
-/// Builds storage `Results` (examples/flows/nodes.yml:29) from its configuration.
-fn build_storage_results(
-    configuration: &Json,
-) -> Result<Box<dyn selinon_runtime::DataStorage>, selinon_runtime::StorageError> {
-    Ok(
-        Box::new(
-            <crate::myapp::storages::ResultStore as selinon_runtime::StorageFromConfig>::from_config(
-                configuration,
-            )?,
-        ),
-    )
-}
-
-/// The condition of edges and failures that have none: always true.
-fn always(_db: &Db<'_>, _node_args: &Json) -> bool {
-    true
-}
 
 /// Flow `ingest` (examples/flows/ingest.yml:4).
 pub mod ingest {
-    #[allow(unused_imports)]
     use super::*;
 
-    /// The nodes of the flow.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-    pub enum Node {
-        /// Task `FetchRelease` (examples/flows/nodes.yml:7).
-        FetchRelease,
-        /// Task `ExtractMetadata` (examples/flows/nodes.yml:12).
-        ExtractMetadata,
-        /// Task `FetchFromMirror` (examples/flows/nodes.yml:21).
-        FetchFromMirror,
-        /// Task `Report` (examples/flows/nodes.yml:24).
-        Report,
-        /// Sub-flow `analyse` (examples/flows/analyse.yml:3).
-        Analyse,
-    }
-
-    #[allow(dead_code)]
-    impl Node {
-        /// The node's name in the YAML.
-        pub const fn name(self) -> &'static str {
-            match self {
-                Node::FetchRelease => "FetchRelease",
-                Node::ExtractMetadata => "ExtractMetadata",
-                Node::FetchFromMirror => "FetchFromMirror",
-                Node::Report => "Report",
-                Node::Analyse => "analyse",
-            }
-        }
-
-        /// The node of that name, if the flow has one.
-        pub fn from_name(name: &str) -> Option<Node> {
-            match name {
-                "FetchRelease" => Some(Node::FetchRelease),
-                "ExtractMetadata" => Some(Node::ExtractMetadata),
-                "FetchFromMirror" => Some(Node::FetchFromMirror),
-                "Report" => Some(Node::Report),
-                "analyse" => Some(Node::Analyse),
-                _ => None,
-            }
-        }
-    }
-
-    /// Flow `ingest` (examples/flows/ingest.yml:4).
+    /// Flow `ingest` (examples/flows/ingest.yml:4): start it with `runtime.run(&ingest::FLOW, node_args)`.
     pub static FLOW: FlowSpec = FlowSpec {
         name: "ingest",
         origin: "examples/flows/ingest.yml:4",
         queue: "ingest_flow",
-        nodes: &NODES,
-        edges: &EDGES,
-        edges_from: &edges_from,
-        fallbacks: &fallbacks,
-        nowait: &[],
-        eager_failures: &[],
-        node_args_from_first: false,
+        edges: &[
+            EdgeSpec {
+                origin: "examples/flows/ingest.yml:8",
+                to: &["FetchRelease"],
+                ..EdgeSpec::DEFAULT
+            },
+            EdgeSpec {
+                origin: "examples/flows/ingest.yml:10",
+                from: &["FetchRelease"],
+                to: &["ExtractMetadata"],
+                ..EdgeSpec::DEFAULT
+            },
+            EdgeSpec {
+                origin: "examples/flows/ingest.yml:12",
+                from: &["FetchFromMirror"],
+                to: &["ExtractMetadata"],
+                ..EdgeSpec::DEFAULT
+            },
+            EdgeSpec {
+                origin: "examples/flows/ingest.yml:14",
+                from: &["ExtractMetadata"],
+                to: &["Report"],
+                ..EdgeSpec::DEFAULT
+            },
+            EdgeSpec {
+                origin: "examples/flows/ingest.yml:16",
+                from: &["ExtractMetadata"],
+                to: &["analyse"],
+                reads: &["ExtractMetadata"],
+                condition: &edge_4,
+                condition_str: "(fieldEqual(db.get('ExtractMetadata'), key='kind', value='library') and fieldExist(db.get('ExtractMetadata'), key='sources'))",
+                ..EdgeSpec::DEFAULT
+            },
+        ],
+        failures: &[
+            FailureSpec {
+                origin: "examples/flows/ingest.yml:25",
+                nodes: &["FetchRelease"],
+                fallback: Some(&["FetchFromMirror"]),
+                ..FailureSpec::DEFAULT
+            },
+        ],
         propagate: PropagateSpec {
             node_args: &["analyse"],
-            parent: &[],
-            finished: &[],
-            compound_finished: &[],
-            failures: &[],
-            compound_failures: &[],
+            ..PropagateSpec::DEFAULT
         },
-        max_retry: 0,
-        retry_countdown: Duration::ZERO,
-        throttling: None,
-        cache: None,
-    };
-
-    /// The flow's nodes.
-    static NODES: [NodeSpec; 5] = [
-        NodeSpec {
-            name: "FetchRelease",
-            kind: NodeKind::Task,
-        },
-        NodeSpec {
-            name: "ExtractMetadata",
-            kind: NodeKind::Task,
-        },
-        NodeSpec {
-            name: "FetchFromMirror",
-            kind: NodeKind::Task,
-        },
-        NodeSpec {
-            name: "Report",
-            kind: NodeKind::Task,
-        },
-        NodeSpec {
-            name: "analyse",
-            kind: NodeKind::Flow,
-        },
-    ];
-
-    /// The edges of flow `ingest`, in YAML order.
-    pub static EDGES: [EdgeSpec; 5] = [EDGE_0, EDGE_1, EDGE_2, EDGE_3, EDGE_4];
-
-    /// The transition function: the edges to evaluate when `node` finishes.
-    pub fn edges_from(node: &str) -> &'static [usize] {
-        match Node::from_name(node) {
-            Some(Node::FetchRelease) => &[1],
-            Some(Node::ExtractMetadata) => &[3, 4],
-            Some(Node::FetchFromMirror) => &[2],
-            Some(Node::Report) => &[],
-            Some(Node::Analyse) => &[],
-            None => &[],
-        }
-    }
-
-    /// The failure table: what to start when this set of nodes (sorted by name) failed.
-    pub fn fallbacks(failed: &[&str]) -> &'static [FallbackSpec] {
-        match failed {
-            ["FetchRelease"] => &FAILURE_0,
-            _ => &[],
-        }
-    }
-
-    /// Edge #0 of flow `ingest` (examples/flows/ingest.yml:8): start → FetchRelease.
-    const EDGE_0: EdgeSpec = EdgeSpec {
-        index: 0,
-        origin: "examples/flows/ingest.yml:8",
-        from: &[],
-        to: &["FetchRelease"],
-        reads: &[],
-        condition: &always,
-        condition_str: "True",
-        foreach: None,
-        selective: None,
-    };
-
-    /// Edge #1 of flow `ingest` (examples/flows/ingest.yml:10): FetchRelease → ExtractMetadata.
-    const EDGE_1: EdgeSpec = EdgeSpec {
-        index: 1,
-        origin: "examples/flows/ingest.yml:10",
-        from: &["FetchRelease"],
-        to: &["ExtractMetadata"],
-        reads: &[],
-        condition: &always,
-        condition_str: "True",
-        foreach: None,
-        selective: None,
-    };
-
-    /// Edge #2 of flow `ingest` (examples/flows/ingest.yml:12): FetchFromMirror → ExtractMetadata.
-    const EDGE_2: EdgeSpec = EdgeSpec {
-        index: 2,
-        origin: "examples/flows/ingest.yml:12",
-        from: &["FetchFromMirror"],
-        to: &["ExtractMetadata"],
-        reads: &[],
-        condition: &always,
-        condition_str: "True",
-        foreach: None,
-        selective: None,
-    };
-
-    /// Edge #3 of flow `ingest` (examples/flows/ingest.yml:14): ExtractMetadata → Report.
-    const EDGE_3: EdgeSpec = EdgeSpec {
-        index: 3,
-        origin: "examples/flows/ingest.yml:14",
-        from: &["ExtractMetadata"],
-        to: &["Report"],
-        reads: &[],
-        condition: &always,
-        condition_str: "True",
-        foreach: None,
-        selective: None,
-    };
-
-    /// Edge #4 of flow `ingest` (examples/flows/ingest.yml:16): ExtractMetadata → analyse.
-    const EDGE_4: EdgeSpec = EdgeSpec {
-        index: 4,
-        origin: "examples/flows/ingest.yml:16",
-        from: &["ExtractMetadata"],
-        to: &["analyse"],
-        reads: &["ExtractMetadata"],
-        condition: &edge_4_condition,
-        condition_str: "(fieldEqual(db.get('ExtractMetadata'), key='kind', value='library') and fieldExist(db.get('ExtractMetadata'), key='sources'))",
-        foreach: None,
-        selective: None,
+        ..FlowSpec::DEFAULT
     };
 
     /// `(fieldEqual(db.get('ExtractMetadata'), key='kind', value='library') and fieldExist(db.get('ExtractMetadata'), key='sources'))` (examples/flows/ingest.yml:16).
-    fn edge_4_condition(db: &Db<'_>, _node_args: &Json) -> bool {
-        p::field_equal(db.get("ExtractMetadata"), &json!("kind"), &json!("library"))
-            && p::field_exist(db.get("ExtractMetadata"), &json!("sources"))
+    fn edge_4(db: &Db<'_>, _node_args: &Json) -> bool {
+        static ARGS: LazyLock<[Json; 3]> = LazyLock::new(|| [
+            json!("kind"),
+            json!("library"),
+            json!("sources"),
+        ]);
+        p::field_equal(db.get("ExtractMetadata"), &ARGS[0], &ARGS[1])
+            && p::field_exist(db.get("ExtractMetadata"), &ARGS[2])
     }
-
-    /// Fallbacks when `FetchRelease` failed (examples/flows/ingest.yml:25).
-    static FAILURE_0: [FallbackSpec; 1] = [
-        FallbackSpec {
-            origin: "examples/flows/ingest.yml:25",
-            nodes: Some(&["FetchFromMirror"]),
-            condition: &always,
-            condition_str: "True",
-            propagate_failure: false,
-        },
-    ];
 }
 
 /// Flow `analyse` (examples/flows/analyse.yml:3).
 pub mod analyse {
-    #[allow(unused_imports)]
     use super::*;
 
-    /// The nodes of the flow.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-    pub enum Node {
-        /// Task `CheckLicense` (examples/flows/nodes.yml:15).
-        CheckLicense,
-        /// Task `ScanCode` (examples/flows/nodes.yml:18).
-        ScanCode,
-    }
-
-    #[allow(dead_code)]
-    impl Node {
-        /// The node's name in the YAML.
-        pub const fn name(self) -> &'static str {
-            match self {
-                Node::CheckLicense => "CheckLicense",
-                Node::ScanCode => "ScanCode",
-            }
-        }
-
-        /// The node of that name, if the flow has one.
-        pub fn from_name(name: &str) -> Option<Node> {
-            match name {
-                "CheckLicense" => Some(Node::CheckLicense),
-                "ScanCode" => Some(Node::ScanCode),
-                _ => None,
-            }
-        }
-    }
-
-    /// Flow `analyse` (examples/flows/analyse.yml:3).
+    /// Flow `analyse` (examples/flows/analyse.yml:3): start it with `runtime.run(&analyse::FLOW, node_args)`.
     pub static FLOW: FlowSpec = FlowSpec {
         name: "analyse",
         origin: "examples/flows/analyse.yml:3",
-        queue: "celery",
-        nodes: &NODES,
-        edges: &EDGES,
-        edges_from: &edges_from,
-        fallbacks: &fallbacks,
-        nowait: &[],
-        eager_failures: &[],
-        node_args_from_first: false,
-        propagate: PropagateSpec {
-            node_args: &[],
-            parent: &[],
-            finished: &[],
-            compound_finished: &[],
-            failures: &[],
-            compound_failures: &[],
-        },
-        max_retry: 0,
-        retry_countdown: Duration::ZERO,
-        throttling: None,
-        cache: None,
-    };
-
-    /// The flow's nodes.
-    static NODES: [NodeSpec; 2] = [
-        NodeSpec {
-            name: "CheckLicense",
-            kind: NodeKind::Task,
-        },
-        NodeSpec {
-            name: "ScanCode",
-            kind: NodeKind::Task,
-        },
-    ];
-
-    /// The edges of flow `analyse`, in YAML order.
-    pub static EDGES: [EdgeSpec; 1] = [EDGE_0];
-
-    /// The transition function: the edges to evaluate when `node` finishes.
-    pub fn edges_from(node: &str) -> &'static [usize] {
-        match Node::from_name(node) {
-            Some(Node::CheckLicense) => &[],
-            Some(Node::ScanCode) => &[],
-            None => &[],
-        }
-    }
-
-    /// The failure table: what to start when this set of nodes (sorted by name) failed.
-    pub fn fallbacks(_failed: &[&str]) -> &'static [FallbackSpec] {
-        &[]
-    }
-
-    /// Edge #0 of flow `analyse` (examples/flows/analyse.yml:5): start → CheckLicense, ScanCode.
-    const EDGE_0: EdgeSpec = EdgeSpec {
-        index: 0,
-        origin: "examples/flows/analyse.yml:5",
-        from: &[],
-        to: &["CheckLicense", "ScanCode"],
-        reads: &[],
-        condition: &always,
-        condition_str: "True",
-        foreach: None,
-        selective: None,
+        edges: &[
+            EdgeSpec {
+                origin: "examples/flows/analyse.yml:5",
+                to: &["CheckLicense", "ScanCode"],
+                ..EdgeSpec::DEFAULT
+            },
+        ],
+        ..FlowSpec::DEFAULT
     };
 }

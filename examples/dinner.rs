@@ -144,7 +144,7 @@ async fn main() -> std::process::ExitCode {
     println!("dinnerFlow:");
     let runtime = selinon_runtime::Runtime::new(&flows::SYSTEM);
     let outcome = match runtime
-        .run_flow("dinnerFlow", selinon_runtime::json!(null))
+        .run(&flows::dinner_flow::FLOW, selinon_runtime::json!(null))
         .await
     {
         Ok(outcome) => outcome,

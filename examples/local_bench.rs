@@ -96,13 +96,13 @@ async fn main() {
             other => panic!("unknown argument {other}; use --flows N --repeat R"),
         }
     }
-    for (flow, tasks_per_flow) in [("chain10", 10.0), ("fanout", 12.0)] {
+    for (flow, tasks_per_flow) in [(&flows::chain10::FLOW, 10.0), (&flows::fanout::FLOW, 12.0)] {
         let mut rates = Vec::new();
         for _ in 0..repeat {
             let runtime = selinon_runtime::Runtime::new(&flows::SYSTEM);
             let t0 = Instant::now();
             let handles: Vec<_> = (0..n)
-                .map(|i| runtime.run_flow(flow, selinon_runtime::json!({"i": i})))
+                .map(|i| runtime.run(flow, selinon_runtime::json!({"i": i})))
                 .collect();
             for h in handles {
                 assert!(h.await.expect("runs").is_finished());
@@ -117,12 +117,12 @@ async fn main() {
         for i in 0..200 {
             let t0 = Instant::now();
             let outcome = runtime
-                .run_flow(flow, selinon_runtime::json!({"i": i}))
+                .run(flow, selinon_runtime::json!({"i": i}))
                 .await
                 .expect("runs");
             latency.push(t0.elapsed().as_secs_f64() * 1e3);
             let times = TIMES.lock().unwrap_or_else(|e| e.into_inner());
-            hops(flow, &outcome.flow_id, &times, &mut hop_ms);
+            hops(flow.name, &outcome.flow_id, &times, &mut hop_ms);
         }
         TIMING.store(false, std::sync::atomic::Ordering::Relaxed);
         TIMES.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -130,7 +130,7 @@ async fn main() {
         println!(
             "{}",
             selinon_runtime::json!({
-                "shape": flow,
+                "shape": flow.name,
                 "flows": n,
                 "runs": repeat,
                 "flows_per_s": flows_per_s.round(),

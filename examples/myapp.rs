@@ -75,11 +75,16 @@ pub mod storages {
     pub type ResultStore = selinon_runtime::storage::InMemoryStorage;
 }
 
-/// Runs `ingest` for a package and prints how it ended; panics when it did not end as expected.
-pub async fn run_ingest(system: &'static selinon_runtime::SystemSpec, package: &str) {
+/// Runs `ingest` (the flow of `system` whose handle is `ingest`) for a package and prints how it
+/// ended; panics when it did not end as expected.
+pub async fn run_ingest(
+    system: &'static selinon_runtime::SystemSpec,
+    ingest: &'static selinon_runtime::FlowSpec,
+    package: &str,
+) {
     let runtime = selinon_runtime::Runtime::new(system);
     let outcome = runtime
-        .run_flow("ingest", selinon_runtime::json!({"name": package}))
+        .run(ingest, selinon_runtime::json!({"name": package}))
         .await
         .expect("the flow runs");
     println!("{}", serde_json::to_string(&outcome).expect("JSON"));

@@ -222,7 +222,7 @@ async fn submit(o: Options) -> Result<bool, String> {
     let run = uuid::Uuid::new_v4().simple().to_string();
     let ids = client
         .submit_many(
-            "order",
+            &flows::order::FLOW,
             (0..o.flows).map(|i| json!({"order": i, "run": run})),
         )
         .await

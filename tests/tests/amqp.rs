@@ -9,6 +9,7 @@ use std::time::Duration;
 use selinon_runtime::amqp::RecordStatus;
 use selinon_runtime::engine::RunSubsequent;
 use selinon_runtime::{json, FlowStatus};
+use selinon_tests::flows;
 use support::{services, Cluster};
 
 fn ns() -> String {
@@ -24,7 +25,7 @@ async fn engine_scenarios_over_amqp_with_two_workers() {
 
     // test_flow: a chain runs each node once, in order.
     let n = ns();
-    let out = cluster.run("chain", json!({"ns": n})).await;
+    let out = cluster.run(&flows::chain::FLOW, json!({"ns": n})).await;
     assert_eq!(out.status, FlowStatus::Finished, "{out:?}");
     for task in ["A", "B", "C"] {
         assert_eq!(out.finished(task).len(), 1, "{task}: {out:?}");
@@ -35,7 +36,7 @@ async fn engine_scenarios_over_amqp_with_two_workers() {
 
     // test_system_state: a join fires once, when both sources finished.
     let n = ns();
-    let out = cluster.run("join", json!({"ns": n})).await;
+    let out = cluster.run(&flows::join::FLOW, json!({"ns": n})).await;
     assert!(out.is_finished(), "{out:?}");
     assert_eq!(out.finished("D").len(), 1, "{out:?}");
     assert_eq!(cluster.runs_by_task(&n).await["D"], 1);
@@ -43,7 +44,9 @@ async fn engine_scenarios_over_amqp_with_two_workers() {
     // Conditions read the stored result of the source (test_flow, conditions).
     for (go, ran, skipped) in [(true, "Accept", "Reject"), (false, "Reject", "Accept")] {
         let n = ns();
-        let out = cluster.run("branch", json!({"ns": n, "go": go})).await;
+        let out = cluster
+            .run(&flows::branch::FLOW, json!({"ns": n, "go": go}))
+            .await;
         assert!(out.is_finished(), "{out:?}");
         assert_eq!(out.finished(ran).len(), 1, "go={go}: {out:?}");
         assert!(out.finished(skipped).is_empty(), "go={go}: {out:?}");
@@ -51,7 +54,7 @@ async fn engine_scenarios_over_amqp_with_two_workers() {
 
     // test_node_failures: the fallback handles the failure, the flow finishes.
     let n = ns();
-    let out = cluster.run("fallback", json!({"ns": n})).await;
+    let out = cluster.run(&flows::fallback::FLOW, json!({"ns": n})).await;
     assert!(out.is_finished(), "{out:?}");
     assert!(out.failed_nodes.is_empty(), "{out:?}");
     assert_eq!(out.finished("Recover").len(), 1);
@@ -59,20 +62,20 @@ async fn engine_scenarios_over_amqp_with_two_workers() {
 
     // test_node_failures: no fallback, the flow fails with the failed node.
     let n = ns();
-    let out = cluster.run("failing", json!({"ns": n})).await;
+    let out = cluster.run(&flows::failing::FLOW, json!({"ns": n})).await;
     assert_eq!(out.status, FlowStatus::Failed, "{out:?}");
     assert_eq!(out.failed("Boom").len(), 1, "{out:?}");
     assert_eq!(out.finished("A").len(), 1, "{out:?}");
 
     // test_selinon_task: a panicking task is a failed task, and the worker goes on.
     let n = ns();
-    let out = cluster.run("panicking", json!({"ns": n})).await;
+    let out = cluster.run(&flows::panicking::FLOW, json!({"ns": n})).await;
     assert_eq!(out.status, FlowStatus::Failed, "{out:?}");
     assert_eq!(out.failed("Panics").len(), 1, "{out:?}");
 
     // test_retry: the task is retried (through a delay queue) and then succeeds.
     let n = ns();
-    let out = cluster.run("flaky", json!({"ns": n})).await;
+    let out = cluster.run(&flows::flaky::FLOW, json!({"ns": n})).await;
     assert!(out.is_finished(), "{out:?}");
     let runs = cluster.runs_by_task(&n).await;
     assert_eq!(runs["Flaky"], 2, "one failure, one success: {runs:?}");
@@ -80,14 +83,18 @@ async fn engine_scenarios_over_amqp_with_two_workers() {
 
     // test_flow_retry: the flow restarts max_retry times, then fails.
     let n = ns();
-    let out = cluster.run("restarting", json!({"ns": n})).await;
+    let out = cluster
+        .run(&flows::restarting::FLOW, json!({"ns": n}))
+        .await;
     assert_eq!(out.status, FlowStatus::Failed, "{out:?}");
     assert_eq!(out.retried_count, 2, "{out:?}");
     assert_eq!(cluster.runs_by_task(&n).await["Boom"], 3);
 
     // test_nowait: the flow does not wait for `Side`, which still runs.
     let n = ns();
-    let out = cluster.run("nowait", json!({"ns": n, "sleep_ms": 0})).await;
+    let out = cluster
+        .run(&flows::nowait::FLOW, json!({"ns": n, "sleep_ms": 0}))
+        .await;
     assert!(out.is_finished(), "{out:?}");
     assert!(out.finished("Side").is_empty(), "{out:?}");
     let mut side_ran = false;
@@ -103,14 +110,14 @@ async fn engine_scenarios_over_amqp_with_two_workers() {
     // test_foreach: ten instances; the edge from `Fan` fires once per finished instance (as
     // upstream: an edge fires for every new combination of finished sources).
     let n = ns();
-    let out = cluster.run("fanout", json!({"ns": n})).await;
+    let out = cluster.run(&flows::fanout::FLOW, json!({"ns": n})).await;
     assert!(out.is_finished(), "{out:?}");
     assert_eq!(out.finished("Fan").len(), 10, "{out:?}");
     assert_eq!(out.finished("D").len(), 10, "{out:?}");
 
     // test_propagate: sub-flows as nodes, their ends reported to the parent.
     let n = ns();
-    let out = cluster.run("parent", json!({"ns": n})).await;
+    let out = cluster.run(&flows::parent::FLOW, json!({"ns": n})).await;
     assert!(out.is_finished(), "{out:?}");
     assert_eq!(out.finished("join").len(), 1, "{out:?}");
     assert_eq!(out.finished("chain").len(), 1, "{out:?}");
@@ -128,7 +135,9 @@ async fn engine_scenarios_over_amqp_with_two_workers() {
 
     // A failed sub-flow fails its parent; nothing after it runs.
     let n = ns();
-    let out = cluster.run("parent_of_failing", json!({"ns": n})).await;
+    let out = cluster
+        .run(&flows::parent_of_failing::FLOW, json!({"ns": n}))
+        .await;
     assert_eq!(out.status, FlowStatus::Failed, "{out:?}");
     assert_eq!(out.failed("failing").len(), 1, "{out:?}");
     assert!(!cluster.runs_by_task(&n).await.contains_key("A") || out.finished("A").is_empty());
@@ -137,7 +146,13 @@ async fn engine_scenarios_over_amqp_with_two_workers() {
     let n = ns();
     let id = cluster
         .client
-        .submit_selective("chain", &["B"], json!({"ns": n}), false, RunSubsequent::No)
+        .submit_selective(
+            &flows::chain::FLOW,
+            &["B"],
+            json!({"ns": n}),
+            false,
+            RunSubsequent::No,
+        )
         .await
         .unwrap();
     let out = cluster
@@ -163,7 +178,7 @@ async fn many_flows_finish_once_each_across_workers() {
     let n = ns();
     let ids = cluster
         .client
-        .submit_many("everything", (0..60).map(|_| json!({"ns": n})))
+        .submit_many(&flows::everything::FLOW, (0..60).map(|_| json!({"ns": n})))
         .await
         .unwrap();
     let done = cluster
@@ -195,7 +210,7 @@ async fn status_says_what_a_running_flow_does() {
     let cluster = Cluster::start("status", 1).await;
     let n = ns();
     let id = cluster
-        .submit("chain", json!({"ns": n, "sleep_ms": 700}))
+        .submit(&flows::chain::FLOW, json!({"ns": n, "sleep_ms": 700}))
         .await;
     let mut seen_running = None;
     for _ in 0..50 {

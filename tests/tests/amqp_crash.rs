@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use selinon_runtime::amqp::broker::connection_properties;
 use selinon_runtime::{json, FlowOutcome};
+use selinon_tests::{flows, flows_v1};
 use support::{amqp_url, services, Cluster};
 
 /// The final state every `everything` flow must reach: the retried task, the join, the
@@ -67,7 +68,7 @@ async fn workers_killed_every_second_lose_no_flow() {
     let ids = cluster
         .client
         .submit_many(
-            "everything",
+            &flows::everything::FLOW,
             (0..200).map(|_| json!({"ns": ns, "sleep_ms": 100})),
         )
         .await
@@ -123,7 +124,7 @@ async fn rabbitmq_restarted_mid_run_loses_no_flow() {
     let ids = cluster
         .client
         .submit_many(
-            "everything",
+            &flows::everything::FLOW,
             (0..100).map(|_| json!({"ns": ns, "sleep_ms": 100})),
         )
         .await
@@ -186,7 +187,9 @@ async fn poison_messages_go_to_the_dead_letter_queue() {
             .unwrap();
     }
     // The worker goes on: a flow still runs.
-    let out = cluster.run("chain", json!({"ns": "poison"})).await;
+    let out = cluster
+        .run(&flows::chain::FLOW, json!({"ns": "poison"}))
+        .await;
     assert!(out.is_finished(), "{out:?}");
     cluster.assert_alive();
 
@@ -251,7 +254,7 @@ async fn running_flows_migrate_to_new_workers() {
     let ids = cluster
         .client
         .submit_many(
-            "mig",
+            &flows_v1::mig::FLOW,
             (0..12).map(|_| json!({"ns": ns, "sleep": {"B": 2500}})),
         )
         .await

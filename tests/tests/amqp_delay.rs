@@ -15,6 +15,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use selinon_runtime::amqp::{Broker, DelayQueues, Outgoing, DELAY_BUCKETS_MS};
 use selinon_runtime::json;
+use selinon_tests::flows;
 use support::{amqp_url, services, Cluster};
 
 fn now_ms() -> u64 {
@@ -338,7 +339,7 @@ async fn retries_keep_flowing_past_the_delay_queue_expiry() {
         for i in 0..3 {
             let ns = format!("{}-{wave}-{i}", cluster.prefix);
             let args = json!({"ns": ns});
-            ids.push((ns, cluster.submit("flaky", args).await));
+            ids.push((ns, cluster.submit(&flows::flaky::FLOW, args).await));
         }
         waves.push(ids);
         tokio::time::sleep(Duration::from_millis(1700)).await;

@@ -36,7 +36,10 @@ async fn three_storages_in_process_with_upstream_layout() {
         .without_config_trace()
         .build();
 
-    let out = rt.run_flow("storages3", json!({"go": true})).await.unwrap();
+    let out = rt
+        .run(&flows::storages3::FLOW, json!({"go": true}))
+        .await
+        .unwrap();
     assert!(out.is_finished(), "{out:?}");
     assert_eq!(
         out.finished("Accept").len(),
@@ -87,7 +90,7 @@ async fn three_storages_in_process_with_upstream_layout() {
 
     // A false result read from PostgreSQL takes the other branch.
     let out = rt
-        .run_flow("storages3", json!({"go": false}))
+        .run(&flows::storages3::FLOW, json!({"go": false}))
         .await
         .unwrap();
     assert!(out.is_finished(), "{out:?}");
@@ -104,10 +107,14 @@ async fn three_storages_over_amqp() {
         return;
     }
     let cluster = Cluster::start("storages", 2).await;
-    let out = cluster.run("storages3", json!({"go": true})).await;
+    let out = cluster
+        .run(&flows::storages3::FLOW, json!({"go": true}))
+        .await;
     assert!(out.is_finished(), "{out:?}");
     assert_eq!(out.finished("Accept").len(), 1, "{out:?}");
-    let out = cluster.run("storages3", json!({"go": false})).await;
+    let out = cluster
+        .run(&flows::storages3::FLOW, json!({"go": false}))
+        .await;
     assert_eq!(out.finished("Reject").len(), 1, "{out:?}");
     cluster.stop().await;
 }
@@ -158,8 +165,8 @@ async fn a_storage_server_killed_mid_flow_costs_retries_not_the_flow() {
         .without_config_trace()
         .build();
     // Fragile runs 1.5 s; its server dies meanwhile, so storing its result fails.
-    let handle = rt.run_flow(
-        "fragile",
+    let handle = rt.run(
+        &flows::fragile::FLOW,
         json!({"ns": format!("killed-{port}"), "sleep": {"Fragile": 1500}}),
     );
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -571,7 +571,7 @@ fn simulate(args: SimulateArgs, color: bool) -> ExitCode {
     // Flows are spawned on the runtime.
     let guard = rt.enter();
     let handle = if args.selective.is_empty() {
-        runtime.run_flow(&args.flow, node_args)
+        runtime.run_flow_by_name(&args.flow, node_args)
     } else {
         let tasks: Vec<&str> = args.selective.iter().map(String::as_str).collect();
         let subsequent = if args.run_subsequent {
@@ -579,7 +579,7 @@ fn simulate(args: SimulateArgs, color: bool) -> ExitCode {
         } else {
             selinon_runtime::engine::RunSubsequent::No
         };
-        runtime.run_flow_selective(
+        runtime.run_selective_by_name(
             &args.flow,
             &tasks,
             node_args,

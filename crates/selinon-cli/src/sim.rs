@@ -12,12 +12,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use selinon_runtime::spec::{
-    BoxFuture, Db, EdgeSpec, FallbackSpec, FlowSpec, ForeachSpec, NodeKind, NodeSpec,
-    PropagateSpec, SelectiveRunFn, SelectiveSpec, StorageAdapter, StorageSpec, SystemSpec,
-    TaskSpec,
+    BoxFuture, Db, EdgeSpec, FailureSpec, FlowSpec, ForeachSpec, PropagateSpec, RunTaskFn,
+    SelectiveRunFn, SelectiveSpec, StorageSpec, SystemSpec, TaskSpec,
 };
 use selinon_runtime::{Json, TaskError, TaskResult};
 
@@ -230,112 +228,94 @@ pub fn system_spec(
         .map(|t| TaskSpec {
             name: leak_str(&t.name),
             origin: leak_str(&t.origin.to_string()),
-            class: leak_str(&format!("{}.{}", t.class.module, t.class.name)),
+            run: run_fn(&t.name, scenario.clone(), counts.clone()),
             queue: leak_str(&t.queue.raw),
             // Tasks with a storage store into the simulation's; the others keep no result, as
             // in generated code (conditions read only tasks with a storage: a system check).
             storage: t.storage.is_some().then_some(SIMULATION_STORAGE),
             storage_readonly: t.storage_readonly,
-            storage_task_name: leak_str(&t.storage_task_name),
-            output_schema: None,
+            storage_task_name: Some(leak_str(&t.storage_task_name)),
             max_retry: u32::try_from(t.max_retry).unwrap_or(u32::MAX),
             // A simulation shows what runs, not when: no countdowns, no throttling.
-            retry_countdown: Duration::ZERO,
-            throttling: None,
             // Mocked as the stubs of `selinon new` are: run the task (no earlier run reused).
             selective_run_function: t
                 .selective_run_function
                 .as_ref()
                 .map(|_| -> SelectiveRunFn { &|_| None }),
+            ..TaskSpec::DEFAULT
         })
         .collect();
     let storages = vec![StorageSpec {
         name: SIMULATION_STORAGE,
         origin: "simulation",
-        adapter: StorageAdapter::Builtin {
-            module: "selinon.storages.memory",
-            class: "InMemoryStorage",
-        },
-        configuration: "{}",
-        cache: None,
+        ..StorageSpec::DEFAULT
     }];
     let flows: Vec<&'static FlowSpec> = system
         .flows
         .iter()
         .map(|f| flow_spec(system, f, &scenario))
         .collect();
-    let run_scenario = scenario.clone();
-    let run_task = move |name: &str,
-                         ctx: selinon_runtime::TaskContext,
-                         _args: Json|
-          -> Option<BoxFuture<'static, TaskResult>> {
-        let behaviour = run_scenario.tasks.get(name).cloned().unwrap_or_default();
-        let (run_index, instance_runs) = {
-            let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
-            let runs = c.runs.entry(name.to_string()).or_default();
-            *runs += 1;
-            let index = *runs - 1;
-            let per = c.per_id.entry(ctx.task_id.clone()).or_default();
-            *per += 1;
-            (index, *per)
-        };
-        let outcome: TaskResult = if behaviour.fail {
-            Err(TaskError::failed(format!("{name} fails (scenario)")))
-        } else if instance_runs <= behaviour.fail_times {
-            Err(TaskError::failed(format!(
-                "{name} fails run {instance_runs} of {} (scenario)",
-                behaviour.fail_times
-            )))
-        } else if !behaviour.results.is_empty() {
-            let i = usize::try_from(run_index)
-                .unwrap_or(usize::MAX)
-                .min(behaviour.results.len() - 1);
-            Ok(behaviour.results[i].clone())
-        } else {
-            Ok(behaviour
-                .result
-                .clone()
-                .unwrap_or_else(|| Json::Object(Default::default())))
-        };
-        let sleep = behaviour.sleep;
-        Some(Box::pin(async move {
-            if let Some(sleep) = sleep {
-                tokio::time::sleep(sleep).await;
-            }
-            outcome
-        }))
-    };
     leak(SystemSpec {
         files: leak_strs(&system.files),
         content_hash: "simulation",
         tasks: Box::leak(tasks.into_boxed_slice()),
         flows: Box::leak(flows.into_boxed_slice()),
         storages: Box::leak(storages.into_boxed_slice()),
-        trace: &[],
-        migration_dir: None,
-        run_task: leak(run_task),
+        ..SystemSpec::DEFAULT
     })
 }
 
+/// A mocked task: does what the scenario says, counting its runs.
+fn run_fn(name: &str, scenario: Arc<Scenario>, counts: Arc<Mutex<RunCounts>>) -> RunTaskFn {
+    let name = name.to_string();
+    leak(
+        move |ctx: selinon_runtime::TaskContext, _args: Json| -> BoxFuture<'static, TaskResult> {
+            let behaviour = scenario.tasks.get(&name).cloned().unwrap_or_default();
+            let (run_index, instance_runs) = {
+                let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+                let runs = c.runs.entry(name.clone()).or_default();
+                *runs += 1;
+                let index = *runs - 1;
+                let per = c.per_id.entry(ctx.task_id.clone()).or_default();
+                *per += 1;
+                (index, *per)
+            };
+            let outcome: TaskResult = if behaviour.fail {
+                Err(TaskError::failed(format!("{name} fails (scenario)")))
+            } else if instance_runs <= behaviour.fail_times {
+                Err(TaskError::failed(format!(
+                    "{name} fails run {instance_runs} of {} (scenario)",
+                    behaviour.fail_times
+                )))
+            } else if !behaviour.results.is_empty() {
+                let i = usize::try_from(run_index)
+                    .unwrap_or(usize::MAX)
+                    .min(behaviour.results.len() - 1);
+                Ok(behaviour.results[i].clone())
+            } else {
+                Ok(behaviour
+                    .result
+                    .clone()
+                    .unwrap_or_else(|| Json::Object(Default::default())))
+            };
+            let sleep = behaviour.sleep;
+            Box::pin(async move {
+                if let Some(sleep) = sleep {
+                    tokio::time::sleep(sleep).await;
+                }
+                outcome
+            })
+        },
+    )
+}
+
 fn flow_spec(system: &System, f: &ir::Flow, scenario: &Arc<Scenario>) -> &'static FlowSpec {
-    let nodes: Vec<NodeSpec> = f
-        .nodes
-        .iter()
-        .map(|n| NodeSpec {
-            name: leak_str(&n.name),
-            kind: match n.kind {
-                ir::NodeKind::Task => NodeKind::Task,
-                ir::NodeKind::Flow => NodeKind::Flow,
-            },
-        })
-        .collect();
     let edges: Vec<EdgeSpec> = f
         .edges
         .iter()
         .map(|e| {
             let reads = e.reads(system);
             EdgeSpec {
-                index: e.index,
                 origin: leak_str(&e.origin.to_string()),
                 from: leak_strs(&e.from),
                 to: leak_strs(&e.to),
@@ -362,25 +342,14 @@ fn flow_spec(system: &System, f: &ir::Flow, scenario: &Arc<Scenario>) -> &'stati
             }
         })
         .collect();
-    let edges: &'static [EdgeSpec] = Box::leak(edges.into_boxed_slice());
-    let mut from_map: HashMap<String, Vec<usize>> = HashMap::new();
-    for e in &f.edges {
-        for n in &e.from {
-            from_map.entry(n.clone()).or_default().push(e.index);
-        }
-    }
-    let from_map: HashMap<String, &'static [usize]> = from_map
-        .into_iter()
-        .map(|(k, v)| (k, &*Box::leak(v.into_boxed_slice())))
-        .collect();
-    let mut failures: HashMap<Vec<String>, &'static [FallbackSpec]> = HashMap::new();
-    for set in &f.failures {
-        let alternatives: Vec<FallbackSpec> = set
-            .alternatives
-            .iter()
-            .map(|a| FallbackSpec {
+    let failures: Vec<FailureSpec> = f
+        .failures
+        .iter()
+        .flat_map(|set| {
+            set.alternatives.iter().map(|a| FailureSpec {
                 origin: leak_str(&a.origin.to_string()),
-                nodes: match &a.fallback {
+                nodes: leak_strs(&set.nodes),
+                fallback: match &a.fallback {
                     FallbackTarget::Handled => None,
                     FallbackTarget::Nodes(n) => Some(leak_strs(n)),
                 },
@@ -388,24 +357,15 @@ fn flow_spec(system: &System, f: &ir::Flow, scenario: &Arc<Scenario>) -> &'stati
                 condition_str: leak_str(&a.condition.to_source()),
                 propagate_failure: a.propagate_failure,
             })
-            .collect();
-        failures.insert(
-            set.nodes.iter().cloned().collect(),
-            Box::leak(alternatives.into_boxed_slice()),
-        );
-    }
+        })
+        .collect();
     let p = &f.propagate;
     leak(FlowSpec {
         name: leak_str(&f.name),
         origin: leak_str(&f.origin.to_string()),
         queue: leak_str(&f.queue.raw),
-        nodes: Box::leak(nodes.into_boxed_slice()),
-        edges,
-        edges_from: leak(move |node: &str| from_map.get(node).copied().unwrap_or(&[])),
-        fallbacks: leak(move |failed: &[&str]| {
-            let key: Vec<String> = failed.iter().map(|s| s.to_string()).collect();
-            failures.get(&key).copied().unwrap_or(&[])
-        }),
+        edges: Box::leak(edges.into_boxed_slice()),
+        failures: Box::leak(failures.into_boxed_slice()),
         nowait: leak_strs(&f.nowait),
         eager_failures: leak_strs(&f.eager_failures),
         node_args_from_first: f.node_args_from_first,
@@ -418,9 +378,7 @@ fn flow_spec(system: &System, f: &ir::Flow, scenario: &Arc<Scenario>) -> &'stati
             compound_failures: leak_strs(&p.compound_failures),
         },
         max_retry: u32::try_from(f.max_retry).unwrap_or(u32::MAX),
-        retry_countdown: Duration::ZERO,
-        throttling: None,
-        cache: None,
+        ..FlowSpec::DEFAULT
     })
 }
 

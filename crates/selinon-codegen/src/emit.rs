@@ -6,13 +6,15 @@
 //! the references to the user's task types, storages and functions. Every item carries a doc
 //! comment naming its YAML `file:line`.
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 use serde_json::Value as Json;
 
-use crate::ir::{self, Condition, FallbackTarget, Import, NodeKind, System};
+use crate::ir::{self, Condition, FallbackTarget, Import, System};
 use crate::predicates::Reads;
 
 /// How user module paths become Rust paths.
@@ -77,7 +79,9 @@ pub fn render(system: &System, content_hash: &str, options: &EmitOptions) -> Str
     }
     let _ = writeln!(out, "// content hash: {content_hash}");
     out.push('\n');
-    out.push_str(&space_items(&prettyplease::unparse(&file)));
+    // `prettyplease` prints a path inside a macro call as `crate ::a::B`.
+    let code = prettyplease::unparse(&file).replace("crate ::", "crate::");
+    out.push_str(&space_items(&code));
     out
 }
 
@@ -101,13 +105,18 @@ pub(crate) fn space_items(code: &str) -> String {
 
 /// The generated items as tokens.
 pub fn emit(system: &System, content_hash: &str, options: &EmitOptions) -> TokenStream {
-    let e = Emitter { system, options };
+    let e = Emitter {
+        system,
+        options,
+        imports: RefCell::default(),
+    };
     e.system(content_hash)
 }
 
 struct Emitter<'a> {
     system: &'a System,
     options: &'a EmitOptions,
+    imports: RefCell<Imports>,
 }
 
 /// An identifier, raw when the name is a Rust keyword.
@@ -231,47 +240,129 @@ fn str_list(items: impl IntoIterator<Item = impl AsRef<str>>) -> TokenStream {
     quote!(&[#(#items),*])
 }
 
-fn duration_secs(s: u64) -> TokenStream {
-    if s == 0 {
-        return quote!(Duration::ZERO);
-    }
-    let s = Literal::u64_unsuffixed(s);
-    quote!(Duration::from_secs(#s))
-}
-
 fn lit(n: usize) -> Literal {
     Literal::usize_unsuffixed(n)
-}
-
-fn opt_micros(us: Option<u64>) -> TokenStream {
-    match us {
-        Some(us) => {
-            let us = Literal::u64_unsuffixed(us);
-            quote!(Some(Duration::from_micros(#us)))
-        }
-        None => quote!(None),
-    }
 }
 
 fn u32_of(v: u64) -> Literal {
     Literal::u32_unsuffixed(u32::try_from(v).unwrap_or(u32::MAX))
 }
 
-/// A JSON value as an expression building it with `json!`.
-fn json_expr(v: &Json) -> TokenStream {
-    let text = v.to_string();
-    let tokens: TokenStream = text.parse().unwrap_or_else(|_| {
-        let lit = Literal::string(&text);
-        quote!(serde_json::from_str(#lit).unwrap_or_default())
-    });
-    quote!(json!(#tokens))
+/// The names the generated file imports, collected as items are emitted, so that it imports
+/// exactly what it uses.
+#[derive(Default)]
+struct Imports {
+    /// Items of `selinon_runtime::spec`.
+    spec: BTreeSet<&'static str>,
+    /// Items of `selinon_runtime`.
+    runtime: BTreeSet<&'static str>,
+    duration: bool,
+    lazy_lock: bool,
+    predicates: bool,
+}
+
+impl Imports {
+    fn tokens(&self) -> TokenStream {
+        let mut out = TokenStream::new();
+        let std_items: Vec<TokenStream> = [
+            self.lazy_lock.then(|| quote!(sync::LazyLock)),
+            self.duration.then(|| quote!(time::Duration)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match std_items.len() {
+            0 => {}
+            1 => out.extend(quote!(use std::#(#std_items)*;)),
+            _ => out.extend(quote!(use std::{#(#std_items),*};)),
+        }
+        if self.predicates {
+            out.extend(quote!(
+                use selinon_runtime::predicates as p;
+            ));
+        }
+        let spec: Vec<Ident> = self.spec.iter().map(|s| ident(s)).collect();
+        if !spec.is_empty() {
+            out.extend(quote!(use selinon_runtime::spec::{#(#spec),*};));
+        }
+        let runtime: Vec<Ident> = self.runtime.iter().map(|s| ident(s)).collect();
+        if !runtime.is_empty() {
+            out.extend(quote!(use selinon_runtime::{#(#runtime),*};));
+        }
+        out
+    }
+}
+
+/// Struct fields that differ from the type's `DEFAULT`: `name: value`, in order.
+#[derive(Default)]
+struct Fields(Vec<TokenStream>);
+
+impl Fields {
+    fn set(&mut self, name: &str, value: TokenStream) {
+        let name = ident(name);
+        self.0.push(quote!(#name: #value));
+    }
+
+    fn set_if(&mut self, cond: bool, name: &str, value: impl FnOnce() -> TokenStream) {
+        if cond {
+            self.set(name, value());
+        }
+    }
+
+    /// `Type { fields, ..Type::DEFAULT }` (without the rest when every field is set).
+    fn build(self, ty: &str, all: usize) -> TokenStream {
+        let ty = ident(ty);
+        let fields = self.0;
+        if fields.len() == all {
+            quote!(#ty { #(#fields),* })
+        } else {
+            quote!(#ty { #(#fields,)* ..#ty::DEFAULT })
+        }
+    }
 }
 
 impl Emitter<'_> {
+    fn spec(&self, name: &'static str) -> Ident {
+        self.imports.borrow_mut().spec.insert(name);
+        ident(name)
+    }
+
+    fn runtime(&self, name: &'static str) -> Ident {
+        self.imports.borrow_mut().runtime.insert(name);
+        ident(name)
+    }
+
+    fn duration_secs(&self, s: u64) -> TokenStream {
+        self.imports.borrow_mut().duration = true;
+        if s == 0 {
+            return quote!(Duration::ZERO);
+        }
+        let s = Literal::u64_unsuffixed(s);
+        quote!(Duration::from_secs(#s))
+    }
+
+    fn micros(&self, us: u64) -> TokenStream {
+        self.imports.borrow_mut().duration = true;
+        if us.is_multiple_of(1_000_000) {
+            let s = Literal::u64_unsuffixed(us / 1_000_000);
+            quote!(Duration::from_secs(#s))
+        } else if us.is_multiple_of(1000) {
+            let ms = Literal::u64_unsuffixed(us / 1000);
+            quote!(Duration::from_millis(#ms))
+        } else {
+            let us = Literal::u64_unsuffixed(us);
+            quote!(Duration::from_micros(#us))
+        }
+    }
+
     fn system(&self, content_hash: &str) -> TokenStream {
         let s = self.system;
-        let files = str_list(&s.files);
         let flow_modules: Vec<TokenStream> = s.flows.iter().map(|f| self.flow(f)).collect();
+        let mut fields = Fields::default();
+        fields.set("files", str_list(&s.files));
+        fields.set("content_hash", quote!(#content_hash));
+        let tasks: Vec<TokenStream> = s.tasks.iter().map(|t| self.task_spec(t)).collect();
+        fields.set_if(!tasks.is_empty(), "tasks", || quote!(&[#(#tasks),*]));
         let flow_refs: Vec<TokenStream> = s
             .flows
             .iter()
@@ -280,60 +371,32 @@ impl Emitter<'_> {
                 quote!(&#m::FLOW)
             })
             .collect();
-        let tasks: Vec<TokenStream> = s.tasks.iter().map(|t| self.task_spec(t)).collect();
+        fields.set_if(
+            !flow_refs.is_empty(),
+            "flows",
+            || quote!(&[#(#flow_refs),*]),
+        );
         let storages: Vec<TokenStream> =
             s.storages.iter().map(|st| self.storage_spec(st)).collect();
-        let storage_builders: Vec<TokenStream> = s
-            .storages
-            .iter()
-            .filter_map(|st| self.storage_builder(st))
-            .collect();
+        fields.set_if(
+            !storages.is_empty(),
+            "storages",
+            || quote!(&[#(#storages),*]),
+        );
         let trace: Vec<TokenStream> = s.trace.iter().map(|t| self.trace_spec(t)).collect();
-        let migration_dir = match &s.migration_dir {
-            Some(m) => {
-                let raw = &m.raw;
-                let versions = s.migrations.iter().map(|(v, _)| *v);
-                let texts = s.migrations.iter().map(|(_, t)| t);
-                quote!(Some(selinon_runtime::spec::MigrationDir {
-                    path: #raw,
-                    files: &[#((#versions, #texts)),*],
-                }))
-            }
-            None => quote!(None),
-        };
-        let run_arms: Vec<TokenStream> = s
-            .tasks
-            .iter()
-            .map(|t| {
-                let name = &t.name;
-                let ty = self.options.type_path(&t.class);
-                let run = format_ident!("run_{}", snake(&t.name).trim_start_matches("r#"));
-                quote!(#name => tasks::#run::<#ty>(ctx, node_args),)
-            })
-            .collect();
-        let task_docs: Vec<TokenStream> = s
-            .tasks
-            .iter()
-            .map(|t| {
-                let check = format_ident!("Is{}", upper_camel(&t.name));
-                let run = format_ident!("run_{}", snake(&t.name).trim_start_matches("r#"));
-                let ty = self
-                    .options
-                    .type_path(&t.class)
-                    .to_string()
-                    .replace(' ', "");
-                let message = format!(
-                    "task `{}` ({}): `{{Self}}` does not implement `selinon_runtime::Task`",
-                    t.name, t.origin
-                );
-                let label = format!("Task `{}` ({}), run by `{ty}`.", t.name, t.origin);
-                quote! {
-                    selinon_runtime::task_trait!(#check, #run, #message, #label);
-                }
-            })
-            .collect();
-        let task_count = lit(s.tasks.len());
-        let storage_count = lit(s.storages.len());
+        fields.set_if(!trace.is_empty(), "trace", || quote!(&[#(#trace),*]));
+        if let Some(m) = &s.migration_dir {
+            let raw = &m.raw;
+            let versions = s.migrations.iter().map(|(v, _)| *v);
+            let texts = s.migrations.iter().map(|(_, t)| t);
+            let dir = self.spec("MigrationDir");
+            fields.set(
+                "migration_dir",
+                quote!(Some(#dir { path: #raw, files: &[#((#versions, #texts)),*] })),
+            );
+        }
+        let system = fields.build("SystemSpec", 7);
+        self.spec("SystemSpec");
         let hash_doc = doc(format!(
             "Content hash of the configuration: `{content_hash}`."
         ));
@@ -341,540 +404,307 @@ impl Emitter<'_> {
             "The Selinon system generated from {}.",
             s.files.join(", ")
         ));
-        let always = if s.flows.iter().any(|f| {
-            f.edges.iter().any(|e| e.condition == Condition::Always)
-                || f.failures.iter().any(|fs| {
-                    fs.alternatives
-                        .iter()
-                        .any(|a| a.condition == Condition::Always)
-                })
-        }) {
-            quote! {
-                /// The condition of edges and failures that have none: always true.
-                fn always(_db: &Db<'_>, _node_args: &Json) -> bool {
-                    true
-                }
-            }
-        } else {
-            quote!()
-        };
+        let imports = self.imports.borrow().tokens();
         quote! {
-            #[allow(unused_imports)]
-            use std::time::Duration;
-            #[allow(unused_imports)]
-            use selinon_runtime::json;
-            #[allow(unused_imports)]
-            use selinon_runtime::predicates as p;
-            #[allow(unused_imports)]
-            use selinon_runtime::spec::{
-                run_boxed, BoxFuture, CacheSpec, Db, EdgeSpec, FallbackSpec, FlowSpec, ForeachSpec,
-                NodeKind, NodeSpec, PropagateSpec, SelectiveSpec, StorageAdapter, StorageSpec,
-                SystemSpec, TaskSpec, TraceSpec,
-            };
-            #[allow(unused_imports)]
-            use selinon_runtime::{Json, Task, TaskContext, TaskResult};
+            #imports
 
             #files_doc
             #hash_doc
-            pub static SYSTEM: SystemSpec = SystemSpec {
-                files: #files,
-                content_hash: #content_hash,
-                tasks: &TASKS,
-                flows: &[#(#flow_refs),*],
-                storages: &STORAGES,
-                trace: &[#(#trace),*],
-                migration_dir: #migration_dir,
-                run_task: &run_task,
-            };
-
-            /// Every task of the system, in the order of the nodes file.
-            pub static TASKS: [TaskSpec; #task_count] = [#(#tasks),*];
-
-            /// Every storage of the system, in the order of the nodes file.
-            pub static STORAGES: [StorageSpec; #storage_count] = [#(#storages),*];
-
-            /// The tasks of the system: each trait is implemented by every `Task` type, and
-            /// naming a type that is not a task is a compile error that names the YAML task.
-            pub mod tasks {
-                #[allow(unused_imports)]
-                use super::*;
-                #(#task_docs)*
-            }
-
-            /// Runs a task's code by the task's name.
-            fn run_task(name: &str, ctx: TaskContext, node_args: Json) -> Option<BoxFuture<'static, TaskResult>> {
-                Some(match name {
-                    #(#run_arms)*
-                    _ => return None,
-                })
-            }
-
-            #(#storage_builders)*
-
-            #always
+            pub static SYSTEM: SystemSpec = #system;
 
             #(#flow_modules)*
         }
     }
 
     fn task_spec(&self, t: &ir::Task) -> TokenStream {
+        self.spec("TaskSpec");
         let name = &t.name;
         let origin = t.origin.to_string();
-        let class = self
-            .options
-            .type_path(&t.class)
-            .to_string()
-            .replace(' ', "");
+        let ty = self.options.type_path(&t.class);
+        let message = format!(
+            "task `{}` ({}): `{{Self}}` does not implement `selinon_runtime::Task`",
+            t.name, t.origin
+        );
+        let mut f = Fields::default();
+        f.set("name", quote!(#name));
+        f.set("origin", quote!(#origin));
+        f.set("run", quote!(selinon_runtime::task!(#ty, #message)));
         let queue = &t.queue.raw;
-        let storage = opt_str(t.storage.as_deref());
-        let readonly = t.storage_readonly;
-        let alias = &t.storage_task_name;
-        let schema = opt_str(t.output_schema.as_deref());
-        let max_retry = u32_of(t.max_retry);
-        let countdown = duration_secs(t.retry_countdown_s);
-        let throttling = opt_micros(t.throttling_us);
-        let selective = match &t.selective_run_function {
-            Some(f) => {
-                let path = self.options.fn_path(f);
-                quote!(Some(&#path))
-            }
-            None => quote!(None),
-        };
-        quote! {
-            TaskSpec {
-                name: #name,
-                origin: #origin,
-                class: #class,
-                queue: #queue,
-                storage: #storage,
-                storage_readonly: #readonly,
-                storage_task_name: #alias,
-                output_schema: #schema,
-                max_retry: #max_retry,
-                retry_countdown: #countdown,
-                throttling: #throttling,
-                selective_run_function: #selective,
-            }
+        f.set_if(queue != DEFAULT_QUEUE, "queue", || quote!(#queue));
+        if let Some(storage) = &t.storage {
+            f.set("storage", quote!(Some(#storage)));
         }
+        f.set_if(t.storage_readonly, "storage_readonly", || quote!(true));
+        let alias = &t.storage_task_name;
+        f.set_if(
+            alias != &t.name,
+            "storage_task_name",
+            || quote!(Some(#alias)),
+        );
+        if let Some(schema) = &t.output_schema {
+            f.set("output_schema", quote!(Some(#schema)));
+        }
+        let max_retry = u32_of(t.max_retry);
+        f.set_if(t.max_retry != 0, "max_retry", || quote!(#max_retry));
+        f.set_if(t.retry_countdown_s != 0, "retry_countdown", || {
+            self.duration_secs(t.retry_countdown_s)
+        });
+        if let Some(us) = t.throttling_us {
+            let d = self.micros(us);
+            f.set("throttling", quote!(Some(#d)));
+        }
+        if let Some(func) = &t.selective_run_function {
+            let path = self.options.fn_path(func);
+            f.set("selective_run_function", quote!(Some(&#path)));
+        }
+        f.build("TaskSpec", 12)
     }
 
     fn is_builtin_storage(st: &ir::Storage) -> bool {
         st.class.module == "selinon.storages" || st.class.module.starts_with("selinon.storages.")
     }
 
-    fn storage_builder_name(st: &ir::Storage) -> Ident {
-        format_ident!(
-            "build_storage_{}",
-            snake(&st.name).replace(|c: char| !c.is_alphanumeric() && c != '_', "_")
-        )
-    }
-
     fn storage_spec(&self, st: &ir::Storage) -> TokenStream {
+        self.spec("StorageSpec");
         let name = &st.name;
         let origin = st.origin.to_string();
-        let adapter = if Self::is_builtin_storage(st) {
+        let adapter = self.spec("StorageAdapter");
+        let mut f = Fields::default();
+        f.set("name", quote!(#name));
+        f.set("origin", quote!(#origin));
+        if Self::is_builtin_storage(st) {
             let module = &st.class.module;
             let class = &st.class.name;
-            quote!(StorageAdapter::Builtin { module: #module, class: #class })
-        } else {
-            let class = self
-                .options
-                .type_path(&st.class)
-                .to_string()
-                .replace(' ', "");
-            let build = Self::storage_builder_name(st);
-            quote!(StorageAdapter::User { class: #class, build: #build })
-        };
-        let configuration = st.configuration.to_string();
-        let cache = cache_spec(st.cache.as_ref());
-        quote! {
-            StorageSpec {
-                name: #name,
-                origin: #origin,
-                adapter: #adapter,
-                configuration: #configuration,
-                cache: #cache,
+            if !(module == "selinon.storages.memory" && class == "InMemoryStorage") {
+                f.set(
+                    "adapter",
+                    quote!(#adapter::Builtin { module: #module, class: #class }),
+                );
             }
+        } else {
+            let ty = self.options.type_path(&st.class);
+            let build = self.spec("user_storage");
+            f.set("adapter", quote!(#adapter::User(#build::<#ty>)));
         }
+        let configuration = st.configuration.to_string();
+        f.set_if(
+            configuration != "{}",
+            "configuration",
+            || quote!(#configuration),
+        );
+        if let Some(c) = &st.cache {
+            let cache = self.cache_spec(c);
+            f.set("cache", quote!(Some(#cache)));
+        }
+        f.build("StorageSpec", 5)
     }
 
-    fn storage_builder(&self, st: &ir::Storage) -> Option<TokenStream> {
-        if Self::is_builtin_storage(st) {
-            return None;
-        }
-        let build = Self::storage_builder_name(st);
-        let ty = self.options.type_path(&st.class);
-        let d = doc(format!(
-            "Builds storage `{}` ({}) from its configuration.",
-            st.name, st.origin
-        ));
-        Some(quote! {
-            #d
-            fn #build(
-                configuration: &Json,
-            ) -> Result<Box<dyn selinon_runtime::DataStorage>, selinon_runtime::StorageError> {
-                Ok(Box::new(<#ty as selinon_runtime::StorageFromConfig>::from_config(configuration)?))
-            }
-        })
+    fn cache_spec(&self, c: &ir::Cache) -> TokenStream {
+        let ty = self.spec("CacheSpec");
+        let kind = &c.class.name;
+        let size = lit(usize::try_from(c.max_cache_size).unwrap_or(usize::MAX));
+        quote!(#ty { kind: #kind, max_cache_size: #size })
     }
 
     fn trace_spec(&self, t: &ir::TraceSink) -> TokenStream {
+        let ty = self.spec("TraceSpec");
         match t {
-            ir::TraceSink::Logging => quote!(TraceSpec::Logging),
-            ir::TraceSink::Json => quote!(TraceSpec::Json),
+            ir::TraceSink::Logging => quote!(#ty::Logging),
+            ir::TraceSink::Json => quote!(#ty::Json),
             ir::TraceSink::Function(f) => {
                 let path = self.options.fn_path(f);
-                quote!(TraceSpec::Function(#path))
+                quote!(#ty::Function(#path))
             }
             ir::TraceSink::Storage { storage, method } => {
-                quote!(TraceSpec::Storage { storage: #storage, method: #method })
+                quote!(#ty::Storage { storage: #storage, method: #method })
             }
             ir::TraceSink::Sentry { dsn } => {
                 let raw = &dsn.raw;
-                quote!(TraceSpec::Sentry { dsn: #raw })
+                quote!(#ty::Sentry { dsn: #raw })
             }
         }
     }
 
-    fn flow(&self, f: &ir::Flow) -> TokenStream {
-        let module = flow_module(&f.name);
-        let name = &f.name;
-        let origin = f.origin.to_string();
-        let flow_doc = doc(format!("Flow `{}` ({}).", f.name, f.origin));
-
-        // The node enum.
-        let variants: Vec<Ident> = f
-            .nodes
-            .iter()
-            .map(|n| ident(&upper_camel(&n.name)))
-            .collect();
-        let variant_docs: Vec<TokenStream> = f
-            .nodes
-            .iter()
-            .map(|n| {
-                let (kind, origin) = match n.kind {
-                    NodeKind::Task => (
-                        "Task",
-                        self.system.task(&n.name).map(|t| t.origin.to_string()),
-                    ),
-                    NodeKind::Flow => (
-                        "Sub-flow",
-                        self.system.flow(&n.name).map(|t| t.origin.to_string()),
-                    ),
-                };
-                doc(format!(
-                    "{kind} `{}` ({}).",
-                    n.name,
-                    origin.unwrap_or_default()
-                ))
-            })
-            .collect();
-        let names: Vec<&str> = f.nodes.iter().map(|n| n.name.as_str()).collect();
-        let node_specs: Vec<TokenStream> = f
-            .nodes
-            .iter()
-            .map(|n| {
-                let name = &n.name;
-                let kind = match n.kind {
-                    NodeKind::Task => quote!(NodeKind::Task),
-                    NodeKind::Flow => quote!(NodeKind::Flow),
-                };
-                quote!(NodeSpec { name: #name, kind: #kind })
-            })
-            .collect();
-
-        // Edges.
+    fn flow(&self, fl: &ir::Flow) -> TokenStream {
+        self.spec("FlowSpec");
+        let module = flow_module(&fl.name);
+        let name = &fl.name;
+        let origin = fl.origin.to_string();
+        let module_doc = doc(format!("Flow `{}` ({}).", fl.name, fl.origin));
+        let flow_doc = doc(format!(
+            "Flow `{}` ({}): start it with `runtime.run(&{}::FLOW, node_args)`.",
+            fl.name, fl.origin, module
+        ));
         let mut items = Vec::new();
-        let mut edge_consts = Vec::new();
-        for e in &f.edges {
-            let (tokens, const_name) = self.edge(f, e);
-            items.push(tokens);
-            edge_consts.push(const_name);
-        }
-
-        // Transition function.
-        let arms: Vec<TokenStream> = f
-            .nodes
+        let edges: Vec<TokenStream> = fl.edges.iter().map(|e| self.edge(e, &mut items)).collect();
+        let failures: Vec<TokenStream> = fl
+            .failures
             .iter()
-            .zip(&variants)
-            .map(|(n, v)| {
-                let edges: Vec<Literal> = f
-                    .edges
+            .enumerate()
+            .flat_map(|(i, set)| {
+                set.alternatives
                     .iter()
-                    .filter(|e| e.from.iter().any(|x| x == &n.name))
-                    .map(|e| lit(e.index))
-                    .collect();
-                quote!(Some(Node::#v) => &[#(#edges),*],)
+                    .enumerate()
+                    .map(|(j, alt)| self.failure(set, alt, &format!("failure_{i}_{j}"), &mut items))
+                    .collect::<Vec<_>>()
             })
             .collect();
 
-        // Failure table.
-        let mut failure_items = Vec::new();
-        let mut failure_arms = Vec::new();
-        for (i, set) in f.failures.iter().enumerate() {
-            let table = format_ident!("FAILURE_{}", i);
-            let nodes: Vec<&str> = set.nodes.iter().map(String::as_str).collect();
-            let alternatives: Vec<TokenStream> = set
-                .alternatives
-                .iter()
-                .enumerate()
-                .map(|(j, alt)| {
-                    let origin = alt.origin.to_string();
-                    let fallback = match &alt.fallback {
-                        FallbackTarget::Handled => quote!(None),
-                        FallbackTarget::Nodes(n) => {
-                            let l = str_list(n);
-                            quote!(Some(#l))
-                        }
-                    };
-                    let (cond_fn, cond_item) = self.condition_fn(
-                        &alt.condition,
-                        &format!("failure_{i}_{j}_condition"),
-                        &alt.origin,
-                    );
-                    if let Some(item) = cond_item {
-                        failure_items.push(item);
-                    }
-                    let cond_str = alt.condition.to_source();
-                    let propagate = alt.propagate_failure;
-                    quote! {
-                        FallbackSpec {
-                            origin: #origin,
-                            nodes: #fallback,
-                            condition: #cond_fn,
-                            condition_str: #cond_str,
-                            propagate_failure: #propagate,
-                        }
-                    }
-                })
-                .collect();
-            let count = lit(alternatives.len());
-            let d = doc(format!(
-                "Fallbacks when {} failed ({}).",
-                nodes
-                    .iter()
-                    .map(|n| format!("`{n}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                set.alternatives[0].origin
-            ));
-            failure_items.push(quote! {
-                #d
-                static #table: [FallbackSpec; #count] = [#(#alternatives),*];
-            });
-            failure_arms.push(quote!([#(#nodes),*] => &#table,));
-        }
-        let failed_param = if failure_arms.is_empty() {
-            quote!(_failed)
-        } else {
-            quote!(failed)
-        };
-        let failure_match = if failure_arms.is_empty() {
-            quote!(&[])
-        } else {
-            quote! {
-                match failed {
-                    #(#failure_arms)*
-                    _ => &[],
-                }
-            }
-        };
-
-        let nowait = str_list(&f.nowait);
-        let eager = str_list(&f.eager_failures);
-        let nafirst = f.node_args_from_first;
-        let p = &f.propagate;
-        let (pna, pp, pf, pcf, pfl, pcfl) = (
-            str_list(&p.node_args),
-            str_list(&p.parent),
-            str_list(&p.finished),
-            str_list(&p.compound_finished),
-            str_list(&p.failures),
-            str_list(&p.compound_failures),
+        let mut f = Fields::default();
+        f.set("name", quote!(#name));
+        f.set("origin", quote!(#origin));
+        let queue = &fl.queue.raw;
+        f.set_if(queue != DEFAULT_QUEUE, "queue", || quote!(#queue));
+        f.set_if(!edges.is_empty(), "edges", || quote!(&[#(#edges),*]));
+        f.set_if(
+            !failures.is_empty(),
+            "failures",
+            || quote!(&[#(#failures),*]),
         );
-        let queue = &f.queue.raw;
-        let max_retry = u32_of(f.max_retry);
-        let countdown = duration_secs(f.retry_countdown_s);
-        let throttling = opt_micros(f.throttling_us);
-        let cache = cache_spec(f.cache.as_ref());
-        let edge_count = lit(f.edges.len());
-        let node_count = lit(f.nodes.len());
-        let edges_doc = doc(format!("The edges of flow `{}`, in YAML order.", f.name));
-
+        f.set_if(!fl.nowait.is_empty(), "nowait", || str_list(&fl.nowait));
+        f.set_if(!fl.eager_failures.is_empty(), "eager_failures", || {
+            str_list(&fl.eager_failures)
+        });
+        f.set_if(fl.node_args_from_first, "node_args_from_first", || {
+            quote!(true)
+        });
+        let p = &fl.propagate;
+        let mut pf = Fields::default();
+        for (field, set) in [
+            ("node_args", &p.node_args),
+            ("parent", &p.parent),
+            ("finished", &p.finished),
+            ("compound_finished", &p.compound_finished),
+            ("failures", &p.failures),
+            ("compound_failures", &p.compound_failures),
+        ] {
+            pf.set_if(!set.is_empty(), field, || str_list(set));
+        }
+        if !pf.0.is_empty() {
+            self.spec("PropagateSpec");
+            f.set("propagate", pf.build("PropagateSpec", 6));
+        }
+        let max_retry = u32_of(fl.max_retry);
+        f.set_if(fl.max_retry != 0, "max_retry", || quote!(#max_retry));
+        f.set_if(fl.retry_countdown_s != 0, "retry_countdown", || {
+            self.duration_secs(fl.retry_countdown_s)
+        });
+        if let Some(us) = fl.throttling_us {
+            let d = self.micros(us);
+            f.set("throttling", quote!(Some(#d)));
+        }
+        if let Some(c) = &fl.cache {
+            let cache = self.cache_spec(c);
+            f.set("cache", quote!(Some(#cache)));
+        }
+        let flow = f.build("FlowSpec", 13);
         quote! {
-            #flow_doc
+            #module_doc
             pub mod #module {
-                #[allow(unused_imports)]
                 use super::*;
 
-                /// The nodes of the flow.
-                #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-                pub enum Node {
-                    #(#variant_docs #variants,)*
-                }
-
-                // Callers may never need a node's name: no dead-code warning in binaries.
-                #[allow(dead_code)]
-                impl Node {
-                    /// The node's name in the YAML.
-                    pub const fn name(self) -> &'static str {
-                        match self {
-                            #(Node::#variants => #names,)*
-                        }
-                    }
-
-                    /// The node of that name, if the flow has one.
-                    pub fn from_name(name: &str) -> Option<Node> {
-                        match name {
-                            #(#names => Some(Node::#variants),)*
-                            _ => None,
-                        }
-                    }
-                }
-
                 #flow_doc
-                pub static FLOW: FlowSpec = FlowSpec {
-                    name: #name,
-                    origin: #origin,
-                    queue: #queue,
-                    nodes: &NODES,
-                    edges: &EDGES,
-                    edges_from: &edges_from,
-                    fallbacks: &fallbacks,
-                    nowait: #nowait,
-                    eager_failures: #eager,
-                    node_args_from_first: #nafirst,
-                    propagate: PropagateSpec {
-                        node_args: #pna,
-                        parent: #pp,
-                        finished: #pf,
-                        compound_finished: #pcf,
-                        failures: #pfl,
-                        compound_failures: #pcfl,
-                    },
-                    max_retry: #max_retry,
-                    retry_countdown: #countdown,
-                    throttling: #throttling,
-                    cache: #cache,
-                };
-
-                /// The flow's nodes.
-                static NODES: [NodeSpec; #node_count] = [#(#node_specs),*];
-
-                #edges_doc
-                pub static EDGES: [EdgeSpec; #edge_count] = [#(#edge_consts),*];
-
-                /// The transition function: the edges to evaluate when `node` finishes.
-                pub fn edges_from(node: &str) -> &'static [usize] {
-                    match Node::from_name(node) {
-                        #(#arms)*
-                        None => &[],
-                    }
-                }
-
-                /// The failure table: what to start when this set of nodes (sorted by name) failed.
-                pub fn fallbacks(#failed_param: &[&str]) -> &'static [FallbackSpec] {
-                    #failure_match
-                }
+                pub static FLOW: FlowSpec = #flow;
 
                 #(#items)*
-                #(#failure_items)*
             }
         }
     }
 
-    fn edge(&self, f: &ir::Flow, e: &ir::Edge) -> (TokenStream, Ident) {
-        let const_name = format_ident!("EDGE_{}", e.index);
-        let from = str_list(&e.from);
-        let to = str_list(&e.to);
-        let reads_list = str_list(e.reads(self.system));
-        let (cond_fn, cond_item) = self.condition_fn(
-            &e.condition,
-            &format!("edge_{}_condition", e.index),
-            &e.origin,
-        );
-        let cond_str = e.condition.to_source();
-        let index = lit(e.index);
+    fn edge(&self, e: &ir::Edge, items: &mut Vec<TokenStream>) -> TokenStream {
+        self.spec("EdgeSpec");
         let origin = e.origin.to_string();
-        let mut extra = Vec::new();
-        if let Some(item) = cond_item {
-            extra.push(item);
+        let mut f = Fields::default();
+        f.set("origin", quote!(#origin));
+        f.set_if(!e.from.is_empty(), "from", || str_list(&e.from));
+        f.set("to", str_list(&e.to));
+        let reads = e.reads(self.system);
+        f.set_if(!reads.is_empty(), "reads", || str_list(&reads));
+        if let Some((cond, item)) =
+            self.condition_fn(&e.condition, &format!("edge_{}", e.index), &e.origin)
+        {
+            items.push(item);
+            let text = e.condition.to_source();
+            f.set("condition", cond);
+            f.set("condition_str", quote!(#text));
         }
-        let foreach = match &e.foreach {
-            Some(fe) => {
-                let fname = format_ident!("edge_{}_foreach", e.index);
-                let path = self.options.fn_path(&fe.function);
-                let d = doc(format!(
-                    "The items edge #{} starts its nodes for: `{}.{}` ({}).",
-                    e.index, fe.function.module, fe.function.name, e.origin
-                ));
-                extra.push(quote! {
-                    #d
-                    fn #fname(db: &Db<'_>, node_args: &Json) -> Vec<Json> {
-                        #path(db, node_args).into_iter().collect()
-                    }
-                });
-                let name = format!("{}.{}", fe.function.module, fe.function.name);
-                let propagate = fe.propagate_result;
-                quote!(Some(ForeachSpec { function: &#fname, name: #name, propagate_result: #propagate }))
-            }
-            None => quote!(None),
-        };
-        let selective = match &e.selective {
-            Some(s) => {
-                let tasks = str_list(&s.tasks);
-                let rs = match &s.run_subsequent {
-                    None => quote!(None),
-                    Some(set) => {
-                        let l = str_list(set);
-                        quote!(Some(#l))
-                    }
-                };
-                let follow = s.follow_subflows;
-                quote!(Some(SelectiveSpec { tasks: #tasks, run_subsequent: #rs, follow_subflows: #follow }))
-            }
-            None => quote!(None),
-        };
-        let arrow = format!(
-            "{} → {}",
-            if e.from.is_empty() {
-                "start".to_string()
-            } else {
-                e.from.join(", ")
-            },
-            e.to.join(", ")
-        );
-        let d = doc(format!(
-            "Edge #{} of flow `{}` ({}): {arrow}.",
-            e.index, f.name, e.origin
-        ));
-        let tokens = quote! {
-            #d
-            const #const_name: EdgeSpec = EdgeSpec {
-                index: #index,
-                origin: #origin,
-                from: #from,
-                to: #to,
-                reads: #reads_list,
-                condition: #cond_fn,
-                condition_str: #cond_str,
-                foreach: #foreach,
-                selective: #selective,
+        if let Some(fe) = &e.foreach {
+            let fname = format_ident!("edge_{}_foreach", e.index);
+            let path = self.options.fn_path(&fe.function);
+            let d = doc(format!(
+                "The items edge #{} starts its nodes for: `{}.{}` ({}).",
+                e.index, fe.function.module, fe.function.name, e.origin
+            ));
+            let db = self.runtime("Db");
+            let json = self.runtime("Json");
+            items.push(quote! {
+                #d
+                fn #fname(db: &#db<'_>, node_args: &#json) -> Vec<Json> {
+                    #path(db, node_args).into_iter().collect()
+                }
+            });
+            let name = format!("{}.{}", fe.function.module, fe.function.name);
+            let propagate = fe.propagate_result;
+            let ty = self.spec("ForeachSpec");
+            f.set(
+                "foreach",
+                quote!(Some(#ty { function: &#fname, name: #name, propagate_result: #propagate })),
+            );
+        }
+        if let Some(s) = &e.selective {
+            let tasks = str_list(&s.tasks);
+            let rs = match &s.run_subsequent {
+                None => quote!(None),
+                Some(set) => {
+                    let l = str_list(set);
+                    quote!(Some(#l))
+                }
             };
-            #(#extra)*
-        };
-        (tokens, const_name)
+            let follow = s.follow_subflows;
+            let ty = self.spec("SelectiveSpec");
+            f.set(
+                "selective",
+                quote!(Some(#ty { tasks: #tasks, run_subsequent: #rs, follow_subflows: #follow })),
+            );
+        }
+        f.build("EdgeSpec", 8)
     }
 
-    /// The function evaluating a condition: `super::always` or a new function item.
+    fn failure(
+        &self,
+        set: &ir::FailureSet,
+        alt: &ir::FailureAlternative,
+        fn_name: &str,
+        items: &mut Vec<TokenStream>,
+    ) -> TokenStream {
+        self.spec("FailureSpec");
+        let origin = alt.origin.to_string();
+        let mut f = Fields::default();
+        f.set("origin", quote!(#origin));
+        f.set("nodes", str_list(&set.nodes));
+        if let FallbackTarget::Nodes(n) = &alt.fallback {
+            let l = str_list(n);
+            f.set("fallback", quote!(Some(#l)));
+        }
+        if let Some((cond, item)) = self.condition_fn(&alt.condition, fn_name, &alt.origin) {
+            items.push(item);
+            let text = alt.condition.to_source();
+            f.set("condition", cond);
+            f.set("condition_str", quote!(#text));
+        }
+        f.set_if(alt.propagate_failure, "propagate_failure", || quote!(true));
+        f.build("FailureSpec", 6)
+    }
+
+    /// The function evaluating a condition, `None` for no condition (the default).
     fn condition_fn(
         &self,
         cond: &Condition,
         fn_name: &str,
         origin: &ir::Origin,
-    ) -> (TokenStream, Option<TokenStream>) {
+    ) -> Option<(TokenStream, TokenStream)> {
         if *cond == Condition::Always {
-            return (quote!(&always), None);
+            return None;
         }
         let name = ident(fn_name);
         let mut uses = Uses::default();
@@ -885,14 +715,34 @@ impl Emitter<'_> {
         } else {
             quote!(_node_args)
         };
+        let constants = if uses.constants.is_empty() {
+            quote!()
+        } else {
+            self.imports.borrow_mut().lazy_lock = true;
+            let json_macro = self.runtime("json");
+            let count = lit(uses.constants.len());
+            let values = uses.constants.iter().map(|v| {
+                let tokens: TokenStream = v.to_string().parse().unwrap_or_else(|_| {
+                    let text = Literal::string(&v.to_string());
+                    quote!(serde_json::from_str(#text).unwrap_or_default())
+                });
+                quote!(#json_macro!(#tokens))
+            });
+            quote! {
+                static ARGS: LazyLock<[Json; #count]> = LazyLock::new(|| [#(#values),*]);
+            }
+        };
+        let db_ty = self.runtime("Db");
+        let json_ty = self.runtime("Json");
         let d = doc(format!("`{}` ({origin}).", cond.to_source()));
         let item = quote! {
             #d
-            fn #name(#db: &Db<'_>, #args: &Json) -> bool {
+            fn #name(#db: &#db_ty<'_>, #args: &#json_ty) -> bool {
+                #constants
                 #body
             }
         };
-        (quote!(&#name), Some(item))
+        Some((quote!(&#name), item))
     }
 
     fn condition_expr(&self, cond: &Condition, uses: &mut Uses) -> TokenStream {
@@ -933,6 +783,7 @@ impl Emitter<'_> {
             quote!(db.get(#node))
         };
         if p.builtin {
+            self.imports.borrow_mut().predicates = true;
             let builtin = crate::predicates::builtin(&p.name).expect("checked built-in");
             let f = ident(&snake(&p.name));
             let mut params = Vec::new();
@@ -950,8 +801,8 @@ impl Emitter<'_> {
                     .iter()
                     .find(|(k, _)| k == arg)
                     .map_or(Json::Null, |(_, v)| v.clone());
-                let v = json_expr(&value);
-                params.push(quote!(&#v));
+                let i = lit(uses.constant(value));
+                params.push(quote!(&ARGS[#i]));
             }
             quote!(p::#f(#(#params),*))
         } else {
@@ -967,8 +818,8 @@ impl Emitter<'_> {
             };
             uses.node_args = true;
             let args = Json::Object(p.args.iter().cloned().collect());
-            let args = json_expr(&args);
-            quote!(#path(#msg, node_args, &#args))
+            let i = lit(uses.constant(args));
+            quote!(#path(#msg, node_args, &ARGS[#i]))
         }
     }
 }
@@ -977,25 +828,25 @@ impl Emitter<'_> {
 struct Uses {
     db: bool,
     node_args: bool,
+    /// The constant arguments of the condition's predicates, built once (`ARGS[i]`).
+    constants: Vec<Json>,
 }
 
-fn opt_str(v: Option<&str>) -> TokenStream {
-    match v {
-        Some(s) => quote!(Some(#s)),
-        None => quote!(None),
-    }
-}
-
-fn cache_spec(c: Option<&ir::Cache>) -> TokenStream {
-    match c {
-        Some(c) => {
-            let kind = &c.class.name;
-            let size = lit(usize::try_from(c.max_cache_size).unwrap_or(usize::MAX));
-            quote!(Some(CacheSpec { kind: #kind, max_cache_size: #size }))
+impl Uses {
+    /// The index of a constant argument (one slot per distinct value).
+    fn constant(&mut self, value: Json) -> usize {
+        match self.constants.iter().position(|v| *v == value) {
+            Some(i) => i,
+            None => {
+                self.constants.push(value);
+                self.constants.len() - 1
+            }
         }
-        None => quote!(None),
     }
 }
+
+/// Upstream's default queue, left out of the tables.
+const DEFAULT_QUEUE: &str = "celery";
 
 #[cfg(test)]
 mod tests {

@@ -425,7 +425,7 @@ async fn main() -> ExitCode {
         },
     };
     let runtime = selinon_runtime::Runtime::new(&flows::SYSTEM);
-    match runtime.run_flow(&flow, node_args).await {
+    match runtime.run_flow_by_name(&flow, node_args).await {
         Ok(outcome) => {
             println!("{}", serde_json::to_string_pretty(&outcome).unwrap_or_default());
             if outcome.is_finished() {

@@ -1,6 +1,6 @@
 //! The task envelope (§3.13): runs one attempt of a task and says what comes next.
 //!
-//! An attempt runs the user's code through the generated `run_task`, catches a panic (the
+//! An attempt runs the user's code through the task's generated `run`, catches a panic (the
 //! task is then reported failed like any other error and the worker goes on), stores the
 //! result in the task's storage unless it is `storage_readonly`, and decides between success,
 //! a retry (after a countdown; the transport waits, not a worker slot) and a final failure.
@@ -13,9 +13,9 @@ use futures::FutureExt;
 use serde_json::{json, Value as Json};
 
 use crate::engine::TaskMessage;
-use crate::spec::SystemSpec;
 use crate::storage::StorageError;
 use crate::storage::StoragePool;
+use crate::system::System;
 use crate::task::{TaskContext, TaskEnv, TaskError};
 use crate::trace::{TraceEvent, Tracer};
 
@@ -37,7 +37,7 @@ pub enum AttemptOutcome {
 
 /// Runs one attempt of the task of `message`.
 pub async fn run_attempt(
-    system: &'static SystemSpec,
+    system: &System,
     pool: &StoragePool,
     tracer: &Tracer,
     message: &TaskMessage,
@@ -73,15 +73,9 @@ pub async fn run_attempt(
     );
     let node_args = message.node_args.clone();
     let outcome: Result<Json, TaskError> = async {
-        let started =
-            std::panic::catch_unwind(AssertUnwindSafe(|| (system.run_task)(name, ctx, node_args)));
+        let started = std::panic::catch_unwind(AssertUnwindSafe(|| (task.run)(ctx, node_args)));
         let future = match started {
-            Ok(Some(future)) => future,
-            Ok(None) => {
-                return Err(TaskError::fatal(format!(
-                    "no code for task `{name}` (`run_task` does not know it)"
-                )))
-            }
+            Ok(future) => future,
             Err(panic) => return Err(panicked(&*panic)),
         };
         let result = match AssertUnwindSafe(future).catch_unwind().await {

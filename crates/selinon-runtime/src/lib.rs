@@ -1,15 +1,17 @@
 //! Runtime for Selinon flows compiled to Rust.
 //!
 //! The generated code of `selinon-codegen` fills in a [`spec::SystemSpec`]: that is all the
-//! runtime knows about a configuration. Users implement [`Task`] (and, for their own storages,
-//! [`DataStorage`]).
+//! runtime knows about a configuration; it derives its indexes from it once ([`System`]). Each
+//! generated flow module has a handle, `FLOW`, that flows are started with. Users implement
+//! [`Task`] (and, for their own storages, [`DataStorage`]).
 //!
 //! Running a flow in this process:
 //!
 //! ```no_run
+//! # mod flows { pub mod flow1 { pub static FLOW: selinon_runtime::FlowSpec = selinon_runtime::FlowSpec::DEFAULT; } }
 //! # async fn demo(system: &'static selinon_runtime::SystemSpec) -> Result<(), selinon_runtime::RunError> {
 //! let rt = selinon_runtime::Runtime::new(system);
-//! let outcome = rt.run_flow("flow1", selinon_runtime::json!({"name": "world"})).await?;
+//! let outcome = rt.run(&flows::flow1::FLOW, selinon_runtime::json!({"name": "world"})).await?;
 //! println!("{:?}: {:?}", outcome.status, outcome.finished_nodes);
 //! # Ok(()) }
 //! ```
@@ -33,6 +35,8 @@ pub mod spec;
 #[cfg(feature = "rt")]
 pub mod storage;
 #[cfg(feature = "rt")]
+pub mod system;
+#[cfg(feature = "rt")]
 pub mod task;
 #[cfg(feature = "rt")]
 pub mod trace;
@@ -50,11 +54,13 @@ pub use async_trait::async_trait;
 pub use local::{FlowHandle, FlowOutcome, FlowStatus, RunError, Runtime, RuntimeBuilder};
 pub use serde_json::{json, Value as Json};
 #[cfg(feature = "rt")]
-pub use spec::{Db, SystemSpec};
+pub use spec::{Db, FlowSpec, SystemSpec};
 #[cfg(feature = "rt")]
 pub use storage::InMemoryStorage;
 #[cfg(feature = "rt")]
 pub use storage::{DataStorage, StorageError, StorageFromConfig};
+#[cfg(feature = "rt")]
+pub use system::System;
 #[cfg(feature = "rt")]
 pub use task::{Task, TaskContext, TaskError, TaskResult};
 #[cfg(feature = "rt")]

@@ -1,11 +1,13 @@
 //! What generated code tells the runtime about a system.
 //!
-//! `selinon-codegen` writes, for each configuration, one [`SystemSpec`] constant built from the
-//! types of this module: every task with its queue, retries and storage; every storage with its
-//! adapter; every flow with its nodes, its edges (each with a compiled condition function), its
-//! transition function (a `match` from a finished node to the edges it is a source of) and its
-//! failure table (a `match` from a set of failed nodes to the fallback alternatives). The engine
-//! needs nothing else: no YAML, no lookup by string in user code.
+//! `selinon-codegen` writes, for each configuration, one [`SystemSpec`] built from the types of
+//! this module: every task with its queue, retries, storage and the Rust type that runs it;
+//! every storage with its adapter; every flow with its edges (each with a compiled condition
+//! function) and its failure entries. The tables say only what the YAML says: every type has
+//! a `DEFAULT` constant, and generated code writes the values that differ from it
+//! (`..TaskSpec::DEFAULT`). What can be derived from the tables (nodes of a flow, edges by
+//! source node, the failure table, ids) is derived once by the runtime when it starts
+//! ([`crate::system::System`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +17,7 @@ use serde_json::Value as Json;
 
 use crate::task::{TaskContext, TaskResult};
 
-/// A boxed future, as returned by [`SystemSpec::run_task`].
+/// A boxed future, as returned by a task's [`RunTaskFn`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The results a condition may read: the stored results of the source tasks of one
@@ -47,9 +49,9 @@ impl<'a> Db<'a> {
     }
 }
 
-// The functions below are `&'static dyn Fn` rather than `fn` pointers: generated code passes
-// its functions (`condition: &edge_1_condition`), and the simulator, which runs a flow straight
-// from the IR without compiling it, passes closures over the condition tree.
+// Conditions and `foreach` functions are `&'static dyn Fn` rather than `fn` pointers:
+// generated code passes its functions (`condition: &edge_1`), and the simulator, which runs a
+// flow straight from the IR without compiling it, passes closures over the condition tree.
 
 /// A compiled edge or fallback condition: `(results of the sources, flow arguments) -> bool`.
 pub type ConditionFn = &'static (dyn Fn(&Db<'_>, &Json) -> bool + Send + Sync);
@@ -69,16 +71,19 @@ pub struct SelectiveRunInput<'a> {
     pub task_names: &'a [String],
 }
 
-/// Runs a task by name: generated as a `match` that calls the user's type.
-pub type RunTaskFn = &'static (dyn Fn(&str, TaskContext, Json) -> Option<BoxFuture<'static, TaskResult>>
-              + Send
-              + Sync);
+/// Runs one attempt of a task's code: generated with [`task!`](crate::task!) for the user's
+/// type (the simulator passes closures).
+pub type RunTaskFn =
+    &'static (dyn Fn(TaskContext, Json) -> BoxFuture<'static, TaskResult> + Send + Sync);
 
-/// A flow's transition function: the edges (by index) that have the node as a source.
-pub type EdgesFromFn = &'static (dyn Fn(&str) -> &'static [usize] + Send + Sync);
+/// Builds a user storage adapter from its configuration: [`user_storage`] for the user's type.
+pub type BuildStorageFn =
+    fn(&Json) -> Result<Box<dyn crate::storage::DataStorage>, crate::storage::StorageError>;
 
-/// A flow's failure table: the fallback alternatives for a sorted set of failed node names.
-pub type FallbacksFn = &'static (dyn Fn(&[&str]) -> &'static [FallbackSpec] + Send + Sync);
+/// The condition of edges and fallbacks that have none.
+pub fn always(_db: &Db<'_>, _node_args: &Json) -> bool {
+    true
+}
 
 /// Everything about one configuration.
 pub struct SystemSpec {
@@ -92,8 +97,19 @@ pub struct SystemSpec {
     pub trace: &'static [TraceSpec],
     /// `global.migration_dir` and the migrations found there when the code was generated.
     pub migration_dir: Option<MigrationDir>,
-    /// Runs a task's user code.
-    pub run_task: RunTaskFn,
+}
+
+impl SystemSpec {
+    /// No task, flow, storage or trace sink.
+    pub const DEFAULT: SystemSpec = SystemSpec {
+        files: &[],
+        content_hash: "",
+        tasks: &[],
+        flows: &[],
+        storages: &[],
+        trace: &[],
+        migration_dir: None,
+    };
 }
 
 /// `global.migration_dir` (spec §3.17).
@@ -105,42 +121,61 @@ pub struct MigrationDir {
     pub files: &'static [(u32, &'static str)],
 }
 
-impl SystemSpec {
-    pub fn task(&self, name: &str) -> Option<&'static TaskSpec> {
-        self.tasks.iter().find(|t| t.name == name)
-    }
-
-    pub fn flow(&self, name: &str) -> Option<&'static FlowSpec> {
-        self.flows.iter().copied().find(|f| f.name == name)
-    }
-
-    pub fn storage(&self, name: &str) -> Option<&'static StorageSpec> {
-        self.storages.iter().find(|s| s.name == name)
-    }
-
-    pub fn is_flow(&self, name: &str) -> bool {
-        self.flow(name).is_some()
-    }
-}
-
 /// A task of `tasks:`.
 pub struct TaskSpec {
     pub name: &'static str,
     /// `file:line` of the YAML definition.
     pub origin: &'static str,
-    /// The Rust type implementing it, as written in the generated code.
-    pub class: &'static str,
+    /// Runs the user's code.
+    pub run: RunTaskFn,
     /// Queue name; `{VAR}` placeholders are expanded when a worker starts.
     pub queue: &'static str,
     pub storage: Option<&'static str>,
     pub storage_readonly: bool,
-    pub storage_task_name: &'static str,
+    /// The name results are stored under, when not the task's name.
+    pub storage_task_name: Option<&'static str>,
     pub output_schema: Option<&'static str>,
     pub max_retry: u32,
     pub retry_countdown: Duration,
     pub throttling: Option<Duration>,
     /// `None`: always run (the default).
     pub selective_run_function: Option<SelectiveRunFn>,
+}
+
+impl TaskSpec {
+    /// Upstream's defaults: queue `celery`, no storage, no retries, no throttling.
+    pub const DEFAULT: TaskSpec = TaskSpec {
+        name: "",
+        origin: "",
+        run: &no_code,
+        queue: DEFAULT_QUEUE,
+        storage: None,
+        storage_readonly: false,
+        storage_task_name: None,
+        output_schema: None,
+        max_retry: 0,
+        retry_countdown: Duration::ZERO,
+        throttling: None,
+        selective_run_function: None,
+    };
+
+    /// The name the task's results are stored under (`storage_task_name`, else its name).
+    pub fn storage_task_name(&self) -> &'static str {
+        self.storage_task_name.unwrap_or(self.name)
+    }
+}
+
+/// Upstream's default queue.
+pub const DEFAULT_QUEUE: &str = "celery";
+
+/// The `run` of [`TaskSpec::DEFAULT`]: a task whose table names no code fails for good.
+fn no_code(ctx: TaskContext, _node_args: Json) -> BoxFuture<'static, TaskResult> {
+    Box::pin(async move {
+        Err(crate::TaskError::fatal(format!(
+            "no code for task `{}`: its `TaskSpec` has no `run`",
+            ctx.task_name
+        )))
+    })
 }
 
 /// A storage of `storages:`.
@@ -155,20 +190,47 @@ pub struct StorageSpec {
     pub cache: Option<CacheSpec>,
 }
 
+impl StorageSpec {
+    /// The in-memory storage with no configuration and no cache.
+    pub const DEFAULT: StorageSpec = StorageSpec {
+        name: "",
+        origin: "",
+        adapter: StorageAdapter::Builtin {
+            module: "selinon.storages.memory",
+            class: "InMemoryStorage",
+        },
+        configuration: "{}",
+        cache: None,
+    };
+}
+
 /// Where a storage's adapter comes from.
-#[derive(Debug)]
 pub enum StorageAdapter {
     /// One of the runtime's adapters, by upstream's module and class name.
     Builtin {
         module: &'static str,
         class: &'static str,
     },
-    /// A user type implementing the storage trait, built from the configuration.
-    User {
-        class: &'static str,
-        build:
-            fn(&Json) -> Result<Box<dyn crate::storage::DataStorage>, crate::storage::StorageError>,
-    },
+    /// A user type implementing the storage trait, built from the configuration
+    /// (`StorageAdapter::User(user_storage::<MyStorage>)`).
+    User(BuildStorageFn),
+}
+
+impl std::fmt::Debug for StorageAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageAdapter::Builtin { module, class } => write!(f, "Builtin({module}.{class})"),
+            StorageAdapter::User(_) => f.write_str("User"),
+        }
+    }
+}
+
+/// Builds a user's storage type from its configuration: what generated `StorageAdapter::User`
+/// entries name.
+pub fn user_storage<T: crate::storage::StorageFromConfig>(
+    configuration: &Json,
+) -> Result<Box<dyn crate::storage::DataStorage>, crate::storage::StorageError> {
+    Ok(Box::new(T::from_config(configuration)?))
 }
 
 /// A result or state cache (`cache:`).
@@ -194,34 +256,18 @@ pub enum TraceSpec {
     },
 }
 
-/// Whether a node of a flow is a task or a sub-flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NodeKind {
-    Task,
-    Flow,
-}
-
-#[derive(Debug)]
-pub struct NodeSpec {
-    pub name: &'static str,
-    pub kind: NodeKind,
-}
-
-/// One flow.
+/// One flow: what a flow module's `FLOW` is, and what a flow is started with
+/// (`runtime.run(&flows::ingest::FLOW, args)`).
 pub struct FlowSpec {
     pub name: &'static str,
     pub origin: &'static str,
     /// Dispatcher queue; `{VAR}` placeholders are expanded when a worker starts.
     pub queue: &'static str,
-    pub nodes: &'static [NodeSpec],
     /// In YAML order: an edge's index is its position.
     pub edges: &'static [EdgeSpec],
-    /// The flow's transition function: the edges (by index, in YAML order) that have the
-    /// node as a source. Generated as a `match` over the node names.
-    pub edges_from: EdgesFromFn,
-    /// The failure table: the fallback alternatives for one set of failed node names (sorted
-    /// by name), tried in YAML order. Generated as a `match` over the sets.
-    pub fallbacks: FallbacksFn,
+    /// The entries of `failures`, in YAML order; entries for the same set of nodes are
+    /// alternatives, tried in that order.
+    pub failures: &'static [FailureSpec],
     pub nowait: &'static [&'static str],
     pub eager_failures: &'static [&'static str],
     pub node_args_from_first: bool,
@@ -233,17 +279,22 @@ pub struct FlowSpec {
 }
 
 impl FlowSpec {
-    pub fn node(&self, name: &str) -> Option<&'static NodeSpec> {
-        self.nodes.iter().find(|n| n.name == name)
-    }
-
-    pub fn starting_edges(&self) -> impl Iterator<Item = &'static EdgeSpec> {
-        self.edges.iter().filter(|e| e.from.is_empty())
-    }
-
-    pub fn is_nowait(&self, node: &str) -> bool {
-        self.nowait.contains(&node)
-    }
+    /// No edges, upstream's defaults for the rest.
+    pub const DEFAULT: FlowSpec = FlowSpec {
+        name: "",
+        origin: "",
+        queue: DEFAULT_QUEUE,
+        edges: &[],
+        failures: &[],
+        nowait: &[],
+        eager_failures: &[],
+        node_args_from_first: false,
+        propagate: PropagateSpec::DEFAULT,
+        max_retry: 0,
+        retry_countdown: Duration::ZERO,
+        throttling: None,
+        cache: None,
+    };
 }
 
 /// The `propagate_*` flags of a flow, resolved to the sub-flows they select.
@@ -257,9 +308,20 @@ pub struct PropagateSpec {
     pub compound_failures: &'static [&'static str],
 }
 
+impl PropagateSpec {
+    /// Nothing propagated.
+    pub const DEFAULT: PropagateSpec = PropagateSpec {
+        node_args: &[],
+        parent: &[],
+        finished: &[],
+        compound_finished: &[],
+        failures: &[],
+        compound_failures: &[],
+    };
+}
+
 /// One edge.
 pub struct EdgeSpec {
-    pub index: usize,
     pub origin: &'static str,
     /// Empty for a starting edge.
     pub from: &'static [&'static str],
@@ -271,6 +333,20 @@ pub struct EdgeSpec {
     pub condition_str: &'static str,
     pub foreach: Option<ForeachSpec>,
     pub selective: Option<SelectiveSpec>,
+}
+
+impl EdgeSpec {
+    /// A starting edge to nothing with no condition.
+    pub const DEFAULT: EdgeSpec = EdgeSpec {
+        origin: "",
+        from: &[],
+        to: &[],
+        reads: &[],
+        condition: &always,
+        condition_str: "True",
+        foreach: None,
+        selective: None,
+    };
 }
 
 pub struct ForeachSpec {
@@ -288,18 +364,32 @@ pub struct SelectiveSpec {
     pub follow_subflows: bool,
 }
 
-/// One alternative of a failure entry.
-pub struct FallbackSpec {
+/// One entry of a flow's `failures`: what to start when all of `nodes` failed.
+pub struct FailureSpec {
     pub origin: &'static str,
+    /// The failed nodes this entry handles.
+    pub nodes: &'static [&'static str],
     /// `None` for `fallback: true` (the failure is handled, nothing starts).
-    pub nodes: Option<&'static [&'static str]>,
+    pub fallback: Option<&'static [&'static str]>,
     /// Failure conditions read only the flow's arguments.
     pub condition: ConditionFn,
     pub condition_str: &'static str,
     pub propagate_failure: bool,
 }
 
-/// Runs a task type on a fresh value (`Default`), boxed: what generated `run_task` arms call.
+impl FailureSpec {
+    /// Handles nothing, starts nothing, always applies.
+    pub const DEFAULT: FailureSpec = FailureSpec {
+        origin: "",
+        nodes: &[],
+        fallback: None,
+        condition: &always,
+        condition_str: "True",
+        propagate_failure: false,
+    };
+}
+
+/// Runs a task type on a fresh value (`Default`), boxed: what [`task!`](crate::task!) names.
 pub fn run_boxed<T: crate::task::Task>(
     ctx: TaskContext,
     node_args: Json,
@@ -307,30 +397,24 @@ pub fn run_boxed<T: crate::task::Task>(
     Box::pin(async move { T::default().run(&ctx, node_args).await })
 }
 
-/// Declares how generated code runs one YAML task: a trait implemented by every
-/// [`Task`](crate::Task) type and a function bounded by it, so that naming a type that is not a
-/// task is a compile error whose message names the YAML task and its `file:line`.
+/// The [`RunTaskFn`] of a YAML task run by a Rust type: `task!(crate::app::Fetch, "message")`.
+/// Naming a type that is not a [`Task`](crate::Task) is a compile error whose message is the
+/// given one (generated code names the YAML task and its `file:line` in it).
 #[macro_export]
-macro_rules! task_trait {
-    ($name:ident, $run:ident, $message:literal, $label:literal) => {
-        #[doc = $label]
+macro_rules! task {
+    ($type:ty, $message:literal) => {{
         #[diagnostic::on_unimplemented(
-                            message = $message,
-                            label = "not a Selinon task",
-                            note = "implement `selinon_runtime::Task` for it, and derive `Default`"
-                        )]
-        pub trait $name: $crate::Task {}
-
-        impl<T: $crate::Task> $name for T {}
-
-        #[doc = $label]
-        pub fn $run<T: $name>(
-            ctx: $crate::TaskContext,
-            node_args: $crate::Json,
-        ) -> $crate::spec::BoxFuture<'static, $crate::TaskResult> {
-            $crate::spec::run_boxed::<T>(ctx, node_args)
+                message = $message,
+                label = "not a Selinon task",
+                note = "implement `selinon_runtime::Task` for it, and derive `Default`"
+            )]
+        trait IsTask: $crate::Task {}
+        impl<T: $crate::Task> IsTask for T {}
+        const fn run<T: IsTask + 'static>() -> $crate::spec::RunTaskFn {
+            &$crate::spec::run_boxed::<T>
         }
-    };
+        run::<$type>()
+    }};
 }
 
 // `Debug` by hand: the function fields have none.
@@ -352,7 +436,6 @@ impl std::fmt::Debug for TaskSpec {
         f.debug_struct("TaskSpec")
             .field("name", &self.name)
             .field("origin", &self.origin)
-            .field("class", &self.class)
             .field("queue", &self.queue)
             .field("storage", &self.storage)
             .field("max_retry", &self.max_retry)
@@ -365,8 +448,8 @@ impl std::fmt::Debug for FlowSpec {
         f.debug_struct("FlowSpec")
             .field("name", &self.name)
             .field("origin", &self.origin)
-            .field("nodes", &self.nodes)
             .field("edges", &self.edges)
+            .field("failures", &self.failures)
             .finish_non_exhaustive()
     }
 }
@@ -374,7 +457,7 @@ impl std::fmt::Debug for FlowSpec {
 impl std::fmt::Debug for EdgeSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EdgeSpec")
-            .field("index", &self.index)
+            .field("origin", &self.origin)
             .field("from", &self.from)
             .field("to", &self.to)
             .field("condition_str", &self.condition_str)
@@ -392,10 +475,11 @@ impl std::fmt::Debug for ForeachSpec {
     }
 }
 
-impl std::fmt::Debug for FallbackSpec {
+impl std::fmt::Debug for FailureSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FallbackSpec")
+        f.debug_struct("FailureSpec")
             .field("nodes", &self.nodes)
+            .field("fallback", &self.fallback)
             .field("condition_str", &self.condition_str)
             .finish_non_exhaustive()
     }

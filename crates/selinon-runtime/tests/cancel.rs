@@ -73,7 +73,10 @@ async fn flow_timeout_stops_an_endless_cycle() {
         .flow_timeout(Duration::from_millis(200))
         .build();
     let started = Instant::now();
-    let err = rt.run_flow("endless", Json::Null).await.unwrap_err();
+    let err = rt
+        .run(&config::endless::FLOW, Json::Null)
+        .await
+        .unwrap_err();
     let elapsed = started.elapsed();
     assert_eq!(
         err,
@@ -112,8 +115,8 @@ async fn flow_timeout_stops_sub_flows_and_spares_flows_that_end_in_time() {
         .flow_timeout(Duration::from_millis(150))
         .build();
     // A flow that ends in time is not affected, nor are flows started next to it.
-    let quick = rt.run_flow("leftover", Json::Null);
-    let err = rt.run_flow("outer", Json::Null).await.unwrap_err();
+    let quick = rt.run(&config::leftover::FLOW, Json::Null);
+    let err = rt.run(&config::outer::FLOW, Json::Null).await.unwrap_err();
     assert!(
         matches!(&err, RunError::TimedOut { flow, .. } if flow == "outer"),
         "{err:?}"
@@ -145,9 +148,9 @@ async fn shutdown_aborts_running_flows() {
         .resource_arc(script.clone())
         .trace_sink(rec.clone())
         .build();
-    let sleepy = rt.run_flow("sleepy", Json::Null);
+    let sleepy = rt.run(&config::sleepy::FLOW, Json::Null);
     let sleepy_id = sleepy.id().to_string();
-    let endless = rt.run_flow("endless", Json::Null);
+    let endless = rt.run(&config::endless::FLOW, Json::Null);
     // Wait until the sleeping task runs and the cycle went round a few times.
     let deadline = Instant::now() + Duration::from_secs(10);
     while script.count("Sleeper") == 0 || script.count("Loop2") < 3 {
@@ -168,7 +171,7 @@ async fn shutdown_aborts_running_flows() {
         .iter()
         .all(|d| d["task_name"] != "Sleeper"));
     // A flow started after the shutdown is aborted at once, and runs nothing.
-    let late = rt.run_flow("leftover", Json::Null);
+    let late = rt.run(&config::leftover::FLOW, Json::Null);
     assert!(matches!(late.await, Err(RunError::Aborted(_))));
     assert_eq!(script.count("Quick"), 0);
 }
@@ -186,7 +189,7 @@ async fn wait_idle_waits_for_nowait_nodes() {
         .trace_sink(rec.clone())
         .flow_timeout(Duration::from_secs(60))
         .build();
-    let outcome = rt.run_flow("leftover", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::leftover::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_finished());
     let late_ended = |rec: &TraceRecorder| {
         rec.of(TraceEvent::TaskEnd)

@@ -91,7 +91,10 @@ async fn a_chain_runs_to_the_end() {
     let rt = Runtime::builder(&SYSTEM)
         .resource_arc(script.clone())
         .build();
-    let outcome = rt.run_flow("chain", json!({"user": "x"})).await.unwrap();
+    let outcome = rt
+        .run(&config::chain::FLOW, json!({"user": "x"}))
+        .await
+        .unwrap();
     assert!(outcome.is_finished());
     assert_eq!(script.count("Task3"), 1);
     let names: Vec<&String> = outcome.finished_nodes.keys().collect();
@@ -114,7 +117,7 @@ async fn a_false_condition_stops_the_chain() {
         .resource_arc(script.clone())
         .trace_sink(rec.clone())
         .build();
-    let outcome = rt.run_flow("chain", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::chain::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_finished());
     assert_eq!(script.count("Task2"), 0);
     let cond_false = rec.of(TraceEvent::EdgeCondFalse);
@@ -129,7 +132,10 @@ async fn a_false_condition_stops_the_chain() {
 #[tokio::test]
 async fn a_cycle_of_real_tasks() {
     let rt = Runtime::new(&SYSTEM);
-    let outcome = rt.run_flow("adder", json!({"value": 0})).await.unwrap();
+    let outcome = rt
+        .run(&config::adder::FLOW, json!({"value": 0}))
+        .await
+        .unwrap();
     assert!(outcome.is_finished());
     let ids = outcome.finished("Add");
     assert_eq!(ids.len(), 5);
@@ -153,7 +159,7 @@ async fn throttled_starts_are_spaced() {
         .resource_arc(script.clone())
         .build();
     let start = std::time::Instant::now();
-    let outcome = rt.run_flow("throttled", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::throttled::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_finished());
     assert!(start.elapsed() >= Duration::from_millis(75));
     assert_eq!(script.count("Throttled"), 3);
@@ -162,7 +168,7 @@ async fn throttled_starts_are_spaced() {
 #[tokio::test]
 async fn unknown_flow_is_an_error() {
     let rt = Runtime::new(&SYSTEM);
-    let err = rt.run_flow("nope", Json::Null).await.unwrap_err();
+    let err = rt.run_flow_by_name("nope", Json::Null).await.unwrap_err();
     assert!(matches!(err, RunError::UnknownFlow { .. }));
     assert!(err.to_string().contains("chain"), "{err}");
 }
@@ -191,7 +197,7 @@ async fn trace_events_of_a_run() {
         .resource_arc(script.clone())
         .trace_sink(JsonLinesSink::new(buf.clone()))
         .build();
-    let outcome = rt.run_flow("chain", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::chain::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_finished());
     let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     let events: Vec<String> = text
@@ -236,7 +242,7 @@ async fn many_flows_concurrently() {
         .max_concurrent_tasks(8)
         .build();
     let handles: Vec<_> = (0..50)
-        .map(|i| rt.run_flow("chain", json!({"i": i})))
+        .map(|i| rt.run(&config::chain::FLOW, json!({"i": i})))
         .collect();
     for h in handles {
         assert!(h.await.unwrap().is_finished());

@@ -142,7 +142,10 @@ async fn foreach_propagate_result_into_sub_flows() {
     let rt = Runtime::builder(&SYSTEM)
         .resource_arc(script.clone())
         .build();
-    let outcome = rt.run_flow("fe_propagate", json!({"x": 0})).await.unwrap();
+    let outcome = rt
+        .run(&config::fe_propagate::FLOW, json!({"x": 0}))
+        .await
+        .unwrap();
     assert!(outcome.is_finished(), "{outcome:?}");
     assert_eq!(outcome.finished("fe_sub").len(), 3);
     let mut args: Vec<i64> = script
@@ -177,10 +180,13 @@ async fn nowait_task_is_never_waited_for() {
     let rt = Runtime::builder(&SYSTEM)
         .resource_arc(script.clone())
         .build();
-    let outcome = tokio::time::timeout(Duration::from_secs(5), rt.run_flow("nw_task", Json::Null))
-        .await
-        .expect("not waiting for the nowait task")
-        .unwrap();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(5),
+        rt.run(&config::nw_task::FLOW, Json::Null),
+    )
+    .await
+    .expect("not waiting for the nowait task")
+    .unwrap();
     assert!(outcome.is_finished());
     assert!(!outcome.finished_nodes.contains_key("Task2"));
 }
@@ -215,7 +221,7 @@ async fn node_args_from_first_task() {
         .resource_arc(script.clone())
         .build();
     let outcome = rt
-        .run_flow("na_first", json!({"original": true}))
+        .run(&config::na_first::FLOW, json!({"original": true}))
         .await
         .unwrap();
     assert!(outcome.is_finished());

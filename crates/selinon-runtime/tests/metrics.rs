@@ -74,9 +74,17 @@ async fn metrics_count_flows_and_tasks_and_are_served() {
         .trace_sink(metrics.clone())
         .build();
     for _ in 0..3 {
-        assert!(rt.run_flow("good", json!({})).await.unwrap().is_finished());
+        assert!(rt
+            .run(&config::good::FLOW, json!({}))
+            .await
+            .unwrap()
+            .is_finished());
     }
-    assert!(rt.run_flow("bad", json!({})).await.unwrap().is_failed());
+    assert!(rt
+        .run(&config::bad::FLOW, json!({}))
+        .await
+        .unwrap()
+        .is_failed());
 
     let addr = metrics.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let body = scrape(addr).await;

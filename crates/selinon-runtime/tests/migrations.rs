@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use selinon_runtime::engine::{dispatch, DispatcherMessage, FlowState, NodeRef, PassOutcome};
-use selinon_runtime::{json, TraceEvent};
+use selinon_runtime::{json, System, TraceEvent};
 
 // flow1 of every case: `→ Task1`, `Task1 → Task2`, `Task2 → Task3`, `Task2 → Task4`,
 // `Task3 → Task5`; the migration chain is the case's folder of `migration_dirs/`.
@@ -55,7 +55,7 @@ async fn without_migrations_nothing_changes() {
     let sys = &config::SYSTEM;
     let env = StepEnv::default();
     let out = dispatch(
-        sys,
+        &System::new(sys),
         &DispatcherMessage::new("flow1", "id", json!({}), json!(null)),
         &[],
         &env,
@@ -98,7 +98,7 @@ async fn a_new_flow_starts_at_the_latest_version() {
     let sys = &config::SYSTEM;
     let env = StepEnv::default();
     let out = dispatch(
-        sys,
+        &System::new(sys),
         &DispatcherMessage::new("flow1", "id", json!({}), json!(null)),
         &[],
         &env,
@@ -146,7 +146,7 @@ async fn one_migration_translates_waiting_edges() {
         triggered_edges: vec![0],
         ..FlowState::default()
     };
-    let out = dispatch(sys, &message(Some(0), state), &[], &env).await;
+    let out = dispatch(&System::new(sys), &message(Some(0), state), &[], &env).await;
     assert_eq!(out.message.migration_version, Some(1));
     let st = out.message.state.unwrap();
     assert_eq!(st.waiting_edges, [2]);
@@ -195,7 +195,7 @@ async fn migrations_chain() {
         triggered_edges: vec![0, 1],
         ..FlowState::default()
     };
-    let out = dispatch(sys, &message(Some(1), state), &[], &env).await;
+    let out = dispatch(&System::new(sys), &message(Some(1), state), &[], &env).await;
     assert_eq!(out.message.migration_version, Some(3));
     let st = out.message.state.unwrap();
     // 2.json: Task2 is running, so the new edge 2 waits for it; 3.json: nothing to drop.
@@ -248,7 +248,7 @@ async fn ignore_strategy_goes_on_with_a_tainted_flow() {
         ..FlowState::default()
     };
     // Edge 2 becomes 3 in 2.json, and edge 3 is tainted in 3.json.
-    let out = dispatch(sys, &message(Some(1), state), &[], &env).await;
+    let out = dispatch(&System::new(sys), &message(Some(1), state), &[], &env).await;
     assert!(
         matches!(out.outcome, PassOutcome::Running),
         "{:?}",
@@ -305,7 +305,7 @@ async fn retry_strategy_restarts_the_flow() {
         triggered_edges: vec![0, 1, 2],
         ..FlowState::default()
     };
-    let out = dispatch(sys, &message(Some(1), state), &[], &env).await;
+    let out = dispatch(&System::new(sys), &message(Some(1), state), &[], &env).await;
     assert!(
         matches!(out.outcome, PassOutcome::Restart { .. }),
         "{:?}",
@@ -317,7 +317,7 @@ async fn retry_strategy_restarts_the_flow() {
     assert_eq!(traced.len(), 1);
     assert_eq!(traced[0]["tainted_flow_strategy"], "RETRY");
     // The restarted flow starts at the latest version.
-    let again = dispatch(sys, &out.message, &[], &env).await;
+    let again = dispatch(&System::new(sys), &out.message, &[], &env).await;
     assert_eq!(again.message.migration_version, Some(2));
 }
 
@@ -364,7 +364,7 @@ async fn fail_strategy_fails_the_flow() {
         triggered_edges: vec![0, 1],
         ..FlowState::default()
     };
-    let out = dispatch(sys, &message(Some(1), state), &[], &env).await;
+    let out = dispatch(&System::new(sys), &message(Some(1), state), &[], &env).await;
     match out.outcome {
         PassOutcome::Failed(result) => assert_eq!(result.finished_nodes.len(), 2),
         other => panic!("{other:?}"),
@@ -413,7 +413,7 @@ async fn a_newer_message_is_put_back_not_dropped() {
         ..FlowState::default()
     };
     let input = message(Some(3), state);
-    let out = dispatch(sys, &input, &[], &env).await;
+    let out = dispatch(&System::new(sys), &input, &[], &env).await;
     assert!(
         matches!(out.outcome, PassOutcome::RetryPass { .. }),
         "{:?}",
@@ -456,6 +456,6 @@ async fn a_newer_message_is_put_back_not_dropped() {
         triggered_edges: vec![0],
         ..FlowState::default()
     };
-    let out = dispatch(sys, &message(Some(1), state), &[], &env).await;
+    let out = dispatch(&System::new(sys), &message(Some(1), state), &[], &env).await;
     assert!(matches!(out.outcome, PassOutcome::RetryPass { .. }));
 }

@@ -351,11 +351,14 @@ async fn failed_sub_flow_is_a_failed_node() {
     let rt = Runtime::builder(&SYSTEM)
         .resource_arc(script.clone())
         .build();
-    let outcome = rt.run_flow("failing_sub", Json::Null).await.unwrap();
+    let outcome = rt
+        .run(&config::failing_sub::FLOW, Json::Null)
+        .await
+        .unwrap();
     assert!(outcome.is_finished(), "{outcome:?}");
     assert!(outcome.failed_nodes.is_empty());
 
-    let outcome = rt.run_flow("sub", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::sub::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_failed());
     assert_eq!(outcome.failed("Task7").len(), 1);
 }
@@ -370,13 +373,13 @@ async fn fallbacks_end_to_end() {
         .resource_arc(script.clone())
         .build();
 
-    let outcome = rt.run_flow("two", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::two::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_finished(), "{outcome:?}");
     assert_eq!(script.count("Task5"), 1);
     assert_eq!(script.count("Task6"), 0);
     assert_eq!(script.count("Task3") + script.count("Task4"), 0);
 
-    let outcome = rt.run_flow("single", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::single::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_failed());
     assert_eq!(outcome.failed("Task1").len(), 1);
 
@@ -390,7 +393,7 @@ async fn fallbacks_end_to_end() {
     let rt = Runtime::builder(&SYSTEM)
         .resource_arc(script.clone())
         .build();
-    let outcome = rt.run_flow("eager", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::eager::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_failed());
     assert_eq!(outcome.failed("Task2").len(), 1);
     assert_eq!(outcome.active_nodes.len(), 1, "Task3 is abandoned");

@@ -222,7 +222,10 @@ async fn propagate_finished_end_to_end() {
     let rt = Runtime::builder(&SYSTEM)
         .resource_arc(script.clone())
         .build();
-    let outcome = rt.run_flow("outer", json!({"order": 7})).await.unwrap();
+    let outcome = rt
+        .run(&config::outer::FLOW, json!({"order": 7}))
+        .await
+        .unwrap();
     assert!(outcome.is_finished(), "{outcome:?}");
     assert_eq!(outcome.finished("inner").len(), 1);
     assert_eq!(outcome.finished("TaskX").len(), 1);

@@ -81,7 +81,7 @@ async fn task_retries_then_succeeds() {
     let (script, rec) = (Script::new(), TraceRecorder::new());
     script.set("Retrying", Behaviour::FailTimes(2, json!({"ok": 1})));
     let rt = runtime(&script, &rec);
-    let outcome = rt.run_flow("retrying", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::retrying::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_finished(), "{outcome:?}");
     let runs = script.runs_of("Retrying");
     assert_eq!(runs.len(), 3);
@@ -107,7 +107,7 @@ async fn task_retries_exhausted_fail_the_flow() {
     let (script, rec) = (Script::new(), TraceRecorder::new());
     script.set("Retrying", Behaviour::Fail);
     let rt = runtime(&script, &rec);
-    let outcome = rt.run_flow("retrying", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::retrying::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_failed());
     assert_eq!(script.count("Retrying"), 3, "max_retry 2: three attempts");
     assert_eq!(outcome.failed("Retrying").len(), 1);
@@ -123,7 +123,7 @@ async fn fatal_errors_are_not_retried() {
     let (script, rec) = (Script::new(), TraceRecorder::new());
     script.set("Retrying", Behaviour::Fatal);
     let rt = runtime(&script, &rec);
-    let outcome = rt.run_flow("retrying", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::retrying::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_failed());
     assert_eq!(script.count("Retrying"), 1);
 }
@@ -134,7 +134,7 @@ async fn user_retries_are_not_counted() {
     let (script, rec) = (Script::new(), TraceRecorder::new());
     script.set("Once", Behaviour::RetryTimes(5, json!({"done": true})));
     let rt = runtime(&script, &rec);
-    let outcome = rt.run_flow("once", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::once::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_finished());
     let runs = script.runs_of("Once");
     assert_eq!(runs.len(), 6);
@@ -152,7 +152,7 @@ async fn user_retries_are_not_counted() {
 async fn a_panicking_task_fails_and_the_worker_goes_on() {
     let (script, rec) = (Script::new(), TraceRecorder::new());
     let rt = runtime(&script, &rec);
-    let outcome = rt.run_flow("panicking", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::panicking::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_failed());
     assert_eq!(outcome.failed("Panicky").len(), 1);
     assert_eq!(rec.count(TraceEvent::TaskRetry), 3);
@@ -164,7 +164,7 @@ async fn a_panicking_task_fails_and_the_worker_goes_on() {
 
     // The same runtime goes on: a panic counts as an ordinary failure, so retries recover.
     let outcome = rt
-        .run_flow("panicking", json!({"panics": 2}))
+        .run(&config::panicking::FLOW, json!({"panics": 2}))
         .await
         .unwrap();
     assert!(outcome.is_finished(), "{outcome:?}");
@@ -179,7 +179,10 @@ async fn flow_retry_restarts_from_scratch() {
     let (script, rec) = (Script::new(), TraceRecorder::new());
     script.set("Task1", Behaviour::FailTimes(2, json!({})));
     let rt = runtime(&script, &rec);
-    let outcome = rt.run_flow("flaky_flow", json!({"a": 1})).await.unwrap();
+    let outcome = rt
+        .run(&config::flaky_flow::FLOW, json!({"a": 1}))
+        .await
+        .unwrap();
     assert!(outcome.is_finished(), "{outcome:?}");
     assert_eq!(outcome.retried_count, 2);
     assert_eq!(script.count("Task1"), 3);
@@ -210,7 +213,7 @@ async fn flow_retries_exhausted() {
     let (script, rec) = (Script::new(), TraceRecorder::new());
     script.set("Task1", Behaviour::Fail);
     let rt = runtime(&script, &rec);
-    let outcome = rt.run_flow("flaky_flow", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::flaky_flow::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_failed());
     assert_eq!(outcome.retried_count, 2);
     assert_eq!(script.count("Task1"), 3);

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use selinon_runtime::spec::SystemSpec;
 use selinon_runtime::TraceRecorder;
-use selinon_runtime::{json, RunError, Runtime, TraceEvent};
+use selinon_runtime::{json, RunError, Runtime, System, TraceEvent};
 
 /// Expected subsets: flow → edge index → allowed `to` nodes.
 type Subsets = BTreeMap<String, BTreeMap<usize, BTreeSet<String>>>;
@@ -82,7 +82,7 @@ fn compute_simple() {
         );
     }
     let map = SelectiveMap::compute(
-        &config::SYSTEM,
+        &System::new(&config::SYSTEM),
         "flow1",
         &names(&["Task4", "Task3"]),
         false,
@@ -126,8 +126,14 @@ fn compute_cyclic() {
         );
     }
     let sys = &config::SYSTEM;
-    let map =
-        SelectiveMap::compute(sys, "flow1", &names(&["Task4"]), false, &RunSubsequent::No).unwrap();
+    let map = SelectiveMap::compute(
+        &System::new(sys),
+        "flow1",
+        &names(&["Task4"]),
+        false,
+        &RunSubsequent::No,
+    )
+    .unwrap();
     assert_eq!(
         subset(&map),
         expect(&[(
@@ -164,8 +170,14 @@ fn compute_multi_path() {
         );
     }
     let sys = &config::SYSTEM;
-    let map =
-        SelectiveMap::compute(sys, "flow1", &names(&["Task3"]), false, &RunSubsequent::No).unwrap();
+    let map = SelectiveMap::compute(
+        &System::new(sys),
+        "flow1",
+        &names(&["Task3"]),
+        false,
+        &RunSubsequent::No,
+    )
+    .unwrap();
     assert_eq!(
         subset(&map),
         expect(&[(
@@ -219,7 +231,7 @@ fn two_flows() -> &'static SystemSpec {
 #[test]
 fn compute_follow_subflows() {
     let map = SelectiveMap::compute(
-        two_flows(),
+        &System::new(two_flows()),
         "flow1",
         &names(&["Task2"]),
         true,
@@ -279,8 +291,14 @@ fn compute_follow_subflows_recursive() {
         );
     }
     let sys = &config::SYSTEM;
-    let map =
-        SelectiveMap::compute(sys, "flow1", &names(&["Task2"]), true, &RunSubsequent::No).unwrap();
+    let map = SelectiveMap::compute(
+        &System::new(sys),
+        "flow1",
+        &names(&["Task2"]),
+        true,
+        &RunSubsequent::No,
+    )
+    .unwrap();
     assert_eq!(
         subset(&map),
         expect(&[
@@ -323,7 +341,7 @@ fn compute_subsequent() {
         );
     }
     let map = SelectiveMap::compute(
-        &config::SYSTEM,
+        &System::new(&config::SYSTEM),
         "flow1",
         &names(&["Task2"]),
         false,
@@ -343,7 +361,7 @@ fn compute_subsequent() {
 #[test]
 fn compute_follow_subflows_subsequent() {
     let map = SelectiveMap::compute(
-        two_flows(),
+        &System::new(two_flows()),
         "flow1",
         &names(&["Task2"]),
         true,
@@ -374,7 +392,7 @@ fn compute_follow_subflows_subsequent() {
 #[test]
 fn unknown_or_unreachable_tasks_are_clear_errors() {
     let err = SelectiveMap::compute(
-        two_flows(),
+        &System::new(two_flows()),
         "flow1",
         &names(&["TaskX"]),
         false,
@@ -389,7 +407,7 @@ fn unknown_or_unreachable_tasks_are_clear_errors() {
     );
     // Task4 is in the sub-flow only: the message says to follow sub-flows.
     let err = SelectiveMap::compute(
-        two_flows(),
+        &System::new(two_flows()),
         "flow1",
         &names(&["Task4"]),
         false,
@@ -419,8 +437,14 @@ fn unknown_or_unreachable_tasks_are_clear_errors() {
         );
     }
     let sys = &waits_on_itself::SYSTEM;
-    let err = SelectiveMap::compute(sys, "flow1", &names(&["Task3"]), false, &RunSubsequent::No)
-        .unwrap_err();
+    let err = SelectiveMap::compute(
+        &System::new(sys),
+        "flow1",
+        &names(&["Task3"]),
+        false,
+        &RunSubsequent::No,
+    )
+    .unwrap_err();
     assert_eq!(
         err,
         SelectiveError::NoPath {
@@ -443,7 +467,7 @@ async fn run_selective(
         .trace_sink(recorder.clone())
         .build();
     let out = rt
-        .run_flow_selective("flow1", tasks, json!({}), follow, subsequent)
+        .run_selective_by_name("flow1", tasks, json!({}), follow, subsequent)
         .await
         .unwrap();
     (out, script, recorder)
@@ -551,7 +575,7 @@ async fn follow_subflows_runs_the_path_inside_the_subflow() {
 async fn unknown_task_is_an_error_of_the_handle() {
     let rt = Runtime::new(two_flows());
     let err = rt
-        .run_flow_selective("flow1", &["Nope"], json!({}), false, RunSubsequent::No)
+        .run_selective_by_name("flow1", &["Nope"], json!({}), false, RunSubsequent::No)
         .await
         .unwrap_err();
     assert!(matches!(err, RunError::Selective(_)), "{err}");
@@ -592,8 +616,14 @@ async fn an_edge_from_a_node_only_a_fallback_starts_is_not_on_the_path() {
         );
     }
     let sys = &config::SYSTEM;
-    let map = SelectiveMap::compute(sys, "flow1", &names(&["Target"]), false, &RunSubsequent::No)
-        .unwrap();
+    let map = SelectiveMap::compute(
+        &System::new(sys),
+        "flow1",
+        &names(&["Target"]),
+        false,
+        &RunSubsequent::No,
+    )
+    .unwrap();
     assert_eq!(
         subset(&map),
         expect(&[("flow1", &[(0, &["Work"]), (1, &["Target"])])])
@@ -603,7 +633,7 @@ async fn an_edge_from_a_node_only_a_fallback_starts_is_not_on_the_path() {
     script.set("Work", Behaviour::Fail);
     let rt = Runtime::builder(sys).resource_arc(script.clone()).build();
     let out = rt
-        .run_flow_selective("flow1", &["Target"], json!({}), false, RunSubsequent::No)
+        .run_selective_by_name("flow1", &["Target"], json!({}), false, RunSubsequent::No)
         .await
         .unwrap();
     assert!(

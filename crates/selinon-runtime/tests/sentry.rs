@@ -95,7 +95,7 @@ async fn task_failures_reach_sentry_with_their_flow_and_task() {
         .trace_sink(Shared(sink.clone()))
         .build();
     assert!(rt
-        .run_flow("orders", json!({"order": 7}))
+        .run(&config::orders::FLOW, json!({"order": 7}))
         .await
         .unwrap()
         .is_failed());

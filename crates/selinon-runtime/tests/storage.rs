@@ -193,7 +193,7 @@ async fn results_are_stored_and_read_back_through_the_context() {
         .resource_arc(script.clone())
         .trace_sink(rec.clone())
         .build();
-    let outcome = rt.run_flow("main_flow", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::main_flow::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_finished(), "{outcome:?}");
     let reader = &outcome.finished("Reader")[0];
     let read = rt.task_result("main_flow", "Reader", reader).await.unwrap();
@@ -224,7 +224,7 @@ async fn store_error_uses_the_adapter_when_it_has_one() {
         .resource_arc(script.clone())
         .trace_sink(rec.clone())
         .build();
-    let outcome = rt.run_flow("main_flow", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::main_flow::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_failed());
     assert_eq!(rec.count(TraceEvent::StorageStoreError), 1);
     assert_eq!(rec.count(TraceEvent::StorageOmitStoreError), 0);
@@ -239,7 +239,7 @@ async fn unknown_builtin_storage_is_a_clear_error() {
         .resource_arc(script.clone())
         .trace_sink(rec.clone())
         .build();
-    let outcome = rt.run_flow("broken", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::broken::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_failed());
     let failure = &rec.of(TraceEvent::TaskFailure)[0];
     let what = failure["what"].as_str().unwrap();
@@ -268,7 +268,7 @@ async fn adapters_can_be_given_to_the_builder() {
         .resource_arc(script.clone())
         .storage("Unknown", memory)
         .build();
-    let outcome = rt.run_flow("broken", Json::Null).await.unwrap();
+    let outcome = rt.run(&config::broken::FLOW, Json::Null).await.unwrap();
     assert!(outcome.is_finished(), "{outcome:?}");
     let storage = rt.storage("Unknown").await.unwrap();
     assert!(storage.is_connected());

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use selinon_runtime::amqp::{Client, RedisBackend};
-use selinon_runtime::{FlowOutcome, Json};
+use selinon_runtime::{FlowOutcome, FlowSpec, Json};
 use tokio::process::{Child, Command};
 
 /// One cluster at a time per test process (its queue prefix is process-wide).
@@ -139,17 +139,17 @@ impl Cluster {
         }
     }
 
-    pub async fn submit(&self, flow: &str, args: Json) -> String {
+    pub async fn submit(&self, flow: &'static FlowSpec, args: Json) -> String {
         self.client.submit(flow, args).await.unwrap()
     }
 
     /// Runs a flow to its end (at most 60 s).
-    pub async fn run(&self, flow: &str, args: Json) -> FlowOutcome {
+    pub async fn run(&self, flow: &'static FlowSpec, args: Json) -> FlowOutcome {
         let id = self.submit(flow, args).await;
         self.client
             .wait(&id, Duration::from_secs(60))
             .await
-            .unwrap_or_else(|e| panic!("flow `{flow}`: {e}"))
+            .unwrap_or_else(|e| panic!("flow `{}`: {e}", flow.name))
     }
 
     /// Runs per task instance in namespace `ns`: `"Task:id"` → runs.

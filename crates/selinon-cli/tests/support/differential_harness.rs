@@ -188,7 +188,7 @@ pub fn run(system: &'static SystemSpec, flow: &str, node_args: Json, timeout: Du
             builder = builder.storage(storage.name, InMemoryStorage::new());
         }
         let runtime = builder.build();
-        let handle = runtime.run_flow(flow, node_args);
+        let handle = runtime.run_flow_by_name(flow, node_args);
         let root_id = handle.id().to_string();
         let ended = tokio::select! {
             outcome = handle => Some(outcome),

@@ -1,5 +1,6 @@
 //! One dispatcher pass (spec §3.2), upstream `Dispatcher.run` + `SystemState.update`.
 
+use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
@@ -12,7 +13,8 @@ use super::state::{
     PassOutcome, PassOutput, TaskMessage,
 };
 use super::{EngineEnv, RunSubsequent, SelectiveMap, MIN_PASS_RETRY};
-use crate::spec::{Db, EdgeSpec, FlowSpec, NodeKind, SelectiveRunInput, SystemSpec, TaskSpec};
+use crate::spec::{Db, EdgeSpec, SelectiveRunInput, TaskSpec};
+use crate::system::{Flow, NodeId, NodeKind, System};
 use crate::trace::{TraceEvent, Tracer};
 
 /// Why a pass stopped early.
@@ -30,7 +32,7 @@ enum PassError {
 /// Events for ids that are not active nodes of the flow (stale ids of an abandoned attempt,
 /// `nowait` nodes) are ignored. On the first pass (`input.state` is `None`) the flow starts.
 pub async fn dispatch(
-    system: &'static SystemSpec,
+    system: &System,
     input: &DispatcherMessage,
     events: &[NodeEvent],
     env: &dyn EngineEnv,
@@ -44,7 +46,7 @@ pub async fn dispatch(
             "parent": input.parent,
             "retried_count": input.retried_count,
             "state": input.state,
-            "queue": system.flow(&input.flow_name).map(|f| f.queue),
+            "queue": system.flow(&input.flow_name).map(|f| f.spec.queue),
         })
     });
     let Some(flow) = system.flow(&input.flow_name) else {
@@ -53,13 +55,14 @@ pub async fn dispatch(
     };
 
     let mut msg = input.clone();
-    if let Some(output) = apply_migrations(system, flow, input, &mut msg, &tracer) {
+    if let Some(output) = apply_migrations(system, flow.spec, input, &mut msg, &tracer) {
         return output;
     }
     let state = msg.state.clone().unwrap_or_default();
     let mut pass = Pass {
         system,
         flow,
+        spec: flow.spec,
         env,
         tracer: tracer.clone(),
         msg,
@@ -101,7 +104,7 @@ pub async fn dispatch(
                         "node_args": msg.node_args,
                         "parent": msg.parent,
                         "retried_count": msg.retried_count,
-                        "queue": flow.queue,
+                        "queue": flow.spec.queue,
                         "state": st,
                     })
                 });
@@ -119,7 +122,7 @@ pub async fn dispatch(
             }
         }
         Err(PassError::Flow(reported)) => {
-            let will_retry = input.retried_count < flow.max_retry;
+            let will_retry = input.retried_count < flow.spec.max_retry;
             tracer.emit_with(TraceEvent::FlowFailure, || {
                 json!({
                     "flow_name": msg.flow_name,
@@ -127,7 +130,7 @@ pub async fn dispatch(
                     "node_args": msg.node_args,
                     "parent": msg.parent,
                     "retried_count": msg.retried_count,
-                    "queue": flow.queue,
+                    "queue": flow.spec.queue,
                     "state": reported,
                     "will_retry": will_retry,
                 })
@@ -145,7 +148,7 @@ pub async fn dispatch(
                     selective: msg.selective,
                     migration_version: None,
                 };
-                let countdown = flow.retry_countdown;
+                let countdown = flow.spec.retry_countdown;
                 tracer.emit_with(TraceEvent::FlowRetry, || {
                     json!({
                         "flow_name": restart.flow_name,
@@ -154,7 +157,7 @@ pub async fn dispatch(
                         "parent": restart.parent,
                         "retried_count": restart.retried_count,
                         "countdown": countdown.as_secs_f64(),
-                        "queue": flow.queue,
+                        "queue": flow.spec.queue,
                     })
                 });
                 PassOutput {
@@ -172,7 +175,7 @@ pub async fn dispatch(
             }
         }
         Err(PassError::Retry) => {
-            let countdown = flow.retry_countdown.max(MIN_PASS_RETRY);
+            let countdown = flow.spec.retry_countdown.max(MIN_PASS_RETRY);
             tracer.emit_with(TraceEvent::FlowRetry, || {
                 json!({
                     "flow_name": input.flow_name,
@@ -181,7 +184,7 @@ pub async fn dispatch(
                     "parent": input.parent,
                     "retried_count": input.retried_count,
                     "countdown": countdown.as_secs_f64(),
-                    "queue": flow.queue,
+                    "queue": flow.spec.queue,
                     "keep_state": true,
                 })
             });
@@ -197,8 +200,8 @@ pub async fn dispatch(
 
 /// Brings the message to the latest migration (§3.17); `Some` when the pass must not go on.
 fn apply_migrations(
-    system: &'static SystemSpec,
-    flow: &FlowSpec,
+    system: &System,
+    flow: &crate::spec::FlowSpec,
     input: &DispatcherMessage,
     msg: &mut DispatcherMessage,
     tracer: &Tracer,
@@ -221,7 +224,7 @@ fn apply_migrations(
             countdown: flow.retry_countdown.max(MIN_PASS_RETRY),
         },
     };
-    match migration::migrate(system, msg) {
+    match migration::migrate(system.spec, msg) {
         Migrated::Unchanged => None,
         Migrated::Applied { from, to, tainted } => {
             tracer.emit_with(TraceEvent::Migration, || {
@@ -326,8 +329,9 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 struct Pass<'a> {
-    system: &'static SystemSpec,
-    flow: &'static FlowSpec,
+    system: &'a System,
+    flow: &'a Flow,
+    spec: &'static crate::spec::FlowSpec,
     env: &'a dyn EngineEnv,
     tracer: Tracer,
     msg: DispatcherMessage,
@@ -395,13 +399,6 @@ fn combinations<'s>(items: &[&'s str], k: usize) -> Vec<Vec<&'s str>> {
 }
 
 impl Pass<'_> {
-    fn is_flow(&self, name: &str) -> bool {
-        match self.flow.node(name) {
-            Some(n) => n.kind == NodeKind::Flow,
-            None => self.system.is_flow(name),
-        }
-    }
-
     fn info(&self) -> Json {
         json!({
             "flow_name": self.msg.flow_name,
@@ -429,7 +426,7 @@ impl Pass<'_> {
     async fn start(&mut self) -> Result<(), PassError> {
         self.tracer.emit_with(TraceEvent::FlowStart, || {
             self.info_with(json!({
-                "queue": self.flow.queue,
+                "queue": self.spec.queue,
                 "node_args": self.msg.node_args,
                 "parent": self.msg.parent,
                 "retried_count": self.msg.retried_count,
@@ -440,12 +437,11 @@ impl Pass<'_> {
             p => p.clone(),
         };
         let mut started = Vec::new();
-        for (i, edge) in self.flow.edges.iter().enumerate() {
-            if !edge.from.is_empty() {
-                continue;
-            }
+        let flow = self.flow;
+        for &i in &flow.starting_edges {
+            let edge = &self.spec.edges[i];
             if let Allowed::Omit = self.allowed(i) {
-                self.selective_omit_edge(edge);
+                self.selective_omit_edge(edge, i);
                 continue;
             }
             let results = self
@@ -455,7 +451,7 @@ impl Pass<'_> {
                 .await?;
             let db = Db::new(results.iter().map(|(n, v)| (*n, v)));
             if (edge.condition)(&db, &self.msg.node_args) {
-                let s = self.fire(edge, &db, &parent)?;
+                let s = self.fire(i, &db, &parent)?;
                 started.extend(s);
                 self.trigger(i);
             } else {
@@ -469,7 +465,7 @@ impl Pass<'_> {
     /// What the selective run (if any) lets edge `index` of this flow do.
     fn allowed(&self, index: usize) -> Allowed<'_> {
         match &self.msg.selective {
-            Some(map) if map.covers(self.flow.name) => match map.allowed(self.flow.name, index) {
+            Some(map) if map.covers(self.spec.name) => match map.allowed(self.spec.name, index) {
                 Some(nodes) => Allowed::Nodes(nodes),
                 None => Allowed::Omit,
             },
@@ -477,12 +473,12 @@ impl Pass<'_> {
         }
     }
 
-    fn selective_omit_edge(&self, edge: &EdgeSpec) {
+    fn selective_omit_edge(&self, edge: &EdgeSpec, index: usize) {
         self.tracer.emit_with(TraceEvent::SelectiveOmitEdge, || {
             self.info_with(json!({
                 "nodes_from": edge.from,
                 "nodes_to": edge.to,
-                "edge_index": edge.index,
+                "edge_index": index,
             }))
         });
     }
@@ -521,7 +517,7 @@ impl Pass<'_> {
                         .entry(node.name.clone())
                         .or_default()
                         .push(node.id.clone());
-                    if self.flow.eager_failures.contains(&node.name.as_str()) {
+                    if self.flow.node(&node.name).is_some_and(|n| n.eager_failure) {
                         self.tracer.emit_with(TraceEvent::EagerFailure, || {
                             self.info_with(json!({"node_name": node.name, "node_id": node.id}))
                         });
@@ -561,15 +557,17 @@ impl Pass<'_> {
 
     /// Adds to the waiting edges every edge having one of `nodes` as a source.
     fn update_waiting_edges(&mut self, nodes: &[NodeRef]) {
+        let flow = self.flow;
         for node in nodes {
-            if self.flow.is_nowait(&node.name) {
+            let Some(n) = flow.node(&node.name) else {
+                continue;
+            };
+            if n.nowait {
                 continue;
             }
-            for &idx in (self.flow.edges_from)(&node.name) {
+            for &idx in &n.edges_from {
                 if let Allowed::Omit = self.allowed(idx) {
-                    if let Some(edge) = self.flow.edges.get(idx) {
-                        self.selective_omit_edge(edge);
-                    }
+                    self.selective_omit_edge(&self.spec.edges[idx], idx);
                     continue;
                 }
                 if !self.state.waiting_edges.contains(&idx) {
@@ -636,7 +634,7 @@ impl Pass<'_> {
     /// START_NEW: fire every waiting edge of each newly finished node, once per combination
     /// of finished instances of its other sources.
     async fn start_new(&mut self, finished: &[NodeRef]) -> Result<(), PassError> {
-        if self.flow.node_args_from_first
+        if self.spec.node_args_from_first
             && finished.len() == 1
             && self.state.active_nodes.is_empty()
             && self.state.finished_nodes.is_empty()
@@ -665,7 +663,11 @@ impl Pass<'_> {
         }
 
         for node in finished {
-            let from_edges = (self.flow.edges_from)(&node.name);
+            let flow = self.flow;
+            let from_edges = flow
+                .node(&node.name)
+                .map(|n| n.edges_from.as_slice())
+                .unwrap_or_default();
             let edges: Vec<usize> = self
                 .state
                 .waiting_edges
@@ -674,10 +676,10 @@ impl Pass<'_> {
                 .filter(|i| from_edges.contains(i))
                 .collect();
             for i in edges {
-                let Some(edge) = self.flow.edges.get(i) else {
+                let Some(edge) = self.spec.edges.get(i) else {
                     return Err(PassError::Dispatcher(format!(
                         "flow `{}` has no edge {i}",
-                        self.flow.name
+                        self.spec.name
                     )));
                 };
                 let lists: Vec<Vec<String>> = edge
@@ -705,9 +707,10 @@ impl Pass<'_> {
                     self.check_size(edge, 0)?;
                     let mut parent = Map::new();
                     for (&name, id) in edge.from.iter().zip(&combo) {
-                        if self.is_flow(name) {
-                            let compound = self.flow.propagate.compound_finished.contains(&name);
-                            if compound || self.flow.propagate.finished.contains(&name) {
+                        let node = flow.node(name);
+                        if node.is_some_and(|n| n.is_flow()) {
+                            let compound = node.is_some_and(|n| n.propagate_compound_finished);
+                            if compound || node.is_some_and(|n| n.propagate_finished) {
                                 self.extend_parent_from_flow(&mut parent, name, id, compound)
                                     .await?;
                             }
@@ -726,7 +729,7 @@ impl Pass<'_> {
                     let db = Db::new(results.iter().map(|(n, v)| (*n, v)));
                     let parent = Json::Object(parent);
                     if (edge.condition)(&db, &self.msg.node_args) {
-                        self.fire(edge, &db, &parent)?;
+                        self.fire(i, &db, &parent)?;
                         self.trigger(i);
                     } else {
                         self.edge_cond_false(edge, &parent);
@@ -838,27 +841,30 @@ impl Pass<'_> {
         }
     }
 
-    /// Starts the edge's destinations (once, or once per `foreach` item).
+    /// Starts the destinations of edge `index` (once, or once per `foreach` item).
     fn fire(
         &mut self,
-        edge: &'static EdgeSpec,
+        index: usize,
         db: &Db<'_>,
         parent: &Json,
     ) -> Result<Vec<NodeRef>, PassError> {
+        let flow = self.flow;
+        let edge: &'static EdgeSpec = &self.spec.edges[index];
         let mut started = Vec::new();
-        let to: Vec<&'static str> = match self.allowed(edge.index) {
-            Allowed::All => edge.to.to_vec(),
-            Allowed::Omit => Vec::new(),
-            Allowed::Nodes([]) => edge.to.to_vec(),
+        let to: Cow<'_, [NodeId]> = match self.allowed(index) {
+            Allowed::All | Allowed::Nodes([]) => Cow::Borrowed(&flow.edge_to[index]),
+            Allowed::Omit => Cow::Owned(Vec::new()),
             Allowed::Nodes(nodes) => {
-                let (keep, omit): (Vec<&'static str>, Vec<&'static str>) =
-                    edge.to.iter().partition(|t| nodes.iter().any(|n| n == *t));
+                let (keep, omit): (Vec<NodeId>, Vec<NodeId>) = flow.edge_to[index]
+                    .iter()
+                    .partition(|&&t| nodes.iter().any(|n| n == flow.nodes[t].name));
                 for node in omit {
+                    let node = flow.nodes[node].name;
                     self.tracer.emit_with(TraceEvent::SelectiveOmitNode, || {
-                        self.info_with(json!({"node_name": node, "edge_index": edge.index}))
+                        self.info_with(json!({"node_name": node, "edge_index": index}))
                     });
                 }
-                keep
+                Cow::Owned(keep)
             }
         };
         match &edge.foreach {
@@ -876,7 +882,7 @@ impl Pass<'_> {
                     }))
                 });
                 for item in items {
-                    for &to in &to {
+                    for &to in to.iter() {
                         let args = if foreach.propagate_result {
                             item.clone()
                         } else {
@@ -893,7 +899,7 @@ impl Pass<'_> {
                 }
             }
             None => {
-                for &to in &to {
+                for &to in to.iter() {
                     let args = self.msg.node_args.clone();
                     started.push(self.start_node(to, parent, args, Some(edge), false)?);
                 }
@@ -905,135 +911,139 @@ impl Pass<'_> {
     /// Schedules one node: a task, or a sub-flow (§3.9 decides its arguments and parent).
     fn start_node(
         &mut self,
-        name: &str,
+        node: NodeId,
         parent: &Json,
         node_args: Json,
         edge: Option<&'static EdgeSpec>,
         force_node_args: bool,
     ) -> Result<NodeRef, PassError> {
+        let node = &self.flow.nodes[node];
+        let name = node.name;
         let id = self.env.new_id();
-        let nowait = self.flow.is_nowait(name);
+        let nowait = node.nowait;
         if nowait {
             self.nowait_started += 1;
         }
         let condition_str = edge.map(|e| e.condition_str);
         let foreach_str = edge.and_then(|e| e.foreach.as_ref()).map(|f| f.name);
-        if self.is_flow(name) {
-            let child = self
-                .system
-                .flow(name)
-                .ok_or_else(|| PassError::Dispatcher(format!("unknown sub-flow `{name}`")))?;
-            let args = if force_node_args || self.flow.propagate.node_args.contains(&name) {
-                node_args
-            } else {
-                Json::Null
-            };
-            let child_parent = if self.flow.propagate.parent.contains(&name) {
-                parent.clone()
-            } else {
-                Json::Null
-            };
-            let countdown = child
-                .throttling
-                .map(|t| self.env.throttle(name, true, t))
-                .unwrap_or(Duration::ZERO);
-            self.tracer.emit_with(TraceEvent::SubflowSchedule, || {
-                self.info_with(json!({
-                    "condition_str": condition_str,
-                    "foreach_str": foreach_str,
-                    "child_flow_name": name,
-                    "child_dispatcher_id": id,
-                    "queue": child.queue,
-                    "countdown": countdown_json(countdown),
-                    "node_args": args,
-                    "parent": child_parent,
-                }))
-            });
-            let mut message = DispatcherMessage::new(name, id.clone(), args, child_parent);
-            message.selective = match edge.and_then(|e| e.selective.as_ref()) {
-                // The edge's own `selective` block: the sub-flow runs selectively.
-                Some(spec) => {
-                    let tasks: Vec<String> = spec.tasks.iter().map(|t| t.to_string()).collect();
-                    let subsequent = match spec.run_subsequent {
-                        None => RunSubsequent::No,
-                        Some([]) => RunSubsequent::All,
-                        Some(flows) => {
-                            RunSubsequent::Flows(flows.iter().map(|f| f.to_string()).collect())
-                        }
-                    };
-                    let map = SelectiveMap::compute(
-                        self.system,
-                        name,
-                        &tasks,
-                        spec.follow_subflows,
-                        &subsequent,
-                    )
-                    .map_err(|e| {
-                        PassError::Dispatcher(format!(
-                            "`selective` of the edge to `{name}` ({}): {e}",
-                            edge.map(|e| e.origin).unwrap_or_default()
-                        ))
-                    })?;
-                    Some(map)
-                }
-                // A selective run goes on into the sub-flows it covers.
-                None => self
-                    .msg
-                    .selective
-                    .as_ref()
-                    .filter(|m| m.covers(name))
-                    .cloned(),
-            };
-            self.actions.push(Action::StartFlow {
-                message,
-                parent_flow_id: self.msg.flow_id.clone(),
-                queue: child.queue,
-                countdown,
-                nowait,
-            });
-        } else {
-            let task = self
-                .system
-                .task(name)
-                .ok_or_else(|| PassError::Dispatcher(format!("unknown task `{name}`")))?;
-            if let Some(reused) = self.selective_reuse(task, &node_args) {
-                let record = NodeRef::new(name, reused);
-                self.reused.push(record.clone());
-                return Ok(record);
+        match node.kind {
+            NodeKind::Flow(child) => {
+                let child = self.system.flow_by_id(child).spec;
+                let args = if force_node_args || node.propagate_node_args {
+                    node_args
+                } else {
+                    Json::Null
+                };
+                let child_parent = if node.propagate_parent {
+                    parent.clone()
+                } else {
+                    Json::Null
+                };
+                let countdown = child
+                    .throttling
+                    .map(|t| self.env.throttle(name, true, t))
+                    .unwrap_or(Duration::ZERO);
+                self.tracer.emit_with(TraceEvent::SubflowSchedule, || {
+                    self.info_with(json!({
+                        "condition_str": condition_str,
+                        "foreach_str": foreach_str,
+                        "child_flow_name": name,
+                        "child_dispatcher_id": id,
+                        "queue": child.queue,
+                        "countdown": countdown_json(countdown),
+                        "node_args": args,
+                        "parent": child_parent,
+                    }))
+                });
+                let mut message = DispatcherMessage::new(name, id.clone(), args, child_parent);
+                message.selective = match edge.and_then(|e| e.selective.as_ref()) {
+                    // The edge's own `selective` block: the sub-flow runs selectively.
+                    Some(spec) => {
+                        let tasks: Vec<String> = spec.tasks.iter().map(|t| t.to_string()).collect();
+                        let subsequent = match spec.run_subsequent {
+                            None => RunSubsequent::No,
+                            Some([]) => RunSubsequent::All,
+                            Some(flows) => {
+                                RunSubsequent::Flows(flows.iter().map(|f| f.to_string()).collect())
+                            }
+                        };
+                        let map = SelectiveMap::compute(
+                            self.system,
+                            name,
+                            &tasks,
+                            spec.follow_subflows,
+                            &subsequent,
+                        )
+                        .map_err(|e| {
+                            PassError::Dispatcher(format!(
+                                "`selective` of the edge to `{name}` ({}): {e}",
+                                edge.map(|e| e.origin).unwrap_or_default()
+                            ))
+                        })?;
+                        Some(map)
+                    }
+                    // A selective run goes on into the sub-flows it covers.
+                    None => self
+                        .msg
+                        .selective
+                        .as_ref()
+                        .filter(|m| m.covers(name))
+                        .cloned(),
+                };
+                self.actions.push(Action::StartFlow {
+                    message,
+                    parent_flow_id: self.msg.flow_id.clone(),
+                    queue: child.queue,
+                    countdown,
+                    nowait,
+                });
             }
-            let countdown = task
-                .throttling
-                .map(|t| self.env.throttle(name, false, t))
-                .unwrap_or(Duration::ZERO);
-            let message = TaskMessage {
-                task_name: name.to_string(),
-                flow_name: self.msg.flow_name.clone(),
-                task_id: id.clone(),
-                dispatcher_id: self.msg.flow_id.clone(),
-                parent: parent.clone(),
-                node_args,
-                retried_count: 0,
-            };
-            self.tracer.emit_with(TraceEvent::TaskSchedule, || {
-                json!({
-                    "task_name": message.task_name,
-                    "flow_name": message.flow_name,
-                    "parent": message.parent,
-                    "node_args": message.node_args,
-                    "dispatcher_id": message.dispatcher_id,
-                    "task_id": message.task_id,
-                    "queue": task.queue,
-                    "condition_str": condition_str,
-                    "foreach_str": foreach_str,
-                    "countdown": countdown_json(countdown),
-                })
-            });
-            self.actions.push(Action::StartTask {
-                message,
-                queue: task.queue,
-                countdown,
-                nowait,
-            });
+            NodeKind::Task(task) => {
+                let task = self.system.task_by_id(task);
+                if let Some(reused) = self.selective_reuse(task, &node_args) {
+                    let record = NodeRef::new(name, reused);
+                    self.reused.push(record.clone());
+                    return Ok(record);
+                }
+                let countdown = task
+                    .throttling
+                    .map(|t| self.env.throttle(name, false, t))
+                    .unwrap_or(Duration::ZERO);
+                let message = TaskMessage {
+                    task_name: name.to_string(),
+                    flow_name: self.msg.flow_name.clone(),
+                    task_id: id.clone(),
+                    dispatcher_id: self.msg.flow_id.clone(),
+                    parent: parent.clone(),
+                    node_args,
+                    retried_count: 0,
+                };
+                self.tracer.emit_with(TraceEvent::TaskSchedule, || {
+                    json!({
+                        "task_name": message.task_name,
+                        "flow_name": message.flow_name,
+                        "parent": message.parent,
+                        "node_args": message.node_args,
+                        "dispatcher_id": message.dispatcher_id,
+                        "task_id": message.task_id,
+                        "queue": task.queue,
+                        "condition_str": condition_str,
+                        "foreach_str": foreach_str,
+                        "countdown": countdown_json(countdown),
+                    })
+                });
+                self.actions.push(Action::StartTask {
+                    message,
+                    queue: task.queue,
+                    countdown,
+                    nowait,
+                });
+            }
+            NodeKind::Unknown => {
+                return Err(PassError::Dispatcher(format!(
+                    "`{name}` is neither a task nor a flow of the system"
+                )))
+            }
         }
         let record = NodeRef::new(name, id);
         if !nowait {
@@ -1046,7 +1056,7 @@ impl Pass<'_> {
     /// `selective_run_function` decides (none: the task runs).
     fn selective_reuse(&self, task: &TaskSpec, node_args: &Json) -> Option<String> {
         let map = self.msg.selective.as_ref()?;
-        if !map.covers(self.flow.name) || map.is_requested(task.name) {
+        if !map.covers(self.spec.name) || map.is_requested(task.name) {
             return None;
         }
         let decide = task.selective_run_function?;
@@ -1080,7 +1090,7 @@ impl Pass<'_> {
         let mut started = Vec::new();
         for k in (1..=names.len()).rev() {
             for combo in combinations(&names, k) {
-                let alternatives = (self.flow.fallbacks)(&combo);
+                let alternatives = self.flow.fallbacks(&combo);
                 if alternatives.is_empty() {
                     continue;
                 }
@@ -1115,11 +1125,12 @@ impl Pass<'_> {
         let mut stop = false;
         let mut started = Vec::new();
         let no_parent = Json::Null;
-        for alternative in (self.flow.fallbacks)(combo) {
+        let flow = self.flow;
+        for alternative in flow.fallbacks(combo) {
             let detail = || {
                 self.info_with(json!({
                     "nodes": nodes,
-                    "fallback": match alternative.nodes {
+                    "fallback": match alternative.fallback {
                         Some(n) => json!(n),
                         None => json!(true),
                     },
@@ -1133,13 +1144,19 @@ impl Pass<'_> {
             ran = true;
             self.tracer.emit_with(TraceEvent::FallbackCondTrue, detail);
             self.tracer.emit_with(TraceEvent::FallbackStart, detail);
-            let Some(fallback) = alternative.nodes else {
+            let Some(fallback) = alternative.fallback else {
                 continue;
             };
             for &name in fallback {
+                let Some(node) = flow.node_id(name) else {
+                    return Err(PassError::Dispatcher(format!(
+                        "fallback `{name}` is not a node of flow `{}`",
+                        self.spec.name
+                    )));
+                };
                 let args = self.msg.node_args.clone();
-                let record = self.start_node(name, &no_parent, args, None, false)?;
-                if self.flow.is_nowait(name) {
+                let record = self.start_node(node, &no_parent, args, None, false)?;
+                if flow.nodes[node].nowait {
                     stop = true;
                 } else {
                     started.push(record);

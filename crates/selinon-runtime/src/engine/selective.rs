@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{FlowSpec, SystemSpec};
+use crate::spec::FlowSpec;
+use crate::system::System;
 
 /// Which edges of which flows a selective run lets fire, and which nodes they start.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +56,7 @@ pub enum RunSubsequent {
 impl SelectiveMap {
     /// The map for a selective run of `flow` that must run `task_names`.
     pub fn compute(
-        system: &SystemSpec,
+        system: &System,
         flow: &str,
         task_names: &[String],
         follow_subflows: bool,
@@ -77,7 +78,7 @@ impl SelectiveMap {
         let mut queue = vec![root];
         let mut seen: BTreeSet<&str> = BTreeSet::new();
         while let Some(f) = queue.pop() {
-            if !seen.insert(f.name) {
+            if !seen.insert(f.name()) {
                 continue;
             }
             let mut targets: BTreeSet<&str> = BTreeSet::new();
@@ -87,7 +88,7 @@ impl SelectiveMap {
                 }
             }
             if follow_subflows {
-                for n in f.nodes {
+                for n in &f.nodes {
                     // A flow already visited (a cycle of sub-flows) is not entered again.
                     if system.is_flow(n.name)
                         && !seen.contains(n.name)
@@ -103,11 +104,12 @@ impl SelectiveMap {
             if targets.is_empty() {
                 continue;
             }
-            let subset = paths_to(f, &targets)?;
+            let subset = paths_to(f.spec, &targets)?;
             for t in &targets {
                 found.insert((*t).to_string());
             }
-            map.waiting_edges_subset.insert(f.name.to_string(), subset);
+            map.waiting_edges_subset
+                .insert(f.name().to_string(), subset);
         }
         for t in task_names {
             if !found.contains(t) {
@@ -118,12 +120,12 @@ impl SelectiveMap {
                     .map(|n| n.name)
                     .collect();
                 let in_subflow = system
-                    .flows
+                    .flows()
                     .iter()
-                    .any(|f| f.name != root.name && f.node(t).is_some());
+                    .any(|f| f.id != root.id && f.node(t).is_some());
                 return Err(SelectiveError::UnknownTask {
                     task: t.clone(),
-                    flow: root.name.to_string(),
+                    flow: root.name().to_string(),
                     hint: if in_subflow && !follow_subflows {
                         " (it is in a sub-flow: use follow_subflows)".to_string()
                     } else {
@@ -155,7 +157,7 @@ impl SelectiveMap {
 
     /// Adds, to a fixed point, every non-starting edge whose sources are all requested tasks
     /// or nodes started by edges added so far, with all its `to` nodes.
-    fn add_subsequent(&mut self, system: &SystemSpec, flow: &str) {
+    fn add_subsequent(&mut self, system: &System, flow: &str) {
         let Some(f) = system.flow(flow) else { return };
         let mut reached: BTreeSet<&str> = self
             .task_names
@@ -168,12 +170,12 @@ impl SelectiveMap {
             .or_default();
         loop {
             let mut grew = false;
-            for e in f.edges {
+            for (index, e) in f.spec.edges.iter().enumerate() {
                 if e.from.is_empty() || !e.from.iter().all(|s| reached.contains(s)) {
                     continue;
                 }
                 let all: Vec<String> = e.to.iter().map(|t| (*t).to_string()).collect();
-                let entry = subset.entry(e.index.to_string()).or_default();
+                let entry = subset.entry(index.to_string()).or_default();
                 if *entry != all {
                     *entry = all;
                     grew = true;
@@ -208,7 +210,7 @@ impl SelectiveMap {
 }
 
 fn contains_task(
-    system: &SystemSpec,
+    system: &System,
     flow: &str,
     tasks: &[String],
     seen: &mut BTreeSet<String>,
@@ -245,11 +247,8 @@ fn paths_to(
         // Upstream also counts paths that close a cycle without a starting edge (they add
         // the cycle's edges); a target with only such paths cannot be reached at all.
         let from_start = paths.iter().any(|path| {
-            path.keys().any(|i| {
-                flow.edges
-                    .iter()
-                    .any(|e| e.index == *i && e.from.is_empty())
-            })
+            path.keys()
+                .any(|&i| flow.edges.get(i).is_some_and(|e| e.from.is_empty()))
         });
         if !from_start {
             return Err(SelectiveError::NoPath {
@@ -285,17 +284,17 @@ fn complete_paths<'a>(flow: &'a FlowSpec, target: &'a str) -> Vec<BTreeMap<usize
     }];
     while let Some(partial) = stack.pop() {
         for name in &partial.to_expand {
-            for edge in flow.edges {
+            for (index, edge) in flow.edges.iter().enumerate() {
                 if !edge.to.contains(name)
                     || partial
                         .expanded
-                        .get(&edge.index)
+                        .get(&index)
                         .is_some_and(|done| done.contains(name))
                 {
                     continue;
                 }
                 let mut expanded = partial.expanded.clone();
-                expanded.entry(edge.index).or_default().push(name);
+                expanded.entry(index).or_default().push(name);
                 let mut visited = partial.visited.clone();
                 visited.insert(name);
                 let mut to_expand = partial.to_expand.clone();

@@ -15,7 +15,7 @@ use super::Redis;
 use super::S3;
 use super::{CacheKind, Filesystem, InMemoryStorage, ResultCache};
 
-use crate::spec::{StorageAdapter, StorageSpec, SystemSpec};
+use crate::spec::{StorageAdapter, StorageSpec, SystemSpec, TaskSpec};
 use crate::storage::{DataStorage, StorageError};
 use crate::trace::{TraceEvent, Tracer};
 
@@ -77,7 +77,7 @@ pub fn build_adapter(storage: &StorageSpec) -> Result<Box<dyn DataStorage>, Stor
         other => other,
     };
     match &storage.adapter {
-        StorageAdapter::User { build, .. } => build(&configuration).map_err(named),
+        StorageAdapter::User(build) => build(&configuration).map_err(named),
         StorageAdapter::Builtin { module, class } => {
             let module = module.trim_end_matches('.');
             match (module, *class) {
@@ -123,7 +123,9 @@ pub fn build_adapter(storage: &StorageSpec) -> Result<Box<dyn DataStorage>, Stor
 /// One adapter per storage, built and connected on first use; reads and writes by task name
 /// (using `storage_task_name` consistently, for store and retrieve alike).
 pub struct StoragePool {
-    system: &'static SystemSpec,
+    /// Tasks and storages by name.
+    tasks: HashMap<&'static str, &'static TaskSpec>,
+    storages: HashMap<&'static str, &'static StorageSpec>,
     slots: HashMap<String, OnceCell<Arc<dyn DataStorage>>>,
     /// The result cache of each storage that has `cache:`.
     caches: HashMap<String, ResultCache>,
@@ -168,7 +170,8 @@ impl StoragePool {
             })
             .collect();
         StoragePool {
-            system,
+            tasks: system.tasks.iter().map(|t| (t.name, t)).collect(),
+            storages: system.storages.iter().map(|s| (s.name, s)).collect(),
             slots,
             caches,
             given,
@@ -189,7 +192,7 @@ impl StoragePool {
             let adapter: Arc<dyn DataStorage> = match self.given.get(name) {
                 Some(a) => a.clone(),
                 None => {
-                    let spec = self.system.storage(name).ok_or_else(|| {
+                    let spec = self.storages.get(name).ok_or_else(|| {
                         StorageError::Configuration(format!("unknown storage `{name}`"))
                     })?;
                     Arc::from(build_adapter(spec)?)
@@ -208,7 +211,7 @@ impl StoragePool {
 
     /// The storage name of a task, if it has one.
     pub fn storage_name_of(&self, task_name: &str) -> Option<&'static str> {
-        self.system.task(task_name).and_then(|t| t.storage)
+        self.tasks.get(task_name).and_then(|t| t.storage)
     }
 
     /// The connected storage of a task, `None` if the task has none.
@@ -224,9 +227,9 @@ impl StoragePool {
 
     /// The name a task's results are stored under (`storage_task_name`).
     fn alias(&self, task_name: &str) -> String {
-        self.system
-            .task(task_name)
-            .map(|t| t.storage_task_name)
+        self.tasks
+            .get(task_name)
+            .map(|t| t.storage_task_name())
             .unwrap_or(task_name)
             .to_string()
     }

@@ -13,9 +13,10 @@
 //! stops nothing (flows already started run on): call `shutdown` for that.
 //!
 //! ```no_run
+//! # mod flows { pub mod flow1 { pub static FLOW: selinon_runtime::FlowSpec = selinon_runtime::FlowSpec::DEFAULT; } }
 //! # async fn demo(system: &'static selinon_runtime::SystemSpec) -> Result<(), selinon_runtime::RunError> {
 //! let rt = selinon_runtime::Runtime::new(system);
-//! let outcome = rt.run_flow("flow1", serde_json::json!({"name": "world"})).await?;
+//! let outcome = rt.run(&flows::flow1::FLOW, serde_json::json!({"name": "world"})).await?;
 //! assert!(outcome.is_finished(), "failed nodes: {:?}", outcome.failed_nodes);
 //! # Ok(()) }
 //! ```
@@ -41,9 +42,10 @@ use crate::engine::{
     NodeStatus, PassOutcome, RunSubsequent, SelectiveError, SelectiveMap, TaskMessage, Throttler,
 };
 use crate::envelope::{self, AttemptOutcome};
-use crate::spec::{BoxFuture, SystemSpec};
+use crate::spec::{BoxFuture, FlowSpec, SystemSpec};
 use crate::storage::StoragePool;
 use crate::storage::{DataStorage, StorageError};
+use crate::system::{Flow, System};
 use crate::task::TaskEnv;
 use crate::trace::{TraceEvent, TraceSink, Tracer};
 
@@ -52,6 +54,8 @@ use crate::trace::{TraceEvent, TraceSink, Tracer};
 pub enum RunError {
     #[error("unknown flow `{name}` (flows: {known})")]
     UnknownFlow { name: String, known: String },
+    #[error("the arguments of flow `{flow}` are not JSON: {error}")]
+    Arguments { flow: String, error: String },
     #[error("flow `{0}` was abandoned before it ended (its runtime stopped)")]
     Aborted(String),
     #[error("selective run: {0}")]
@@ -133,6 +137,15 @@ enum HandleState {
 }
 
 impl FlowHandle {
+    /// A handle whose flow could not start.
+    fn failed(flow_name: &str, error: RunError) -> FlowHandle {
+        FlowHandle {
+            flow_name: flow_name.to_string(),
+            flow_id: String::new(),
+            state: HandleState::Error(Some(error)),
+        }
+    }
+
     /// The flow instance's id.
     pub fn id(&self) -> &str {
         &self.flow_id
@@ -214,7 +227,7 @@ impl RuntimeBuilder {
         self
     }
 
-    /// A root flow (started by [`Runtime::run_flow`]) that has not ended this long after it
+    /// A root flow (started by [`Runtime::run`]) that has not ended this long after it
     /// was started is stopped, with all its sub-flows and tasks (`nowait` ones included): its
     /// handle gives [`RunError::TimedOut`]. No limit by default.
     pub fn flow_timeout(mut self, after: Duration) -> Self {
@@ -240,7 +253,7 @@ impl RuntimeBuilder {
         let tracer = Tracer::new(sinks);
         Runtime {
             inner: Arc::new(Inner {
-                system: self.system,
+                system: System::new(self.system),
                 pool: StoragePool::new(self.system, self.storages, tracer.clone()),
                 tracer,
                 throttler: Throttler::new(),
@@ -269,7 +282,7 @@ pub struct Runtime {
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
-            .field("system", &self.inner.system.files)
+            .field("system", &self.inner.system.spec.files)
             .finish_non_exhaustive()
     }
 }
@@ -294,12 +307,51 @@ impl Runtime {
     }
 
     pub fn system(&self) -> &'static SystemSpec {
-        self.inner.system
+        self.inner.system.spec
     }
 
-    /// Starts a flow (upstream `run_flow`); `.await` the handle for its final state.
-    pub fn run_flow(&self, flow_name: &str, node_args: Json) -> FlowHandle {
-        self.start_root(flow_name, node_args, None)
+    /// Starts a flow (upstream `run_flow`) by its handle, the `FLOW` of its generated module;
+    /// `.await` the handle for its final state. The arguments are anything that serializes to
+    /// JSON (`json!({...})`, or the user's own type).
+    pub fn run(&self, flow: &'static FlowSpec, node_args: impl Serialize) -> FlowHandle {
+        match self.resolve(flow, node_args) {
+            Ok((flow, node_args)) => self.start_root(flow, node_args, None),
+            Err(e) => FlowHandle::failed(flow.name, e),
+        }
+    }
+
+    /// Starts a flow by its YAML name: for tools that take the name from a user (a CLI, an
+    /// HTTP endpoint). Rust code names the flow's handle instead ([`Runtime::run`]).
+    pub fn run_flow_by_name(&self, flow_name: &str, node_args: Json) -> FlowHandle {
+        match self.inner.system.flow(flow_name) {
+            Some(flow) => self.start_root(flow, node_args, None),
+            None => FlowHandle::failed(flow_name, self.unknown_flow(flow_name)),
+        }
+    }
+
+    fn unknown_flow(&self, name: &str) -> RunError {
+        RunError::UnknownFlow {
+            name: name.to_string(),
+            known: self.inner.system.flow_names(),
+        }
+    }
+
+    /// The indexed flow of a handle, and the arguments as JSON.
+    fn resolve(
+        &self,
+        flow: &'static FlowSpec,
+        node_args: impl Serialize,
+    ) -> Result<(&Flow, Json), RunError> {
+        let indexed = self
+            .inner
+            .system
+            .flow_of(flow)
+            .ok_or_else(|| self.unknown_flow(flow.name))?;
+        let node_args = serde_json::to_value(node_args).map_err(|e| RunError::Arguments {
+            flow: flow.name.to_string(),
+            error: e.to_string(),
+        })?;
+        Ok((indexed, node_args))
     }
 
     /// Runs only what leads to `task_names` (upstream `run_flow_selective`, spec §3.16): the
@@ -307,7 +359,24 @@ impl Runtime {
     /// asked for runs unless its `selective_run_function` names an earlier run to reuse.
     /// `follow_subflows` also looks for the tasks inside sub-flows; `run_subsequent` also runs
     /// what follows the named tasks. An unknown task, or one no path leads to, is an error.
-    pub fn run_flow_selective(
+    pub fn run_selective(
+        &self,
+        flow: &'static FlowSpec,
+        task_names: &[&str],
+        node_args: impl Serialize,
+        follow_subflows: bool,
+        run_subsequent: RunSubsequent,
+    ) -> FlowHandle {
+        match self.resolve(flow, node_args) {
+            Ok((flow, node_args)) => {
+                self.start_selective(flow, task_names, node_args, follow_subflows, run_subsequent)
+            }
+            Err(e) => FlowHandle::failed(flow.name, e),
+        }
+    }
+
+    /// [`Runtime::run_selective`] by the flow's YAML name, for tools.
+    pub fn run_selective_by_name(
         &self,
         flow_name: &str,
         task_names: &[&str],
@@ -315,48 +384,49 @@ impl Runtime {
         follow_subflows: bool,
         run_subsequent: RunSubsequent,
     ) -> FlowHandle {
+        match self.inner.system.flow(flow_name) {
+            Some(flow) => {
+                self.start_selective(flow, task_names, node_args, follow_subflows, run_subsequent)
+            }
+            None => FlowHandle::failed(flow_name, self.unknown_flow(flow_name)),
+        }
+    }
+
+    fn start_selective(
+        &self,
+        flow: &Flow,
+        task_names: &[&str],
+        node_args: Json,
+        follow_subflows: bool,
+        run_subsequent: RunSubsequent,
+    ) -> FlowHandle {
         let tasks: Vec<String> = task_names.iter().map(|t| t.to_string()).collect();
         match SelectiveMap::compute(
-            self.inner.system,
-            flow_name,
+            &self.inner.system,
+            flow.name(),
             &tasks,
             follow_subflows,
             &run_subsequent,
         ) {
-            Ok(map) => self.start_root(flow_name, node_args, Some(map)),
-            Err(SelectiveError::UnknownFlow(_)) => self.start_root(flow_name, node_args, None),
-            Err(e) => FlowHandle {
-                flow_name: flow_name.to_string(),
-                flow_id: String::new(),
-                state: HandleState::Error(Some(RunError::Selective(e))),
-            },
+            Ok(map) => self.start_root(flow, node_args, Some(map)),
+            Err(e) => FlowHandle::failed(flow.name(), RunError::Selective(e)),
         }
     }
 
     fn start_root(
         &self,
-        flow_name: &str,
+        flow: &Flow,
         node_args: Json,
         selective: Option<SelectiveMap>,
     ) -> FlowHandle {
         let flow_id = uuid::Uuid::new_v4().to_string();
-        let Some(flow) = self.inner.system.flow(flow_name) else {
-            let known: Vec<&str> = self.inner.system.flows.iter().map(|f| f.name).collect();
-            return FlowHandle {
-                flow_name: flow_name.to_string(),
-                flow_id,
-                state: HandleState::Error(Some(RunError::UnknownFlow {
-                    name: flow_name.to_string(),
-                    known: known.join(", "),
-                })),
-            };
-        };
+        let flow_name = flow.name();
         self.inner.tracer.emit_with(TraceEvent::FlowSchedule, || {
             json!({
                 "flow_name": flow_name,
                 "node_args": node_args,
                 "dispatcher_id": flow_id,
-                "queue": flow.queue,
+                "queue": flow.spec.queue,
             })
         });
         let (tx, rx) = oneshot::channel();
@@ -406,7 +476,7 @@ impl Runtime {
 }
 
 struct Inner {
-    system: &'static SystemSpec,
+    system: System,
     pool: StoragePool,
     tracer: Tracer,
     throttler: Throttler,
@@ -688,7 +758,7 @@ async fn run_flow_instance(
         if root.is_set() {
             return None;
         }
-        let out = engine::dispatch(inner.system, &message, &events, &**inner).await;
+        let out = engine::dispatch(&inner.system, &message, &events, &**inner).await;
         if let PassOutcome::RetryPass { countdown } = out.outcome {
             tokio::time::sleep(countdown).await;
             drain(&mut rx, &mut events);
@@ -839,7 +909,7 @@ async fn run_task(
         }
         let env: Arc<dyn TaskEnv> = inner.clone();
         let attempt =
-            envelope::run_attempt(inner.system, &inner.pool, &inner.tracer, &message, env);
+            envelope::run_attempt(&inner.system, &inner.pool, &inner.tracer, &message, env);
         // User code is already guarded in the envelope; this guards adapters and sinks too,
         // so that a flow always hears of its task.
         let outcome = match AssertUnwindSafe(attempt).catch_unwind().await {

@@ -15,7 +15,7 @@ use selinon_runtime::engine::{
 use selinon_runtime::spec::{SelectiveRunInput, SystemSpec};
 use selinon_runtime::trace::Tracer;
 use selinon_runtime::{
-    json, Json, StorageError, Task, TaskContext, TaskError, TaskResult, TraceRecorder,
+    json, Json, StorageError, System, Task, TaskContext, TaskError, TaskResult, TraceRecorder,
 };
 
 /// What a scripted task does on a run.
@@ -232,7 +232,7 @@ pub struct Started {
 
 /// Drives one flow instance pass by pass, as upstream's tests do with `SystemState`.
 pub struct Stepper {
-    pub system: &'static SystemSpec,
+    pub system: System,
     pub env: StepEnv,
     pub message: DispatcherMessage,
     pending: VecDeque<NodeEvent>,
@@ -256,7 +256,7 @@ impl Stepper {
         parent: Json,
     ) -> Stepper {
         let mut s = Stepper {
-            system,
+            system: System::new(system),
             env: StepEnv::default(),
             message: DispatcherMessage::new(flow, "<flow>", node_args, parent),
             pending: VecDeque::new(),
@@ -271,7 +271,7 @@ impl Stepper {
     /// Runs a pass over the completions set since the last one.
     pub async fn pass(&mut self) -> &PassOutcome {
         let events: Vec<NodeEvent> = self.pending.drain(..).collect();
-        let out = dispatch(self.system, &self.message, &events, &self.env).await;
+        let out = dispatch(&self.system, &self.message, &events, &self.env).await;
         self.started = out
             .actions
             .iter()

@@ -18,7 +18,8 @@ use crate::backend::{BackendError, FlowBackend, FlowRecord, Outgoing, RecordStat
 use crate::engine::{
     DispatcherMessage, NodeIds, NodeRef, RunSubsequent, SelectiveError, SelectiveMap,
 };
-use crate::spec::SystemSpec;
+use crate::spec::{FlowSpec, SystemSpec};
+use crate::system::System;
 use crate::trace::{TraceEvent, Tracer};
 use crate::transport::local::{FlowOutcome, FlowStatus};
 
@@ -27,6 +28,8 @@ use crate::transport::local::{FlowOutcome, FlowStatus};
 pub enum ClientError {
     #[error("unknown flow `{name}` (flows: {known})")]
     UnknownFlow { name: String, known: String },
+    #[error("the arguments of flow `{flow}` are not JSON: {error}")]
+    Arguments { flow: String, error: String },
     #[error("flow {flow_id} did not end within {after:?} (ask `status` what it is doing)")]
     TimedOut { flow_id: String, after: Duration },
     #[error("no record of flow {0} (never submitted, or ended more than a day ago)")]
@@ -163,7 +166,7 @@ pub async fn flow_status(
 
 /// Submits flows and waits for them; hears of flow ends from the broker as they happen.
 pub struct Client {
-    system: &'static SystemSpec,
+    system: System,
     broker: Arc<Broker>,
     backend: Arc<dyn FlowBackend>,
     queues: Queues,
@@ -206,7 +209,7 @@ impl Client {
             Err(_) => return Err(broker.error("the listener stopped").into()),
         }
         Ok(Client {
-            system,
+            system: System::new(system),
             broker,
             backend,
             queues: Queues::new(system)?,
@@ -222,59 +225,93 @@ impl Client {
         self.broker.close().await;
     }
 
-    /// Starts a flow; returns its id. The start is confirmed by the broker when this returns.
-    pub async fn submit(&self, flow_name: &str, node_args: Json) -> Result<String, ClientError> {
+    /// Starts a flow by its handle (the `FLOW` of its generated module); returns its id. The
+    /// start is confirmed by the broker when this returns.
+    pub async fn submit(
+        &self,
+        flow: &'static FlowSpec,
+        node_args: impl Serialize,
+    ) -> Result<String, ClientError> {
+        let ids = self.submit_many(flow, std::iter::once(node_args)).await?;
+        Ok(ids.into_iter().next().expect("one flow"))
+    }
+
+    /// Starts a flow by its YAML name, for tools that take the name from a user (a CLI, an
+    /// HTTP endpoint); Rust code names the flow's handle ([`Client::submit`]).
+    pub async fn submit_by_name(
+        &self,
+        flow_name: &str,
+        node_args: Json,
+    ) -> Result<String, ClientError> {
+        let flow = self
+            .system
+            .flow(flow_name)
+            .ok_or_else(|| self.unknown_flow(flow_name))?;
         let ids = self
-            .submit_many(flow_name, std::iter::once(node_args))
+            .publish_starts(flow.spec, vec![node_args], None)
             .await?;
         Ok(ids.into_iter().next().expect("one flow"))
     }
 
-    /// Starts a selective run of a flow (see [`crate::Runtime::run_flow_selective`]).
+    /// Starts a selective run of a flow (see [`crate::Runtime::run_selective`]).
     pub async fn submit_selective(
         &self,
-        flow_name: &str,
+        flow: &'static FlowSpec,
         task_names: &[&str],
-        node_args: Json,
+        node_args: impl Serialize,
         follow_subflows: bool,
         run_subsequent: RunSubsequent,
     ) -> Result<String, ClientError> {
+        self.check(flow)?;
         let tasks: Vec<String> = task_names.iter().map(|t| t.to_string()).collect();
         let map = SelectiveMap::compute(
-            self.system,
-            flow_name,
+            &self.system,
+            flow.name,
             &tasks,
             follow_subflows,
             &run_subsequent,
         )?;
-        let ids = self
-            .publish_starts(flow_name, std::iter::once(node_args), Some(map))
-            .await?;
+        let args = vec![to_json(flow, node_args)?];
+        let ids = self.publish_starts(flow, args, Some(map)).await?;
         Ok(ids.into_iter().next().expect("one flow"))
     }
 
     /// Starts one flow per argument, publishing them in one confirmed batch.
-    pub async fn submit_many(
+    pub async fn submit_many<A: Serialize>(
         &self,
-        flow_name: &str,
-        args: impl IntoIterator<Item = Json>,
+        flow: &'static FlowSpec,
+        args: impl IntoIterator<Item = A>,
     ) -> Result<Vec<String>, ClientError> {
-        self.publish_starts(flow_name, args, None).await
+        self.check(flow)?;
+        let args = args
+            .into_iter()
+            .map(|a| to_json(flow, a))
+            .collect::<Result<Vec<Json>, ClientError>>()?;
+        self.publish_starts(flow, args, None).await
+    }
+
+    fn unknown_flow(&self, name: &str) -> ClientError {
+        ClientError::UnknownFlow {
+            name: name.into(),
+            known: self.system.flow_names(),
+        }
+    }
+
+    /// The handle must be one of this system's flows.
+    fn check(&self, flow: &'static FlowSpec) -> Result<(), ClientError> {
+        match self.system.flow_of(flow) {
+            Some(_) => Ok(()),
+            None => Err(self.unknown_flow(flow.name)),
+        }
     }
 
     async fn publish_starts(
         &self,
-        flow_name: &str,
-        args: impl IntoIterator<Item = Json>,
+        flow: &'static FlowSpec,
+        args: Vec<Json>,
         selective: Option<SelectiveMap>,
     ) -> Result<Vec<String>, ClientError> {
-        let Some(flow) = self.system.flow(flow_name) else {
-            let known: Vec<&str> = self.system.flows.iter().map(|f| f.name).collect();
-            return Err(ClientError::UnknownFlow {
-                name: flow_name.into(),
-                known: known.join(", "),
-            });
-        };
+        let flow_name = flow.name;
         let queue = self.queues.flow(flow_name).to_string();
         let mut ids = Vec::new();
         let mut batch = Vec::new();
@@ -463,4 +500,12 @@ async fn listen(
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(5));
     }
+}
+
+/// Flow arguments as JSON.
+fn to_json(flow: &FlowSpec, args: impl Serialize) -> Result<Json, ClientError> {
+    serde_json::to_value(args).map_err(|e| ClientError::Arguments {
+        flow: flow.name.to_string(),
+        error: e.to_string(),
+    })
 }

@@ -15,6 +15,7 @@
 //! - Poison messages go to `selinon.dead-letter` with the reason in `x-selinon-reason`.
 //!
 //! ```no_run
+//! # mod flows { pub mod flow1 { pub static FLOW: selinon_runtime::FlowSpec = selinon_runtime::FlowSpec::DEFAULT; } }
 //! # async fn demo(system: &'static selinon_runtime::SystemSpec) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use selinon_runtime::amqp::{Client, RedisBackend, Worker};
@@ -24,7 +25,7 @@
 //! tokio::spawn(worker.run());
 //! // A client: start a flow and wait for its end.
 //! let client = Client::connect(system, "amqp://127.0.0.1:5672/%2f", backend).await?;
-//! let id = client.submit("flow1", serde_json::json!({"name": "world"})).await?;
+//! let id = client.submit(&flows::flow1::FLOW, serde_json::json!({"name": "world"})).await?;
 //! let outcome = client.wait(&id, std::time::Duration::from_secs(60)).await?;
 //! assert!(outcome.is_finished());
 //! # Ok(()) }

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{DispatcherMessage, NodeEvent, TaskMessage};
-use crate::spec::SystemSpec;
+use crate::system::System;
 
 /// The version of the message format this runtime reads and writes.
 pub const WIRE_VERSION: u32 = 1;
@@ -81,7 +81,7 @@ impl Body {
     }
 
     /// Reads a body and checks it against the system: the reason it is poison otherwise.
-    pub fn decode(bytes: &[u8], system: &SystemSpec) -> Result<Body, String> {
+    pub fn decode(bytes: &[u8], system: &System) -> Result<Body, String> {
         let version: VersionOnly = serde_json::from_slice(bytes)
             .map_err(|e| format!("the message is not a JSON object: {e}"))?;
         match version.v {

@@ -47,6 +47,7 @@ use crate::envelope::{self, AttemptOutcome};
 use crate::spec::{BoxFuture, SystemSpec};
 use crate::storage::{expand_env, StoragePool};
 use crate::storage::{DataStorage, StorageError};
+use crate::system::System;
 use crate::task::TaskEnv;
 use crate::trace::{TraceSink, Tracer};
 
@@ -278,7 +279,7 @@ impl WorkerBuilder {
         }
         Ok(Worker {
             shared: Arc::new(Shared {
-                system: self.system,
+                system: System::new(self.system),
                 broker: Broker::new(self.amqp_url, self.name).with_delay_queues(self.delay_queues),
                 backend,
                 pool: StoragePool::new(self.system, self.storages, tracer.clone()),
@@ -312,7 +313,7 @@ impl std::fmt::Debug for Worker {
 }
 
 pub(crate) struct Shared {
-    pub system: &'static SystemSpec,
+    pub system: System,
     pub broker: Broker,
     pub backend: Arc<dyn FlowBackend>,
     pub pool: StoragePool,
@@ -508,7 +509,7 @@ impl Shared {
         queue: &str,
         delivery: &lapin::message::Delivery,
     ) -> Result<(), String> {
-        match Body::decode(&delivery.data, self.system) {
+        match Body::decode(&delivery.data, &self.system) {
             Ok(body) => self.handle(body).await.map_err(|e| e.to_string()),
             Err(reason) => {
                 tracing::error!(
@@ -571,7 +572,7 @@ impl Shared {
             None => {
                 let env: Arc<dyn TaskEnv> = self.clone();
                 let attempt =
-                    envelope::run_attempt(self.system, &self.pool, &self.tracer, &message, env);
+                    envelope::run_attempt(&self.system, &self.pool, &self.tracer, &message, env);
                 let outcome =
                     match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(attempt))
                         .await
@@ -735,7 +736,7 @@ impl Shared {
                     }
                 };
 
-            let out = engine::dispatch(self.system, &input, &events, self).await;
+            let out = engine::dispatch(&self.system, &input, &events, self).await;
             if let PassOutcome::RetryPass { countdown } = out.outcome {
                 // Nothing was decided: the same step again later.
                 let body = match &step {
