@@ -311,7 +311,7 @@ async fn a_multiplying_flow_fails_at_the_node_limit_and_the_worker_goes_on() {
     let mut cluster = Cluster::start("limit", 1).await;
     let started = Instant::now();
     let ns = format!("{}-diamond", cluster.prefix);
-    let out = cluster.run("diamond", json!({"ns": ns})).await;
+    let out = cluster.run(&flows::diamond::FLOW, json!({"ns": ns})).await;
     assert_eq!(out.status, selinon_runtime::FlowStatus::Failed, "{out:?}");
     let runs: i64 = cluster.runs_by_task(&ns).await.values().sum();
     assert!((50..=300).contains(&runs), "it ran until the limit: {runs}");
@@ -319,7 +319,7 @@ async fn a_multiplying_flow_fails_at_the_node_limit_and_the_worker_goes_on() {
 
     cluster.assert_alive();
     let ns = format!("{}-chain", cluster.prefix);
-    let out = cluster.run("chain", json!({"ns": ns})).await;
+    let out = cluster.run(&flows::chain::FLOW, json!({"ns": ns})).await;
     assert!(out.is_finished(), "the worker goes on: {out:?}");
     cluster.stop().await;
 }

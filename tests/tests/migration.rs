@@ -14,7 +14,7 @@ use selinon_runtime::engine::{
     dispatch, Action, DispatcherMessage, EngineEnv, FlowResult, NodeEvent, PassOutcome,
 };
 use selinon_runtime::trace::Tracer;
-use selinon_runtime::{json, Json, StorageError, SystemSpec, TraceEvent, TraceRecorder};
+use selinon_runtime::{json, Json, StorageError, System, SystemSpec, TraceEvent, TraceRecorder};
 use selinon_tests::{flows_v1, flows_v2, flows_v2_fail};
 
 /// Passes without storages or sub-flows; trace events are recorded.
@@ -75,7 +75,7 @@ async fn version_1_running(task: &str) -> (DispatcherMessage, String) {
     let mut message = DispatcherMessage::new("mig", "flow-1", json!({}), Json::Null);
     let mut events = Vec::new();
     for _ in 0..4 {
-        let out = dispatch(system, &message, &events, &env).await;
+        let out = dispatch(&System::new(system), &message, &events, &env).await;
         assert!(
             matches!(out.outcome, PassOutcome::Running),
             "{:?}",
@@ -115,7 +115,13 @@ fn version_2_embeds_its_migration_chain() {
 async fn a_flow_running_b_is_migrated_and_goes_on_to_d() {
     let (v1, b) = version_1_running("B").await;
     let env = Env::new();
-    let out = dispatch(&flows_v2::SYSTEM, &v1, &[NodeEvent::finished(b)], &env).await;
+    let out = dispatch(
+        &System::new(&flows_v2::SYSTEM),
+        &v1,
+        &[NodeEvent::finished(b)],
+        &env,
+    )
+    .await;
     assert_eq!(out.message.migration_version, Some(1));
     let names: Vec<String> = started(&out.actions).into_iter().map(|(_, n)| n).collect();
     assert_eq!(names, ["D"], "{:?}", out.outcome);
@@ -133,7 +139,7 @@ async fn a_tainted_flow_fails_with_the_migration_and_finishes_without() {
     let c_ends = [NodeEvent::finished(c)];
 
     let env = Env::new();
-    let migrated = dispatch(&flows_v2_fail::SYSTEM, &v1, &c_ends, &env).await;
+    let migrated = dispatch(&System::new(&flows_v2_fail::SYSTEM), &v1, &c_ends, &env).await;
     assert!(
         matches!(migrated.outcome, PassOutcome::Failed(_)),
         "{:?}",
@@ -147,7 +153,13 @@ async fn a_tainted_flow_fails_with_the_migration_and_finishes_without() {
     let mut unmigrated = v1.clone();
     unmigrated.migration_version = Some(1);
     let env = Env::new();
-    let out = dispatch(&flows_v2_fail::SYSTEM, &unmigrated, &c_ends, &env).await;
+    let out = dispatch(
+        &System::new(&flows_v2_fail::SYSTEM),
+        &unmigrated,
+        &c_ends,
+        &env,
+    )
+    .await;
     assert!(
         matches!(out.outcome, PassOutcome::Finished(_)),
         "{:?}",

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use selinon_runtime::spec::{
     BoxFuture, Db, EdgeSpec, FailureSpec, FlowSpec, ForeachSpec, PropagateSpec, RunTaskFn,

@@ -244,7 +244,7 @@ async fn a_flow_whose_nodes_multiply_fails_at_the_node_limit_naming_the_edge() {
         .max_nodes_per_flow(500)
         .build();
     let started = Instant::now();
-    let out = rt.run_flow("diamond", json!({})).await.unwrap();
+    let out = rt.run(&diamond::diamond::FLOW, json!({})).await.unwrap();
     assert!(!out.is_finished(), "{out:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
     let failures = recorder.of(TraceEvent::DispatcherFailure);

@@ -698,13 +698,13 @@ impl Pass<'_> {
                     })
                     .collect();
                 let combinations = lists.iter().fold(1usize, |n, l| n.saturating_mul(l.len()));
-                self.check_size(edge, combinations)?;
+                self.check_size(i, combinations)?;
                 for (k, combo) in cartesian(&lists).into_iter().enumerate() {
                     if k % 256 == 255 {
                         // A long pass lets the runtime's timers (flow timeouts) fire.
                         tokio::task::yield_now().await;
                     }
-                    self.check_size(edge, 0)?;
+                    self.check_size(i, 0)?;
                     let mut parent = Map::new();
                     for (&name, id) in edge.from.iter().zip(&combo) {
                         let node = flow.node(name);
@@ -755,7 +755,8 @@ impl Pass<'_> {
     }
 
     /// Fails the flow when `edge` firing `more` times would take it past the node limit.
-    fn check_size(&self, edge: &EdgeSpec, more: usize) -> Result<(), PassError> {
+    fn check_size(&self, index: usize, more: usize) -> Result<(), PassError> {
+        let edge = &self.spec.edges[index];
         let limit = self.env.max_nodes();
         let size = self.size();
         if size.saturating_add(more) <= limit {
@@ -767,8 +768,8 @@ impl Pass<'_> {
              ([{}] → [{}], {}) would fire {} more time{} (a join on a cycle multiplies its \
              instances each round; end the loop with a condition, or raise the limit with \
              `max_nodes_per_flow` if the flow really is this big)",
-            self.flow.name,
-            edge.index,
+            self.spec.name,
+            index,
             names(edge.from),
             names(edge.to),
             edge.origin,
