@@ -23,7 +23,7 @@ use selinon_runtime::{Json, TaskError, TaskResult};
 use selinon_codegen::config::yaml::{self, Node, Value};
 use selinon_codegen::diagnostics::{Diagnostics, SourceMap, Span};
 use selinon_codegen::ir::{self, Condition, FallbackTarget, System};
-use selinon_codegen::predicates::Reads;
+use selinon_runtime::predicates::{self, Reads};
 
 /// What a mocked task does.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -404,9 +404,21 @@ pub fn eval(cond: &Condition, db: &Db<'_>, node_args: &Json, scenario: &Scenario
                 Reads::Result => p.node.as_deref().and_then(|n| db.get(n)),
                 _ => None,
             };
-            let args: serde_json::Map<String, Json> = p.args.iter().cloned().collect();
-            selinon_runtime::predicates::call_builtin(&p.name, message, node_args, &args)
-                .unwrap_or(false)
+            let Some(builtin) = predicates::builtin(&p.name) else {
+                return false;
+            };
+            // The arguments in the function's order; a missing one reads as `null`.
+            let args: Vec<&Json> = builtin
+                .args
+                .iter()
+                .map(|a| {
+                    p.args
+                        .iter()
+                        .find(|(k, _)| k == a)
+                        .map_or(&Json::Null, |(_, v)| v)
+                })
+                .collect();
+            (builtin.call)(message, node_args, &args)
         }
     }
 }
@@ -416,16 +428,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_builtin_predicate_is_callable_by_name() {
-        let args = serde_json::Map::new();
-        for b in selinon_codegen::predicates::BUILTINS {
-            assert!(
-                selinon_runtime::predicates::call_builtin(b.name, None, &Json::Null, &args)
-                    .is_some(),
-                "{} is not callable by name",
-                b.name
-            );
-        }
+    fn builtin_predicates_are_called_through_the_catalogue_with_args_by_name() {
+        let leaf = |value: i64| {
+            Condition::Predicate(ir::Predicate {
+                name: "fieldEqual".into(),
+                builtin: true,
+                module: "selinon.predicates".into(),
+                reads: Reads::Result,
+                node: Some("Fetch".into()),
+                // In the YAML's order, not the function's.
+                args: vec![
+                    ("value".into(), Json::from(value)),
+                    ("key".into(), "a".into()),
+                ],
+                origin: ir::Origin {
+                    file: "flows.yml".into(),
+                    line: 1,
+                    column: 1,
+                },
+            })
+        };
+        let result = serde_json::json!({"a": 1});
+        let db = Db::new([("Fetch", &result)]);
+        let scenario = Scenario::default();
+        assert!(eval(&leaf(1), &db, &Json::Null, &scenario));
+        assert!(!eval(&leaf(2), &db, &Json::Null, &scenario));
+        assert!(
+            !eval(&leaf(1), &Db::empty(), &Json::Null, &scenario),
+            "no result read"
+        );
     }
 
     #[test]

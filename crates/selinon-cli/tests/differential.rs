@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use selinon_cli::sim::{self, RunCounts, Scenario, TaskBehaviour};
 use selinon_codegen::ir::{Condition, Predicate, System};
-use selinon_codegen::predicates::Reads;
+use selinon_runtime::predicates::Reads;
 use serde_json::{json, Value as Json};
 use support::*;
 

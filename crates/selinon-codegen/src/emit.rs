@@ -15,7 +15,7 @@ use quote::{format_ident, quote};
 use serde_json::Value as Json;
 
 use crate::ir::{self, Condition, FallbackTarget, Import, System};
-use crate::predicates::Reads;
+use selinon_runtime::predicates::{self, Reads};
 
 /// How user module paths become Rust paths.
 #[derive(Clone, Debug, Default)]
@@ -784,8 +784,8 @@ impl Emitter<'_> {
         };
         if p.builtin {
             self.imports.borrow_mut().predicates = true;
-            let builtin = crate::predicates::builtin(&p.name).expect("checked built-in");
-            let f = ident(&snake(&p.name));
+            let builtin = predicates::builtin(&p.name).expect("checked built-in");
+            let f = ident(builtin.function);
             let mut params = Vec::new();
             match builtin.reads {
                 Reads::Result => params.push(message(uses)),

@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 
 use crate::config::{self, Config, FlowSelection, Template};
 use crate::diagnostics::{SourceMap, Span};
-use crate::predicates::{self, Reads};
+use selinon_runtime::predicates::{self, Reads};
 
 /// Where an item was written: shown in generated doc comments and messages.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -20,7 +20,6 @@ pub mod emit;
 pub mod ir;
 pub mod migrate;
 pub mod plot;
-pub mod predicates;
 pub mod scaffold;
 pub mod validate;
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::*;
 use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics, Span};
-use crate::predicates::{self, Reads};
+use selinon_runtime::predicates::{self, Reads};
 
 /// Runs every check over a loaded configuration.
 pub fn validate(config: &Config, diags: &mut Diagnostics) {

@@ -295,76 +295,156 @@ fn head_status(host: &str, path: &str) -> Option<u16> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Evaluates a built-in predicate by its YAML name with its arguments as a map: what the
-/// simulator does where generated code calls the functions directly. `None` for an unknown
-/// name. Missing arguments read as `null`.
-pub fn call_builtin(
-    name: &str,
-    message: Option<&Json>,
-    node_args: &Json,
-    args: &serde_json::Map<String, Json>,
-) -> Option<bool> {
-    let a = |k: &str| args.get(k).unwrap_or(&Json::Null);
-    let (key, value, length) = (a("key"), a("value"), a("length"));
-    Some(match name {
-        "alwaysTrue" => always_true(),
-        "alwaysFalse" => always_false(),
-        "envExist" => env_exist(a("env")),
-        "envEqual" => env_equal(a("env"), value),
-        "httpStatus" => http_status(a("host"), a("path"), a("status")),
-        "empty" => empty(message),
-        "isBool" => is_bool(message),
-        "isInt" => is_int(message),
-        "isFloat" => is_float(message),
-        "isStr" => is_str(message),
-        "isList" => is_list(message),
-        "isDict" => is_dict(message),
-        "isNone" => is_none(message),
-        "argsEmpty" => args_empty(node_args),
-        "argsIsBool" => args_is_bool(node_args),
-        "argsIsInt" => args_is_int(node_args),
-        "argsIsFloat" => args_is_float(node_args),
-        "argsIsStr" => args_is_str(node_args),
-        "argsIsList" => args_is_list(node_args),
-        "argsIsDict" => args_is_dict(node_args),
-        "argsIsNone" => args_is_none(node_args),
-        _ => {
-            let (target, field) = match name.strip_prefix("args") {
-                Some(rest) => (Some(node_args), rest),
-                None => (message, name),
-            };
-            let t = target;
-            match field {
-                "FieldExist" | "fieldExist" => field_exist(t, key),
-                "FieldEqual" | "fieldEqual" => field_equal(t, key, value),
-                "FieldNotEqual" | "fieldNotEqual" => field_not_equal(t, key, value),
-                "FieldGreater" | "fieldGreater" => field_greater(t, key, value),
-                "FieldGreaterEqual" | "fieldGreaterEqual" => field_greater_equal(t, key, value),
-                "FieldLess" | "fieldLess" => field_less(t, key, value),
-                "FieldLessEqual" | "fieldLessEqual" => field_less_equal(t, key, value),
-                "FieldContain" | "fieldContain" => field_contain(t, key, value),
-                "FieldLenEqual" | "fieldLenEqual" => field_len_equal(t, key, length),
-                "FieldLenNotEqual" | "fieldLenNotEqual" => field_len_not_equal(t, key, length),
-                "FieldLenGreater" | "fieldLenGreater" => field_len_greater(t, key, length),
-                "FieldLenGreaterEqual" | "fieldLenGreaterEqual" => {
-                    field_len_greater_equal(t, key, length)
-                }
-                "FieldLenLess" | "fieldLenLess" => field_len_less(t, key, length),
-                "FieldLenLessEqual" | "fieldLenLessEqual" => field_len_less_equal(t, key, length),
-                "FieldBool" | "fieldBool" => field_bool(t, key),
-                "FieldInt" | "fieldInt" => field_int(t, key),
-                "FieldFloat" | "fieldFloat" => field_float(t, key),
-                "FieldStr" | "fieldStr" => field_str(t, key),
-                "FieldList" | "fieldList" => field_list(t, key),
-                "FieldDict" | "fieldDict" => field_dict(t, key),
-                "FieldNone" | "fieldNone" => field_none(t, key),
-                "FieldUrlScheme" | "fieldUrlScheme" => field_url_scheme(t, key, a("scheme")),
-                "FieldUrlNetloc" | "fieldUrlNetloc" => field_url_netloc(t, key, a("netloc")),
-                "FieldUrlPath" | "fieldUrlPath" => field_url_path(t, key, a("path")),
-                _ => return None,
-            }
-        }
-    })
+/// What a built-in predicate reads besides its `args`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// Nothing (`alwaysTrue`, `envExist`, `httpStatus`, ...).
+    Nothing,
+    /// The result of the task the condition leaf is bound to (upstream's `message`).
+    Result,
+    /// The flow's arguments (`node_args`).
+    NodeArgs,
+}
+
+/// One built-in predicate: the one table the compiler checks conditions against (names,
+/// arguments), emits calls from (the function and its argument order) and the simulator calls.
+#[derive(Clone, Copy)]
+pub struct Builtin {
+    /// The YAML name (`fieldEqual`).
+    pub name: &'static str,
+    /// The function of this module (`field_equal`).
+    pub function: &'static str,
+    pub reads: Reads,
+    /// The parameters that come from the condition's `args`, in the function's order.
+    pub args: &'static [&'static str],
+    /// Calls the function: the task result (`Reads::Result`), the flow arguments
+    /// (`Reads::NodeArgs`), and the values of `args` in their order (false when their number
+    /// is wrong).
+    pub call: fn(Option<&Json>, &Json, &[&Json]) -> bool,
+}
+
+impl std::fmt::Debug for Builtin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builtin")
+            .field("name", &self.name)
+            .field("reads", &self.reads)
+            .field("args", &self.args)
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! catalogue {
+    ($($name:literal => $f:ident($reads:ident $(, $arg:ident)*);)*) => {
+        /// Every built-in predicate (upstream's `selinon.predicates`).
+        pub const BUILTINS: &[Builtin] = &[$(
+            Builtin {
+                name: $name,
+                function: stringify!($f),
+                reads: Reads::$reads,
+                args: &[$(stringify!($arg)),*],
+                call: |message, node_args, args| match args {
+                    [$($arg),*] => catalogue!(@call $reads $f message node_args $($arg)*),
+                    _ => false,
+                },
+            },
+        )*];
+    };
+    (@call Nothing $f:ident $message:ident $node_args:ident $($arg:ident)*) => {{
+        let _ = ($message, $node_args);
+        $f($($arg),*)
+    }};
+    (@call Result $f:ident $message:ident $node_args:ident $($arg:ident)*) => {{
+        let _ = $node_args;
+        $f($message $(, $arg)*)
+    }};
+    (@call NodeArgs $f:ident $message:ident $node_args:ident $($arg:ident)*) => {{
+        let _ = $message;
+        $f($node_args $(, $arg)*)
+    }};
+}
+
+catalogue! {
+    "alwaysTrue" => always_true(Nothing);
+    "alwaysFalse" => always_false(Nothing);
+    "envExist" => env_exist(Nothing, env);
+    "envEqual" => env_equal(Nothing, env, value);
+    "httpStatus" => http_status(Nothing, host, path, status);
+
+    "empty" => empty(Result);
+    "isBool" => is_bool(Result);
+    "isInt" => is_int(Result);
+    "isFloat" => is_float(Result);
+    "isStr" => is_str(Result);
+    "isList" => is_list(Result);
+    "isDict" => is_dict(Result);
+    "isNone" => is_none(Result);
+    "fieldExist" => field_exist(Result, key);
+    "fieldEqual" => field_equal(Result, key, value);
+    "fieldNotEqual" => field_not_equal(Result, key, value);
+    "fieldGreater" => field_greater(Result, key, value);
+    "fieldGreaterEqual" => field_greater_equal(Result, key, value);
+    "fieldLess" => field_less(Result, key, value);
+    "fieldLessEqual" => field_less_equal(Result, key, value);
+    "fieldContain" => field_contain(Result, key, value);
+    "fieldLenEqual" => field_len_equal(Result, key, length);
+    "fieldLenNotEqual" => field_len_not_equal(Result, key, length);
+    "fieldLenGreater" => field_len_greater(Result, key, length);
+    "fieldLenGreaterEqual" => field_len_greater_equal(Result, key, length);
+    "fieldLenLess" => field_len_less(Result, key, length);
+    "fieldLenLessEqual" => field_len_less_equal(Result, key, length);
+    "fieldBool" => field_bool(Result, key);
+    "fieldInt" => field_int(Result, key);
+    "fieldFloat" => field_float(Result, key);
+    "fieldStr" => field_str(Result, key);
+    "fieldList" => field_list(Result, key);
+    "fieldDict" => field_dict(Result, key);
+    "fieldNone" => field_none(Result, key);
+    "fieldUrlScheme" => field_url_scheme(Result, key, scheme);
+    "fieldUrlNetloc" => field_url_netloc(Result, key, netloc);
+    "fieldUrlPath" => field_url_path(Result, key, path);
+
+    "argsEmpty" => args_empty(NodeArgs);
+    "argsIsBool" => args_is_bool(NodeArgs);
+    "argsIsInt" => args_is_int(NodeArgs);
+    "argsIsFloat" => args_is_float(NodeArgs);
+    "argsIsStr" => args_is_str(NodeArgs);
+    "argsIsList" => args_is_list(NodeArgs);
+    "argsIsDict" => args_is_dict(NodeArgs);
+    "argsIsNone" => args_is_none(NodeArgs);
+    "argsFieldExist" => args_field_exist(NodeArgs, key);
+    "argsFieldEqual" => args_field_equal(NodeArgs, key, value);
+    "argsFieldNotEqual" => args_field_not_equal(NodeArgs, key, value);
+    "argsFieldGreater" => args_field_greater(NodeArgs, key, value);
+    "argsFieldGreaterEqual" => args_field_greater_equal(NodeArgs, key, value);
+    "argsFieldLess" => args_field_less(NodeArgs, key, value);
+    "argsFieldLessEqual" => args_field_less_equal(NodeArgs, key, value);
+    "argsFieldContain" => args_field_contain(NodeArgs, key, value);
+    "argsFieldLenEqual" => args_field_len_equal(NodeArgs, key, length);
+    "argsFieldLenNotEqual" => args_field_len_not_equal(NodeArgs, key, length);
+    "argsFieldLenGreater" => args_field_len_greater(NodeArgs, key, length);
+    "argsFieldLenGreaterEqual" => args_field_len_greater_equal(NodeArgs, key, length);
+    "argsFieldLenLess" => args_field_len_less(NodeArgs, key, length);
+    "argsFieldLenLessEqual" => args_field_len_less_equal(NodeArgs, key, length);
+    "argsFieldBool" => args_field_bool(NodeArgs, key);
+    "argsFieldInt" => args_field_int(NodeArgs, key);
+    "argsFieldFloat" => args_field_float(NodeArgs, key);
+    "argsFieldStr" => args_field_str(NodeArgs, key);
+    "argsFieldList" => args_field_list(NodeArgs, key);
+    "argsFieldDict" => args_field_dict(NodeArgs, key);
+    "argsFieldNone" => args_field_none(NodeArgs, key);
+    "argsFieldUrlScheme" => args_field_url_scheme(NodeArgs, key, scheme);
+    "argsFieldUrlNetloc" => args_field_url_netloc(NodeArgs, key, netloc);
+    "argsFieldUrlPath" => args_field_url_path(NodeArgs, key, path);
+}
+
+/// The built-in predicate of that YAML name.
+pub fn builtin(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|b| b.name == name)
+}
+
+/// Every built-in name, for suggestions.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    BUILTINS.iter().map(|b| b.name)
 }
 
 #[cfg(test)]
@@ -403,25 +483,46 @@ mod tests {
     }
 
     #[test]
-    fn builtins_are_callable_by_name() {
-        let args = json!({"key": "a", "value": 1});
-        let args = args.as_object().unwrap();
-        assert_eq!(
-            call_builtin("fieldEqual", Some(&json!({"a": 1})), &json!(null), args),
-            Some(true)
+    fn the_catalogue_calls_each_function_with_its_arguments_in_order() {
+        let call = |name: &str, message: Option<&Json>, node_args: &Json, args: &[&Json]| {
+            (builtin(name).expect("a built-in").call)(message, node_args, args)
+        };
+        let (key, one, two) = (json!("a"), json!(1), json!(2));
+        assert!(call(
+            "fieldEqual",
+            Some(&json!({"a": 1})),
+            &Json::Null,
+            &[&key, &one]
+        ));
+        assert!(!call(
+            "argsFieldEqual",
+            None,
+            &json!({"a": 2}),
+            &[&key, &one]
+        ));
+        assert!(call(
+            "argsFieldEqual",
+            None,
+            &json!({"a": 2}),
+            &[&key, &two]
+        ));
+        assert!(call(
+            "fieldLenEqual",
+            Some(&json!({"a": [1, 2]})),
+            &Json::Null,
+            &[&key, &two]
+        ));
+        assert!(call("alwaysTrue", None, &Json::Null, &[]));
+        assert!(
+            !call("fieldEqual", Some(&json!({"a": 1})), &Json::Null, &[&key]),
+            "one argument short"
         );
-        assert_eq!(
-            call_builtin("argsFieldEqual", None, &json!({"a": 2}), args),
-            Some(false)
-        );
-        assert_eq!(
-            call_builtin("argsFieldEqual", None, &json!({"a": 1}), args),
-            Some(true)
-        );
-        assert_eq!(
-            call_builtin("noSuchPredicate", None, &json!(null), args),
-            None
-        );
+        assert!(builtin("noSuchPredicate").is_none());
+        let names: Vec<&str> = names().collect();
+        assert_eq!(names.len(), BUILTINS.len());
+        assert!(BUILTINS
+            .iter()
+            .all(|b| builtin(b.name).is_some_and(|c| c.function == b.function)));
     }
 
     #[test]
