@@ -317,6 +317,47 @@ async fn a_multiplying_flow_fails_at_the_node_limit_and_the_worker_goes_on() {
     assert!((50..=300).contains(&runs), "it ran until the limit: {runs}");
     assert!(started.elapsed() < Duration::from_secs(60));
 
+    // What triggered the failing pass is in the dead-letter queue, with the reason.
+    let conn = lapin::Connection::connect(&amqp_url(), connection_properties("selinon-test"))
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let dispatcher_queue = format!("{}_dispatcher", cluster.prefix);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reason = loop {
+        assert!(Instant::now() < deadline, "no dead-lettered trigger");
+        let got = channel
+            .basic_get(
+                selinon_runtime::amqp::DEAD_LETTER_QUEUE,
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        let Some(message) = got else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let headers = message
+            .delivery
+            .properties
+            .headers()
+            .clone()
+            .unwrap_or_default();
+        let header = |name: &str| match headers.inner().get(name) {
+            Some(lapin::types::AMQPValue::LongString(s)) => s.to_string(),
+            _ => String::new(),
+        };
+        if header("x-selinon-queue") == dispatcher_queue {
+            break header("x-selinon-reason");
+        }
+    };
+    assert!(
+        reason.contains("flow `diamond` would start more than 300 nodes")
+            && reason.contains("edge #"),
+        "{reason}"
+    );
+    let _ = conn.close(200, "bye").await;
+
     cluster.assert_alive();
     let ns = format!("{}-chain", cluster.prefix);
     let out = cluster.run(&flows::chain::FLOW, json!({"ns": ns})).await;

@@ -109,12 +109,14 @@ pub async fn dispatch(
                     })
                 });
                 PassOutput {
+                    failure: None,
                     message: msg,
                     actions,
                     outcome: PassOutcome::Finished(result),
                 }
             } else {
                 PassOutput {
+                    failure: None,
                     message: msg,
                     actions,
                     outcome: PassOutcome::Running,
@@ -161,6 +163,7 @@ pub async fn dispatch(
                     })
                 });
                 PassOutput {
+                    failure: None,
                     message: restart,
                     actions,
                     outcome: PassOutcome::Restart { countdown },
@@ -168,6 +171,7 @@ pub async fn dispatch(
             } else {
                 msg.state = Some(state);
                 PassOutput {
+                    failure: None,
                     message: msg,
                     actions,
                     outcome: PassOutcome::Failed(reported),
@@ -189,6 +193,7 @@ pub async fn dispatch(
                 })
             });
             PassOutput {
+                failure: None,
                 message: input.clone(),
                 actions: Vec::new(),
                 outcome: PassOutcome::RetryPass { countdown },
@@ -218,6 +223,7 @@ fn apply_migrations(
         info
     };
     let retry_pass = || PassOutput {
+        failure: None,
         message: input.clone(),
         actions: Vec::new(),
         outcome: PassOutcome::RetryPass {
@@ -272,6 +278,7 @@ fn apply_migrations(
                 restart.state = None;
                 restart.migration_version = None;
                 return Some(PassOutput {
+                    failure: None,
                     message: restart,
                     actions: Vec::new(),
                     outcome: PassOutcome::Restart {
@@ -281,6 +288,7 @@ fn apply_migrations(
             }
             let state = input.state.clone().unwrap_or_default();
             Some(PassOutput {
+                failure: None,
                 message: input.clone(),
                 actions: Vec::new(),
                 outcome: PassOutcome::Failed(FlowResult {
@@ -307,6 +315,7 @@ fn dispatcher_failure(tracer: &Tracer, input: &DispatcherMessage, what: String) 
     });
     let state = input.state.clone().unwrap_or_default();
     PassOutput {
+        failure: Some(what),
         message: input.clone(),
         actions: Vec::new(),
         outcome: PassOutcome::Failed(FlowResult {

@@ -220,4 +220,7 @@ pub struct PassOutput {
     /// What to start, in order (empty for [`PassOutcome::RetryPass`]).
     pub actions: Vec<Action>,
     pub outcome: PassOutcome,
+    /// Why the dispatcher itself failed the flow (`DISPATCHER_FAILURE`: an unknown flow, a
+    /// migration that cannot apply, the node limit), for the transport to report.
+    pub failure: Option<String>,
 }

@@ -476,6 +476,29 @@ enum Step {
     Kick(u32),
 }
 
+impl Step {
+    /// The message that asks for this step.
+    fn body(&self, flow_name: &str, flow_id: &str, trigger: &str) -> Body {
+        match self {
+            Step::Start { message, report_to } => Body::Start {
+                message: message.clone(),
+                report_to: report_to.clone(),
+            },
+            Step::Events(events) => Body::Event {
+                flow_name: flow_name.to_string(),
+                flow_id: flow_id.to_string(),
+                id: trigger.to_string(),
+                events: events.clone(),
+            },
+            Step::Kick(retried_count) => Body::Kick {
+                flow_name: flow_name.to_string(),
+                flow_id: flow_id.to_string(),
+                retried_count: *retried_count,
+            },
+        }
+    }
+}
+
 impl Shared {
     async fn handle_delivery(self: &Arc<Self>, queue: &str, delivery: lapin::message::Delivery) {
         let handled = match self.broker.delay_rest(queue, &delivery).await {
@@ -737,25 +760,10 @@ impl Shared {
                 };
 
             let out = engine::dispatch(&self.system, &input, &events, self).await;
+            let failure = out.failure.clone();
             if let PassOutcome::RetryPass { countdown } = out.outcome {
                 // Nothing was decided: the same step again later.
-                let body = match &step {
-                    Step::Start { message, report_to } => Body::Start {
-                        message: message.clone(),
-                        report_to: report_to.clone(),
-                    },
-                    Step::Events(events) => Body::Event {
-                        flow_name: flow_name.to_string(),
-                        flow_id: flow_id.to_string(),
-                        id: trigger.to_string(),
-                        events: events.clone(),
-                    },
-                    Step::Kick(retried_count) => Body::Kick {
-                        flow_name: flow_name.to_string(),
-                        flow_id: flow_id.to_string(),
-                        retried_count: *retried_count,
-                    },
-                };
+                let body = step.body(flow_name, flow_id, trigger);
                 let queue = self.queues.flow(flow_name).to_string();
                 let countdown = countdown.max(engine::MIN_PASS_RETRY);
                 self.broker
@@ -898,6 +906,20 @@ impl Shared {
             if !outbox.is_empty() {
                 if let Err(e) = self.backend.clear_outbox(flow_id, trigger).await {
                     tracing::warn!("{e} (the outbox expires by itself)");
+                }
+            }
+            if let Some(reason) = failure {
+                // The flow failed for a reason of its own (not a node's): a copy of what
+                // triggered the pass goes to the dead-letter queue with that reason.
+                tracing::error!(
+                    flow_name,
+                    flow_id,
+                    "the dispatcher failed the flow: {reason}"
+                );
+                let body = step.body(flow_name, flow_id, trigger).encode();
+                let queue = self.queues.flow(flow_name).to_string();
+                if let Err(e) = self.broker.dead_letter(&body, &queue, &reason).await {
+                    tracing::warn!("{e}");
                 }
             }
             return Ok(());
