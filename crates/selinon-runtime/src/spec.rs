@@ -404,10 +404,10 @@ pub fn run_boxed<T: crate::task::Task>(
 macro_rules! task {
     ($type:ty, $message:literal) => {{
         #[diagnostic::on_unimplemented(
-                        message = $message,
-                        label = "not a Selinon task",
-                        note = "implement `selinon_runtime::Task` for it, and derive `Default`"
-                    )]
+                            message = $message,
+                            label = "not a Selinon task",
+                            note = "implement `selinon_runtime::Task` for it, and derive `Default`"
+                        )]
         trait IsTask: $crate::Task {}
         impl<T: $crate::Task> IsTask for T {}
         const fn run<T: IsTask + 'static>() -> $crate::spec::RunTaskFn {
