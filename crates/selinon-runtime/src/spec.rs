@@ -401,13 +401,14 @@ pub fn run_boxed<T: crate::task::Task>(
 /// Naming a type that is not a [`Task`](crate::Task) is a compile error whose message is the
 /// given one (generated code names the YAML task and its `file:line` in it).
 #[macro_export]
+#[rustfmt::skip] // rustfmt indents the attribute further on every run
 macro_rules! task {
     ($type:ty, $message:literal) => {{
         #[diagnostic::on_unimplemented(
-                            message = $message,
-                            label = "not a Selinon task",
-                            note = "implement `selinon_runtime::Task` for it, and derive `Default`"
-                        )]
+            message = $message,
+            label = "not a Selinon task",
+            note = "implement `selinon_runtime::Task` for it, and derive `Default`"
+        )]
         trait IsTask: $crate::Task {}
         impl<T: $crate::Task> IsTask for T {}
         const fn run<T: IsTask + 'static>() -> $crate::spec::RunTaskFn {
