@@ -87,3 +87,46 @@ fn scaffolded_project_builds_and_runs_a_flow() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The runtime features a configuration's built-in storages need are enabled in the
+/// scaffolded `Cargo.toml` (without them, the generated code does not compile).
+#[test]
+fn scaffolded_project_enables_the_runtime_features_of_its_storages() {
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("new-project-storages-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let nodes = tmp.join("nodes.yml");
+    std::fs::write(
+        &nodes,
+        "tasks:\n  - {name: A, import: app.tasks, storage: Cache}\n  - {name: B, import: app.tasks, storage: Db}\n\
+         storages:\n  - {name: Cache, import: selinon.storages.redis, classname: Redis, configuration: {host: localhost}}\n  \
+         - {name: Db, import: selinon.storages.postgresql, classname: PostgreSQL, configuration: {connection_string: 'postgresql://x'}}\n\
+         flows: [f]\nflow-definitions:\n  - name: f\n    edges:\n      - {from: , to: A}\n      - {from: A, to: B}\n",
+    )
+    .unwrap();
+    let dir = tmp.join("project");
+    let out = Command::new(env!("CARGO_BIN_EXE_selinon"))
+        .arg("new")
+        .arg(&dir)
+        .arg("--nodes")
+        .arg(&nodes)
+        .arg("--flows")
+        .arg(&nodes)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let runtime = manifest
+        .lines()
+        .find(|l| l.starts_with("selinon-runtime"))
+        .expect("a selinon-runtime dependency");
+    assert!(
+        runtime.ends_with(r#"features = ["postgres", "redis"] }"#),
+        "{runtime}"
+    );
+}

@@ -468,11 +468,16 @@ impl Emitter<'_> {
         self.spec("StorageSpec");
         let name = &st.name;
         let origin = st.origin.to_string();
-        let adapter = self.spec("StorageAdapter");
         let mut f = Fields::default();
         f.set("name", quote!(#name));
         f.set("origin", quote!(#origin));
-        if Self::is_builtin_storage(st) {
+        if let Some(feature) = storage_feature(st) {
+            // A compile error naming the storage and the feature when the feature is off.
+            let mac = format_ident!("{}_storage", feature);
+            let what = format!("storage `{}` ({})", st.name, st.origin);
+            f.set("adapter", quote!(selinon_runtime::#mac!(#what)));
+        } else if Self::is_builtin_storage(st) {
+            let adapter = self.spec("StorageAdapter");
             let module = &st.class.module;
             let class = &st.class.name;
             if !(module == "selinon.storages.memory" && class == "InMemoryStorage") {
@@ -482,6 +487,7 @@ impl Emitter<'_> {
                 );
             }
         } else {
+            let adapter = self.spec("StorageAdapter");
             let ty = self.options.type_path(&st.class);
             let build = self.spec("user_storage");
             f.set("adapter", quote!(#adapter::User(#build::<#ty>)));
@@ -842,6 +848,18 @@ impl Uses {
                 self.constants.len() - 1
             }
         }
+    }
+}
+
+/// The cargo feature of `selinon-runtime` a storage's built-in adapter needs (`redis`,
+/// `postgres`, `s3`), if it needs one.
+pub fn storage_feature(st: &ir::Storage) -> Option<&'static str> {
+    let module = st.class.module.trim_end_matches('.');
+    match (module, st.class.name.as_str()) {
+        ("selinon.storages.redis" | "selinon.storages", "Redis") => Some("redis"),
+        ("selinon.storages.postgresql" | "selinon.storages", "PostgreSQL") => Some("postgres"),
+        ("selinon.storages.s3" | "selinon.storages", "S3") => Some("s3"),
+        _ => None,
     }
 }
 

@@ -351,16 +351,6 @@ pub fn new_project(p: &NewProject) -> Result<Vec<std::path::PathBuf>, NewProject
             env!("CARGO_PKG_VERSION")
         ),
     };
-    write(
-        "Cargo.toml",
-        &format!(
-            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n\
-             [dependencies]\n{}\nserde_json = \"1\"\ntokio = {{ version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }}\n\n\
-             [build-dependencies]\n{}\n\n# A project of its own, even inside another workspace.\n[workspace]\n",
-            dep("selinon-runtime", ""),
-            dep("selinon-codegen", ""),
-        ),
-    )?;
     let flows_calls: String = flow_rels
         .iter()
         .map(|f| format!("\n        .flows({f:?})"))
@@ -382,6 +372,29 @@ pub fn new_project(p: &NewProject) -> Result<Vec<std::path::PathBuf>, NewProject
         copied = copied.flows(f);
     }
     let generated = copied.load()?;
+    // The runtime features the configuration's built-in storages need (Redis, PostgreSQL, S3).
+    let features: std::collections::BTreeSet<&str> = generated
+        .system
+        .storages
+        .iter()
+        .filter_map(crate::emit::storage_feature)
+        .collect();
+    let runtime_features = if features.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = features.iter().map(|f| format!("{f:?}")).collect();
+        format!(", features = [{}]", list.join(", "))
+    };
+    write(
+        "Cargo.toml",
+        &format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n\
+             [dependencies]\n{}\nserde_json = \"1\"\ntokio = {{ version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }}\n\n\
+             [build-dependencies]\n{}\n\n# A project of its own, even inside another workspace.\n[workspace]\n",
+            dep("selinon-runtime", &runtime_features),
+            dep("selinon-codegen", ""),
+        ),
+    )?;
     write(
         "src/app.rs",
         &format!(

@@ -485,3 +485,66 @@ impl std::fmt::Debug for FailureSpec {
             .finish_non_exhaustive()
     }
 }
+
+/// Declares the macro that generated code names a built-in storage adapter with: the adapter
+/// when the runtime's cargo feature is on, else a compile error that names the storage, its
+/// YAML line (in `$what`) and the feature to enable.
+macro_rules! builtin_storage_macro {
+    ($(#[$doc:meta])* $name:ident, $feature:literal, $module:literal, $class:literal, $adapter:literal) => {
+        $(#[$doc])*
+        #[cfg(feature = $feature)]
+        #[macro_export]
+        macro_rules! $name {
+            ($what:literal) => {
+                $crate::spec::StorageAdapter::Builtin {
+                    module: $module,
+                    class: $class,
+                }
+            };
+        }
+
+        $(#[$doc])*
+        #[cfg(not(feature = $feature))]
+        #[macro_export]
+        macro_rules! $name {
+            ($what:literal) => {
+                compile_error!(concat!(
+                    $what,
+                    " uses the built-in ",
+                    $adapter,
+                    " storage adapter, but the `",
+                    $feature,
+                    "` feature of selinon-runtime is off: enable it in Cargo.toml \
+                     (selinon-runtime = { version = \"…\", features = [\"",
+                    $feature,
+                    "\"] })"
+                ))
+            };
+        }
+    };
+}
+
+builtin_storage_macro!(
+    /// The Redis storage adapter (feature `redis`): `redis_storage!("storage `X` (nodes.yml:3)")`.
+    redis_storage,
+    "redis",
+    "selinon.storages.redis",
+    "Redis",
+    "Redis"
+);
+builtin_storage_macro!(
+    /// The PostgreSQL storage adapter (feature `postgres`).
+    postgres_storage,
+    "postgres",
+    "selinon.storages.postgresql",
+    "PostgreSQL",
+    "PostgreSQL"
+);
+builtin_storage_macro!(
+    /// The S3 storage adapter (feature `s3`).
+    s3_storage,
+    "s3",
+    "selinon.storages.s3",
+    "S3",
+    "S3"
+);

@@ -83,7 +83,8 @@ pub fn write(path: &Path, text: &str) {
     }
 }
 
-/// The `Cargo.toml` of a generated crate depending on this checkout's runtime.
+/// The `Cargo.toml` of a generated crate depending on this checkout's runtime, with the runtime feature of the one built-in storage adapter
+/// the configurations use (Redis, in `features.yml`).
 pub fn generated_cargo_toml(name: &str, extra_dependencies: &str) -> String {
     let runtime = manifest_dir()
         .join("../selinon-runtime")
@@ -91,7 +92,7 @@ pub fn generated_cargo_toml(name: &str, extra_dependencies: &str) -> String {
         .unwrap();
     format!(
         "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
-         [dependencies]\nselinon-runtime = {{ path = {:?} }}\nserde_json = \"1\"\n{extra_dependencies}\n[workspace]\n",
+         [dependencies]\nselinon-runtime = {{ path = {:?}, features = [\"redis\"] }}\nserde_json = \"1\"\n{extra_dependencies}\n[workspace]\n",
         runtime.display().to_string()
     )
 }
