@@ -197,6 +197,9 @@ pub struct Edge {
     pub from: Vec<String>,
     pub to: Vec<String>,
     pub condition: Condition,
+    /// The condition as the YAML writes it (`{"name": "alwaysTrue"}` when none is written):
+    /// what a migration file records of a tainted edge.
+    pub condition_written: Json,
     pub foreach: Option<Foreach>,
     pub selective: Option<Selective>,
 }
@@ -518,6 +521,10 @@ pub fn lower(config: &Config, sources: &SourceMap) -> System {
                     origin: origin(e.span),
                     to: e.to.iter().map(|n| n.value.clone()).collect(),
                     condition: lower_condition(e.condition.as_ref(), &from),
+                    condition_written: e.condition.as_ref().map_or_else(
+                        || serde_json::json!({"name": "alwaysTrue"}),
+                        config::Condition::to_json,
+                    ),
                     from,
                     foreach: e.foreach.as_ref().map(|fe| Foreach {
                         function: Import {

@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value as Json};
+use serde_json::Value as Json;
 
 use crate::config::model::{Template, TemplatePart};
-use crate::ir::{Condition, Flow, System};
+use crate::ir::{Flow, System};
 
 /// What to do with a running flow that a migration taints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,35 +92,22 @@ pub enum MigrateError {
     BadName { path: PathBuf },
 }
 
-/// The condition as the YAML writes it (`{"name": "alwaysTrue"}` when none is written).
-pub fn condition_json(c: &Condition) -> Json {
-    match c {
-        Condition::Always => json!({"name": "alwaysTrue"}),
-        Condition::Predicate(p) => {
-            let mut m = Map::new();
-            m.insert("name".into(), json!(p.name));
-            if let Some(node) = &p.node {
-                m.insert("node".into(), json!(node));
-            }
-            if !p.args.is_empty() {
-                let args: Map<String, Json> = p.args.iter().cloned().collect();
-                m.insert("args".into(), Json::Object(args));
-            }
-            Json::Object(m)
-        }
-        Condition::And(items) => {
-            json!({"and": items.iter().map(condition_json).collect::<Vec<_>>()})
-        }
-        Condition::Or(items) => json!({"or": items.iter().map(condition_json).collect::<Vec<_>>()}),
-        Condition::Not(inner) => json!({"not": condition_json(inner)}),
-    }
-}
-
 fn sorted(v: &[String]) -> Vec<String> {
     let mut v = v.to_vec();
     v.sort();
     v.dedup();
     v
+}
+
+/// The nodes in the order the YAML writes them, each once (upstream writes a set).
+fn as_written(v: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(v.len());
+    for n in v {
+        if !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    out
 }
 
 /// The migration of one flow between its old and new edges.
@@ -149,9 +136,9 @@ pub fn flow_migration(old: &Flow, new: &Flow) -> FlowMigration {
                 m.tainted_edges.insert(
                     i.to_string(),
                     TaintedEdge {
-                        from: sorted(&o.from),
-                        to: sorted(&o.to),
-                        condition_str: condition_json(&o.condition),
+                        from: as_written(&o.from),
+                        to: as_written(&o.to),
+                        condition_str: o.condition_written.clone(),
                     },
                 );
             }
@@ -159,7 +146,7 @@ pub fn flow_migration(old: &Flow, new: &Flow) -> FlowMigration {
     }
     for (j, n) in new.edges.iter().enumerate() {
         if !new_taken[j] && !n.from.is_empty() {
-            m.tainting_nodes.insert(j.to_string(), sorted(&n.from));
+            m.tainting_nodes.insert(j.to_string(), as_written(&n.from));
         }
     }
     m

@@ -190,3 +190,38 @@ fn upstream_migration_files_read() {
         ["TravisLogTxt"]
     );
 }
+
+fn inline_system(yaml: &str) -> selinon_codegen::ir::System {
+    let checked = selinon_codegen::check_strs(("system.yml", yaml), &[("system.yml", yaml)]);
+    checked
+        .system
+        .unwrap_or_else(|| panic!("{}", checked.diagnostics.render(&checked.sources, false)))
+}
+
+/// A tainted edge is written as the YAML has it, as upstream writes it: `to` in the written
+/// order (not sorted) and the condition without the `node` the YAML leaves implicit.
+#[test]
+fn tainted_edge_written_as_the_yaml_has_it() {
+    let nodes = "tasks:\n  - name: PlaceOrder\n    import: shop.tasks\n    storage: Orders\n  - name: CheckStock\n    import: shop.tasks\n  - name: AuditLog\n    import: shop.tasks\nstorages:\n  - name: Orders\n    import: selinon.storages.memory\n    classname: InMemoryStorage\n    configuration:\n      echo: false\nflows: [order]\n";
+    let old = format!(
+        "{nodes}flow-definitions:\n  - name: order\n    edges:\n      - from:\n        to: PlaceOrder\n      - from: PlaceOrder\n        to: [CheckStock, AuditLog]\n        condition:\n          name: fieldExist\n          args:\n            key: items\n"
+    );
+    let new = format!(
+        "{nodes}flow-definitions:\n  - name: order\n    edges:\n      - from:\n        to: PlaceOrder\n      - from: PlaceOrder\n        to: CheckStock\n"
+    );
+    let file = migrate::compute(
+        &inline_system(&old),
+        &inline_system(&new),
+        TaintedFlowStrategy::Ignore,
+    )
+    .unwrap();
+    let written = serde_json::to_value(&file).unwrap();
+    assert_eq!(
+        written["migration"]["order"]["tainted_edges"]["1"],
+        json!({
+            "from": ["PlaceOrder"],
+            "to": ["CheckStock", "AuditLog"],
+            "condition_str": {"name": "fieldExist", "args": {"key": "items"}},
+        })
+    );
+}

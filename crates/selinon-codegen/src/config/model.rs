@@ -480,6 +480,36 @@ pub enum ConditionKind {
 }
 
 impl Condition {
+    /// The condition as the YAML writes it: a predicate's `node` only when written, `args` as
+    /// given (what upstream's `selinon migrate` records of a tainted edge).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::{json, Map};
+        match &self.kind {
+            ConditionKind::Predicate { name, node, args } => {
+                let mut m = Map::new();
+                m.insert("name".into(), json!(name.value));
+                if let Some(node) = node {
+                    m.insert("node".into(), json!(node.value));
+                }
+                if !args.is_empty() {
+                    let args: Map<String, serde_json::Value> = args
+                        .iter()
+                        .map(|(k, v)| (k.value.clone(), v.to_json()))
+                        .collect();
+                    m.insert("args".into(), serde_json::Value::Object(args));
+                }
+                serde_json::Value::Object(m)
+            }
+            ConditionKind::And(items) => {
+                json!({"and": items.iter().map(Condition::to_json).collect::<Vec<_>>()})
+            }
+            ConditionKind::Or(items) => {
+                json!({"or": items.iter().map(Condition::to_json).collect::<Vec<_>>()})
+            }
+            ConditionKind::Not(inner) => json!({"not": inner.to_json()}),
+        }
+    }
+
     /// Every predicate leaf, depth first.
     pub fn leaves(&self) -> Vec<&Condition> {
         let mut out = Vec::new();
