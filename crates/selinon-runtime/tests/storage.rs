@@ -38,6 +38,9 @@ mod config {
             import: selinon.storages.unknown
             classname: NoSuchStorage
             configuration: {host: localhost}
+        global:
+          trace:
+            - storage: {name: Strict, method: store_trace}
         flows: [main_flow, sub, broken]
         flow-definitions:
           - name: main_flow
@@ -62,7 +65,7 @@ mod tasks {
 
     use selinon_runtime::{
         async_trait, json, DataStorage, Json, StorageError, StorageFromConfig, Task, TaskContext,
-        TaskResult,
+        TaskResult, TraceEvent,
     };
 
     /// A user storage that checks the task name it is given (upstream bug: store used the alias,
@@ -71,6 +74,9 @@ mod tasks {
         expect_task: String,
         records: Mutex<HashMap<String, Json>>,
         errors: Mutex<HashMap<String, String>>,
+        /// The trace events it got (`global.trace` storage sink): method, code, and how many
+        /// results this instance held then.
+        pub traced: Mutex<Vec<(String, u8, usize)>>,
     }
 
     impl StorageFromConfig for StrictStorage {
@@ -82,6 +88,7 @@ mod tasks {
                 expect_task: expect_task.to_string(),
                 records: Mutex::default(),
                 errors: Mutex::default(),
+                traced: Mutex::default(),
             })
         }
     }
@@ -101,6 +108,19 @@ mod tasks {
 
     #[async_trait]
     impl DataStorage for StrictStorage {
+        fn trace(
+            &self,
+            method: &str,
+            event: TraceEvent,
+            _details: &Json,
+        ) -> Result<(), StorageError> {
+            let held = self.records.lock().unwrap().len();
+            self.traced
+                .lock()
+                .unwrap()
+                .push((method.to_string(), event.code(), held));
+            Ok(())
+        }
         async fn connect(&self) -> Result<(), StorageError> {
             Ok(())
         }
@@ -277,4 +297,38 @@ async fn adapters_can_be_given_to_the_builder() {
         storage.retrieve("broken", "Unbuildable", id).await.unwrap(),
         json!({"task": "Unbuildable"})
     );
+}
+
+// upstream: `global.trace: [{storage: {name, method}}]` calls `method(event, msg_dict)` of the
+// storage instance the tasks use, with the event's integer code.
+#[tokio::test]
+async fn the_storage_trace_sink_gets_every_event_on_the_tasks_instance() {
+    let strict = std::sync::Arc::new(
+        <tasks::StrictStorage as selinon_runtime::StorageFromConfig>::from_config(
+            &json!({"expect_task": "Aliased"}),
+        )
+        .unwrap(),
+    );
+    let script = Script::new();
+    let rec = TraceRecorder::new();
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .storage_arc("Strict", strict.clone())
+        .trace_sink(rec.clone())
+        .build();
+    let outcome = rt.run(&config::main_flow::FLOW, Json::Null).await.unwrap();
+    assert!(outcome.is_finished(), "{outcome:?}");
+    let traced = strict.traced.lock().unwrap().clone();
+    // Every event the recorder saw, in order, by code, through the YAML's method.
+    let codes: Vec<u8> = traced.iter().map(|(_, code, _)| *code).collect();
+    let seen: Vec<u8> = rec.events().iter().map(|(e, _)| e.code()).collect();
+    assert_eq!(codes, seen);
+    assert!(traced.iter().all(|(method, _, _)| method == "store_trace"));
+    // The same instance stored `Renamed`'s result before the flow ended.
+    let (_, _, held) = traced
+        .iter()
+        .rev()
+        .find(|(_, code, _)| *code == TraceEvent::FlowEnd.code())
+        .unwrap();
+    assert_eq!(*held, 1);
 }

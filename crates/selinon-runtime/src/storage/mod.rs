@@ -95,6 +95,21 @@ pub trait DataStorage: Send + Sync + 'static {
     ) -> Result<(), StorageError> {
         Err(StorageError::NotSupported("delete"))
     }
+
+    /// Receives every trace event when `global.trace` names this storage
+    /// (`- storage: {name: …, method: …}`; upstream calls `storage.<method>(event, msg_dict)`):
+    /// `method` is the name the YAML gives (default `trace`), `event.code()` upstream's integer.
+    /// Called synchronously, connected or not, on the instance the tasks use; an adapter that
+    /// writes elsewhere should hand the write off (e.g. to a tokio task). The built-in adapters
+    /// do not take trace events.
+    fn trace(
+        &self,
+        _method: &str,
+        _event: crate::trace::TraceEvent,
+        _details: &Json,
+    ) -> Result<(), StorageError> {
+        Err(StorageError::NotSupported("trace"))
+    }
 }
 
 /// A user storage type that the YAML names: built from its `configuration`.

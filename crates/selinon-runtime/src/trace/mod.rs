@@ -3,7 +3,8 @@
 //!
 //! `global.trace` in the YAML selects the sinks ([`Tracer::from_spec`]): `logging` → the
 //! [`tracing`] crate ([`TracingSink`]), `json` → one JSON line per event on stdout (warnings on
-//! stderr, [`JsonLinesSink::stdout`]), `function` → a user function ([`FunctionSink`]). A
+//! stderr, [`JsonLinesSink::stdout`]), `function` → a user function ([`FunctionSink`]),
+//! `storage` → the storage's `DataStorage::trace` ([`StorageSink`]). A
 //! runtime builder may add more sinks, e.g. a [`JsonLinesSink`] over any writer or a
 //! [`TraceRecorder`] that keeps events in memory.
 
@@ -12,15 +13,18 @@ pub mod metrics;
 #[cfg(feature = "sentry")]
 pub mod sentry;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde_json::{json, Value as Json};
 
 use crate::spec::{SystemSpec, TraceSpec};
+use crate::storage::{build_adapter, DataStorage, StorageError};
 
 macro_rules! trace_events {
     ($($variant:ident = $code:literal, $name:literal, $warning:literal;)*) => {
@@ -156,10 +160,9 @@ impl Tracer {
         }
     }
 
-    /// The sinks `global.trace` selects. A `sentry` entry reports failures to Sentry when the
-    /// runtime is built with the `sentry` feature (else it is logged and skipped); `storage`
-    /// entries get no events (a storage sink needs an adapter method this runtime's storages
-    /// do not have).
+    /// The sinks `global.trace` selects, but its `storage` entries ([`Tracer::storage_sinks`]).
+    /// A `sentry` entry reports failures to Sentry when the runtime is built with the `sentry`
+    /// feature (else it is logged and skipped).
     pub fn sinks_from_spec(system: &SystemSpec) -> Vec<Arc<dyn TraceSink>> {
         let mut sinks: Vec<Arc<dyn TraceSink>> = Vec::new();
         for entry in system.trace {
@@ -186,7 +189,55 @@ impl Tracer {
         sinks
     }
 
-    /// The tracer `global.trace` selects.
+    /// The sinks of the `storage` entries of `global.trace`: each sends every event to its
+    /// storage's [`DataStorage::trace`]. The adapter is the one in `adapters` (the runtime's
+    /// own storages), else it is built from the spec and added to `adapters`, so that tasks and
+    /// trace events share one instance. A storage that cannot be built is logged and skipped
+    /// (its tasks report the same error when they use it).
+    pub fn storage_sinks(
+        system: &SystemSpec,
+        adapters: &mut HashMap<String, Arc<dyn DataStorage>>,
+    ) -> Vec<Arc<dyn TraceSink>> {
+        let mut sinks: Vec<Arc<dyn TraceSink>> = Vec::new();
+        for entry in system.trace {
+            let TraceSpec::Storage { storage, method } = entry else {
+                continue;
+            };
+            let adapter = match adapters.get(*storage) {
+                Some(a) => a.clone(),
+                None => {
+                    let built = system
+                        .storages
+                        .iter()
+                        .find(|s| s.name == *storage)
+                        .ok_or_else(|| format!("unknown storage `{storage}`"))
+                        .and_then(|spec| build_adapter(spec).map_err(|e| e.to_string()));
+                    match built {
+                        Ok(a) => {
+                            let a: Arc<dyn DataStorage> = Arc::from(a);
+                            adapters.insert(storage.to_string(), a.clone());
+                            a
+                        }
+                        Err(e) => {
+                            tracing::warn!(
+                                "global.trace storage `{storage}`: {e}; no events to it"
+                            );
+                            continue;
+                        }
+                    }
+                }
+            };
+            sinks.push(Arc::new(StorageSink {
+                storage,
+                method,
+                adapter,
+                unsupported: AtomicBool::new(false),
+            }));
+        }
+        sinks
+    }
+
+    /// The tracer `global.trace` selects (but its `storage` entries).
     pub fn from_spec(system: &SystemSpec) -> Self {
         Tracer::new(Self::sinks_from_spec(system))
     }
@@ -317,6 +368,37 @@ pub struct FunctionSink(pub fn(&str, &Json));
 impl TraceSink for FunctionSink {
     fn trace(&self, event: TraceEvent, details: &Json) {
         (self.0)(event.name(), details)
+    }
+}
+
+/// Sends every event to a storage's [`DataStorage::trace`] (upstream's `storage` sink). A
+/// failure is logged through [`tracing`]; an adapter without the method, once.
+pub struct StorageSink {
+    storage: &'static str,
+    method: &'static str,
+    adapter: Arc<dyn DataStorage>,
+    unsupported: AtomicBool,
+}
+
+impl TraceSink for StorageSink {
+    fn trace(&self, event: TraceEvent, details: &Json) {
+        match self.adapter.trace(self.method, event, details) {
+            Ok(()) => {}
+            Err(StorageError::NotSupported(_)) => {
+                if !self.unsupported.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "global.trace names storage `{}`, whose adapter does not take trace \
+                         events (implement `DataStorage::trace`): no events to it",
+                        self.storage
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(
+                "trace event {event} to storage `{}` (`{}`): {e}",
+                self.storage,
+                self.method
+            ),
+        }
     }
 }
 

@@ -243,9 +243,11 @@ impl RuntimeBuilder {
         self
     }
 
-    pub fn build(self) -> Runtime {
+    pub fn build(mut self) -> Runtime {
         let mut sinks = if self.config_trace {
-            Tracer::sinks_from_spec(self.system)
+            let mut sinks = Tracer::sinks_from_spec(self.system);
+            sinks.extend(Tracer::storage_sinks(self.system, &mut self.storages));
+            sinks
         } else {
             Vec::new()
         };

@@ -230,7 +230,7 @@ impl WorkerBuilder {
         self
     }
 
-    pub fn build(self) -> Result<Worker, WorkerError> {
+    pub fn build(mut self) -> Result<Worker, WorkerError> {
         let queues = Queues::new(self.system)?;
         let consume = match self.queues {
             Some(chosen) => {
@@ -253,13 +253,6 @@ impl WorkerBuilder {
                       `.backend(Arc::new(RedisBackend::connect(url).await?))`"
                 .into(),
         })?;
-        let mut sinks = if self.config_trace {
-            Tracer::sinks_from_spec(self.system)
-        } else {
-            Vec::new()
-        };
-        sinks.extend(self.sinks);
-        let tracer = Tracer::new(sinks);
         for s in self.system.storages {
             let in_memory = matches!(
                 s.adapter,
@@ -277,6 +270,15 @@ impl WorkerBuilder {
                 );
             }
         }
+        let mut sinks = if self.config_trace {
+            let mut sinks = Tracer::sinks_from_spec(self.system);
+            sinks.extend(Tracer::storage_sinks(self.system, &mut self.storages));
+            sinks
+        } else {
+            Vec::new()
+        };
+        sinks.extend(self.sinks);
+        let tracer = Tracer::new(sinks);
         Ok(Worker {
             shared: Arc::new(Shared {
                 system: System::new(self.system),
