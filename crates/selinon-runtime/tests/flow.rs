@@ -223,6 +223,21 @@ async fn trace_events_of_a_run() {
         assert!(events.iter().any(|x| x == e), "{e} missing in {events:?}");
     }
     assert_eq!(events.iter().filter(|e| *e == "TASK_END").count(), 3);
+    // Every pass but the last leaves the flow running: DISPATCHER_RETRY, as upstream's
+    // dispatcher reports each time it re-queues itself (at least once per task of the chain).
+    let count = |name: &str| events.iter().filter(|e| *e == name).count();
+    assert_eq!(count("DISPATCHER_RETRY"), count("DISPATCHER_WAKEUP") - 1);
+    assert!(count("DISPATCHER_RETRY") >= 3, "{events:?}");
+    let retry: Json = text
+        .lines()
+        .map(|l| serde_json::from_str::<Json>(l).unwrap())
+        .find(|v| v["event"] == "DISPATCHER_RETRY")
+        .unwrap();
+    assert_eq!(retry["details"]["flow_name"], "chain");
+    assert_eq!(
+        retry["details"]["state"]["active_nodes"][0]["name"],
+        "Task1"
+    );
     // The `function` sink of `global.trace` got them too.
     assert!(tasks::FUNCTION_TRACE
         .lock()

@@ -115,6 +115,21 @@ pub async fn dispatch(
                     outcome: PassOutcome::Finished(result),
                 }
             } else {
+                // Upstream's dispatcher re-queues itself here to look again after `retry`
+                // seconds; ours waits for the next node event, so there is no `retry`.
+                tracer.emit_with(TraceEvent::DispatcherRetry, || {
+                    json!({
+                        "flow_name": msg.flow_name,
+                        "dispatcher_id": msg.flow_id,
+                        "node_args": msg.node_args,
+                        "parent": msg.parent,
+                        "retried_count": msg.retried_count,
+                        "queue": flow.spec.queue,
+                        "state": st,
+                        "selective": msg.selective,
+                        "migration_version": msg.migration_version,
+                    })
+                });
                 PassOutput {
                     failure: None,
                     message: msg,
