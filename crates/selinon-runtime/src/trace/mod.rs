@@ -361,7 +361,8 @@ impl TraceSink for JsonLinesSink {
     }
 }
 
-/// Calls a function with the event name and details (upstream's `function` sink).
+/// Calls a function with the event name and details (upstream's `function` sink, which passes
+/// the integer code instead: [`TraceEvent::from_name`] and [`TraceEvent::code`] give it).
 #[derive(Clone, Copy)]
 pub struct FunctionSink(pub fn(&str, &Json));
 
