@@ -58,7 +58,8 @@ pub async fn dispatch(
     if let Some(output) = apply_migrations(system, flow.spec, input, &mut msg, &tracer) {
         return output;
     }
-    let state = msg.state.clone().unwrap_or_default();
+    // The pass owns the state; the message gets it back when the pass ends.
+    let state = msg.state.take().unwrap_or_default();
     let mut pass = Pass {
         system,
         flow,
