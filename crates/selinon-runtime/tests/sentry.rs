@@ -54,7 +54,9 @@ fn recording_endpoint() -> (u16, Arc<Mutex<Vec<String>>>) {
             keep.lock()
                 .unwrap()
                 .push(String::from_utf8_lossy(&data[body_start..]).into_owned());
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+            // One request per connection: the SDK must not reuse it for the next envelope.
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
         }
     });
     (port, seen)
