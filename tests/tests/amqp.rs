@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use selinon_runtime::amqp::RecordStatus;
-use selinon_runtime::engine::RunSubsequent;
+use selinon_runtime::engine::{FailureReason, RunSubsequent};
 use selinon_runtime::{json, FlowStatus};
 use selinon_tests::flows;
 use support::{services, Cluster};
@@ -66,6 +66,11 @@ async fn engine_scenarios_over_amqp_with_two_workers() {
     assert_eq!(out.status, FlowStatus::Failed, "{out:?}");
     assert_eq!(out.failed("Boom").len(), 1, "{out:?}");
     assert_eq!(out.finished("A").len(), 1, "{out:?}");
+    assert_eq!(
+        out.failure_reason("Boom"),
+        Some(&FailureReason::Error("Boom fails, as it should".into())),
+        "{out:?}"
+    );
 
     // test_selinon_task: a panicking task is a failed task, and the worker goes on.
     let n = ns();
@@ -140,6 +145,14 @@ async fn engine_scenarios_over_amqp_with_two_workers() {
         .await;
     assert_eq!(out.status, FlowStatus::Failed, "{out:?}");
     assert_eq!(out.failed("failing").len(), 1, "{out:?}");
+    let Some(FailureReason::Flow(sub)) = out.failure_reason("failing") else {
+        panic!("the sub-flow's reasons: {out:?}")
+    };
+    assert_eq!(
+        sub.reason("Boom"),
+        Some(&FailureReason::Error("Boom fails, as it should".into())),
+        "{out:?}"
+    );
     assert!(!cluster.runs_by_task(&n).await.contains_key("A") || out.finished("A").is_empty());
 
     // test_selective_flow: a selective run over AMQP runs only the path to `B`.

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use selinon_runtime::amqp::{FlowBackend, RedisBackend};
 use selinon_runtime::backend::{FlowRecord, NodeTiming, RecordStatus};
-use selinon_runtime::engine::{DispatcherMessage, FlowState, NodeRef, NodeStatus};
+use selinon_runtime::engine::{DispatcherMessage, FailureReason, FlowState, NodeRef, NodeStatus};
 
 #[tokio::test]
 async fn status_shows_running_finished_and_failed_nodes_with_timings() {
@@ -27,6 +27,11 @@ async fn status_shows_running_finished_and_failed_nodes_with_timings() {
         failed_nodes: [("ChargeCard".to_string(), vec!["t3".to_string()])].into(),
         waiting_edges: vec![1],
         triggered_edges: vec![0, 1],
+        failure_reasons: [(
+            "t3".to_string(),
+            FailureReason::Error("card declined".to_string()),
+        )]
+        .into(),
     });
     let timing = |node: &str, at: u64, end: Option<u64>, status| NodeTiming {
         node: node.into(),
@@ -101,12 +106,19 @@ async fn status_shows_running_finished_and_failed_nodes_with_timings() {
         line("ChargeCard").trim_start().starts_with("failed"),
         "{text}"
     );
+    let after_charge_card = text
+        .lines()
+        .skip_while(|l| !l.contains("ChargeCard"))
+        .nth(1)
+        .unwrap_or_default();
+    assert_eq!(after_charge_card.trim(), "reason: card declined", "{text}");
 
     let out = run(&["--format", "json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["status"], "running");
     assert_eq!(json["active_nodes"][0]["name"], "ReserveStock");
     assert_eq!(json["timings"]["t1"]["ended_ms"], 1_012);
+    assert_eq!(json["failure_reasons"]["t3"], "card declined");
 
     let out = Command::new(env!("CARGO_BIN_EXE_selinon"))
         .args(["status", "no-such-flow"])

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use selinon_runtime::engine::PassOutcome;
-use selinon_runtime::{json, Json, Runtime, TraceEvent};
+use selinon_runtime::engine::{FailureReason, PassOutcome};
+use selinon_runtime::{json, Json, Runtime, TraceEvent, TraceRecorder};
 
 mod config {
     selinon_macros::flows!(
@@ -24,7 +24,7 @@ mod config {
             classname: InMemoryStorage
             configuration: {echo: false}
         flows: [single, fb_true, fb_start, two, cond, ties, eager, many, to_flow, nowait_fb, sub,
-                failing_sub]
+                failing_sub, outer]
         flow-definitions:
           - name: single
             edges:
@@ -105,6 +105,10 @@ mod config {
               - {from: , to: sub}
             failures:
               - {nodes: sub, fallback: true}
+          # `sub` fails unhandled, next to a failing task.
+          - name: outer
+            edges:
+              - {from: , to: [sub, Task1]}
         "#
     );
 }
@@ -398,4 +402,67 @@ async fn fallbacks_end_to_end() {
     assert_eq!(outcome.failed("Task2").len(), 1);
     assert_eq!(outcome.active_nodes.len(), 1, "Task3 is abandoned");
     assert_eq!(script.count("Task4"), 0);
+}
+
+// A failed flow's outcome says why each node failed, and the trace does too.
+#[tokio::test]
+async fn a_failed_task_s_reason_reaches_the_outcome_and_the_trace() {
+    let script = Script::new();
+    script.set("Task1", Behaviour::FailWith("disk full"));
+    let recorder = TraceRecorder::new();
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .trace_sink(recorder.clone())
+        .build();
+    let outcome = rt.run(&config::single::FLOW, Json::Null).await.unwrap();
+    assert!(outcome.is_failed(), "{outcome:?}");
+    assert_eq!(
+        outcome.failure_reason("Task1"),
+        Some(&FailureReason::Error("disk full".into()))
+    );
+    assert_eq!(outcome.failure_reason("Task2"), None);
+    assert_eq!(outcome.failures().to_string(), "Task1: disk full");
+
+    let failures = recorder.of(TraceEvent::NodeFailure);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0]["node_name"], "Task1");
+    assert_eq!(failures[0]["reason"], "disk full");
+    let flow_failure = recorder.of(TraceEvent::FlowFailure);
+    let task1 = &outcome.failed("Task1")[0];
+    assert_eq!(
+        flow_failure[0]["state"]["failure_reasons"][task1.as_str()],
+        "disk full"
+    );
+}
+
+// A failed sub-flow's reason is its own failed nodes' reasons, nested.
+#[tokio::test]
+async fn a_failed_sub_flow_s_reasons_nest() {
+    let script = Script::new();
+    script.set("Task7", Behaviour::FailWith("disk full"));
+    script.set("Task1", Behaviour::FailWith("no route to host"));
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .build();
+    let outcome = rt.run(&config::outer::FLOW, Json::Null).await.unwrap();
+    assert!(outcome.is_failed(), "{outcome:?}");
+    let Some(FailureReason::Flow(sub)) = outcome.failure_reason("sub") else {
+        panic!("sub-flow reason expected: {outcome:?}")
+    };
+    assert_eq!(
+        sub.reason("Task7"),
+        Some(&FailureReason::Error("disk full".into()))
+    );
+    assert_eq!(sub.nodes["Task7"].len(), 1);
+    assert_eq!(
+        outcome.failure_reason("Task1"),
+        Some(&FailureReason::Error("no route to host".into()))
+    );
+    assert_eq!(
+        outcome.failures().to_string(),
+        "Task1: no route to host; sub: [Task7: disk full]"
+    );
+    let failures = outcome.failures();
+    let listed: Vec<&str> = failures.iter().map(|(name, _)| name).collect();
+    assert_eq!(listed, ["Task1", "sub"]);
 }

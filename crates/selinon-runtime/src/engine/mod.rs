@@ -28,8 +28,8 @@ pub use pass::dispatch;
 pub(crate) use pass::panic_message;
 pub use selective::{RunSubsequent, SelectiveError, SelectiveMap};
 pub use state::{
-    Action, DispatcherMessage, FlowResult, FlowState, NodeEvent, NodeIds, NodeRef, NodeStatus,
-    PassOutcome, PassOutput, TaskMessage,
+    Action, DispatcherMessage, FailureReason, FlowFailure, FlowResult, FlowState, NodeEvent,
+    NodeIds, NodeRef, NodeStatus, PassOutcome, PassOutput, TaskMessage,
 };
 pub use throttle::Throttler;
 

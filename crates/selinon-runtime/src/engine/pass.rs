@@ -93,11 +93,7 @@ pub async fn dispatch(
             msg.state = Some(state);
             let st = msg.state.as_ref().expect("just set");
             if done {
-                let result = FlowResult {
-                    finished_nodes: st.finished_nodes.clone(),
-                    failed_nodes: st.failed_nodes.clone(),
-                    active_nodes: Vec::new(),
-                };
+                let result = FlowResult::of_state(st, Vec::new());
                 tracer.emit_with(TraceEvent::FlowEnd, || {
                     json!({
                         "flow_name": msg.flow_name,
@@ -307,11 +303,10 @@ fn apply_migrations(
                 failure: None,
                 message: input.clone(),
                 actions: Vec::new(),
-                outcome: PassOutcome::Failed(FlowResult {
-                    finished_nodes: state.finished_nodes,
-                    failed_nodes: state.failed_nodes,
-                    active_nodes: state.active_nodes,
-                }),
+                outcome: PassOutcome::Failed(FlowResult::of_state(
+                    &state,
+                    state.active_nodes.clone(),
+                )),
             })
         }
     }
@@ -334,11 +329,7 @@ fn dispatcher_failure(tracer: &Tracer, input: &DispatcherMessage, what: String) 
         failure: Some(what),
         message: input.clone(),
         actions: Vec::new(),
-        outcome: PassOutcome::Failed(FlowResult {
-            finished_nodes: state.finished_nodes,
-            failed_nodes: state.failed_nodes,
-            active_nodes: state.active_nodes,
-        }),
+        outcome: PassOutcome::Failed(FlowResult::of_state(&state, state.active_nodes.clone())),
     }
 }
 
@@ -525,8 +516,8 @@ impl Pass<'_> {
         let mut still_active = Vec::new();
         let active = std::mem::take(&mut self.state.active_nodes);
         for node in &active {
-            let status = events.iter().find(|e| e.id == node.id).map(|e| e.status);
-            match status {
+            let event = events.iter().find(|e| e.id == node.id);
+            match event.map(|e| e.status) {
                 Some(NodeStatus::Finished) => {
                     self.tracer.emit_with(TraceEvent::NodeSuccessful, || {
                         self.info_with(json!({"node_name": node.name, "node_id": node.id}))
@@ -534,23 +525,32 @@ impl Pass<'_> {
                     finished.push(node.clone());
                 }
                 Some(NodeStatus::Failed) => {
+                    let reason = event.and_then(|e| e.reason.as_ref());
                     self.tracer.emit_with(TraceEvent::NodeFailure, || {
-                        self.info_with(json!({"node_name": node.name, "node_id": node.id}))
+                        let mut info = json!({"node_name": node.name, "node_id": node.id});
+                        if let Some(reason) = reason {
+                            info["reason"] = json!(reason);
+                        }
+                        self.info_with(info)
                     });
                     self.state
                         .failed_nodes
                         .entry(node.name.clone())
                         .or_default()
                         .push(node.id.clone());
+                    if let Some(reason) = reason {
+                        self.state
+                            .failure_reasons
+                            .insert(node.id.clone(), reason.clone());
+                    }
                     if self.flow.node(&node.name).is_some_and(|n| n.eager_failure) {
                         self.tracer.emit_with(TraceEvent::EagerFailure, || {
                             self.info_with(json!({"node_name": node.name, "node_id": node.id}))
                         });
-                        let reported = FlowResult {
-                            finished_nodes: self.state.finished_nodes.clone(),
-                            failed_nodes: self.state.failed_nodes.clone(),
-                            active_nodes: active.iter().filter(|n| *n != node).cloned().collect(),
-                        };
+                        let reported = FlowResult::of_state(
+                            &self.state,
+                            active.iter().filter(|n| *n != node).cloned().collect(),
+                        );
                         self.state.active_nodes = reported.active_nodes.clone();
                         return Err(PassError::Flow(reported));
                     }
@@ -570,11 +570,10 @@ impl Pass<'_> {
         if self.state.active_nodes.is_empty() && !self.state.failed_nodes.is_empty() {
             let fallbacks = self.run_fallbacks()?;
             if fallbacks.is_empty() && !self.state.failed_nodes.is_empty() {
-                return Err(PassError::Flow(FlowResult {
-                    finished_nodes: self.state.finished_nodes.clone(),
-                    failed_nodes: self.state.failed_nodes.clone(),
-                    active_nodes: Vec::new(),
-                }));
+                return Err(PassError::Flow(FlowResult::of_state(
+                    &self.state,
+                    Vec::new(),
+                )));
             }
         }
         Ok(())
@@ -1017,7 +1016,7 @@ impl Pass<'_> {
                         .cloned(),
                 };
                 self.actions.push(Action::StartFlow {
-                    message,
+                    message: Box::new(message),
                     parent_flow_id: self.msg.flow_id.clone(),
                     queue: child.queue,
                     countdown,
@@ -1192,7 +1191,8 @@ impl Pass<'_> {
         if ran {
             for name in combo {
                 if let Some(ids) = self.state.failed_nodes.get_mut(*name) {
-                    ids.remove(0);
+                    let handled = ids.remove(0);
+                    self.state.failure_reasons.remove(&handled);
                     if ids.is_empty() {
                         self.state.failed_nodes.remove(*name);
                     }

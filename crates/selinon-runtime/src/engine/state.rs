@@ -44,6 +44,10 @@ pub struct FlowState {
     /// Indices of edges whose condition was ever true.
     #[serde(default)]
     pub triggered_edges: Vec<usize>,
+    /// Why the instances of `failed_nodes` failed, by node id (an id is absent when its
+    /// reason is unknown, e.g. a message from an older worker).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failure_reasons: BTreeMap<String, FailureReason>,
 }
 
 impl FlowState {
@@ -66,6 +70,121 @@ pub struct FlowResult {
     pub failed_nodes: NodeIds,
     #[serde(default)]
     pub active_nodes: Vec<NodeRef>,
+    /// Why the instances of `failed_nodes` failed, by node id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failure_reasons: BTreeMap<String, FailureReason>,
+}
+
+impl FlowResult {
+    /// The result of a flow left in `state`, with `active_nodes` still running.
+    pub fn of_state(state: &FlowState, active_nodes: Vec<NodeRef>) -> Self {
+        FlowResult {
+            finished_nodes: state.finished_nodes.clone(),
+            failed_nodes: state.failed_nodes.clone(),
+            active_nodes,
+            failure_reasons: reasons_of(&state.failed_nodes, &state.failure_reasons),
+        }
+    }
+
+    /// Why the flow failed: its failed nodes and their reasons.
+    pub fn failure(&self) -> FlowFailure {
+        FlowFailure::of(&self.failed_nodes, &self.failure_reasons)
+    }
+}
+
+/// The reasons of the instances in `failed` only.
+fn reasons_of(
+    failed: &NodeIds,
+    reasons: &BTreeMap<String, FailureReason>,
+) -> BTreeMap<String, FailureReason> {
+    failed
+        .values()
+        .flatten()
+        .filter_map(|id| Some((id.clone(), reasons.get(id)?.clone())))
+        .collect()
+}
+
+/// Why a node instance failed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FailureReason {
+    /// The task's error (its last attempt's, after the retries).
+    Error(String),
+    /// The sub-flow failed: why its nodes failed.
+    Flow(FlowFailure),
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureReason::Error(text) => f.write_str(text),
+            FailureReason::Flow(failure) => write!(f, "sub-flow failed: {failure}"),
+        }
+    }
+}
+
+/// The failed nodes of a flow and why each failed (nested for sub-flows): node name → the
+/// reasons of its failed instances, oldest first (empty when none is known). No ids, so that
+/// it reads the same wherever the flow ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FlowFailure {
+    pub nodes: BTreeMap<String, Vec<FailureReason>>,
+}
+
+impl FlowFailure {
+    /// The failed nodes `failed` with the known reasons of their instances (by node id).
+    pub fn of(failed: &NodeIds, reasons: &BTreeMap<String, FailureReason>) -> Self {
+        let nodes = failed
+            .iter()
+            .map(|(name, ids)| {
+                let known = ids.iter().filter_map(|id| reasons.get(id).cloned());
+                (name.clone(), known.collect())
+            })
+            .collect();
+        FlowFailure { nodes }
+    }
+
+    /// Why the first failed instance of `node` failed, if known.
+    pub fn reason(&self, node: &str) -> Option<&FailureReason> {
+        self.nodes.get(node)?.first()
+    }
+
+    /// (node name, reason) of every failed instance whose reason is known.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &FailureReason)> {
+        self.nodes
+            .iter()
+            .flat_map(|(name, reasons)| reasons.iter().map(move |r| (name.as_str(), r)))
+    }
+}
+
+impl std::fmt::Display for FlowFailure {
+    /// `Node: reason; Other: reason`, a sub-flow's reasons in brackets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        let mut sep = |f: &mut std::fmt::Formatter<'_>| {
+            let s = if first { "" } else { "; " };
+            first = false;
+            f.write_str(s)
+        };
+        for (name, reasons) in &self.nodes {
+            if reasons.is_empty() {
+                sep(f)?;
+                write!(f, "{name}: (reason unknown)")?;
+            }
+            for reason in reasons {
+                sep(f)?;
+                match reason {
+                    FailureReason::Error(text) => write!(f, "{name}: {text}")?,
+                    FailureReason::Flow(inner) => write!(f, "{name}: [{inner}]")?,
+                }
+            }
+        }
+        if self.nodes.is_empty() {
+            f.write_str("no failed node")?;
+        }
+        Ok(())
+    }
 }
 
 /// The message a dispatcher pass runs on (upstream's dispatcher task arguments, plus its id).
@@ -136,6 +255,9 @@ pub struct NodeEvent {
     /// The node instance's id.
     pub id: String,
     pub status: NodeStatus,
+    /// Why it failed, when known (absent in messages of older workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<FailureReason>,
 }
 
 impl NodeEvent {
@@ -143,13 +265,25 @@ impl NodeEvent {
         NodeEvent {
             id: id.into(),
             status: NodeStatus::Finished,
+            reason: None,
         }
     }
 
+    /// A failure whose reason is unknown.
     pub fn failed(id: impl Into<String>) -> Self {
         NodeEvent {
             id: id.into(),
             status: NodeStatus::Failed,
+            reason: None,
+        }
+    }
+
+    /// A failure and its reason.
+    pub fn failed_because(id: impl Into<String>, reason: FailureReason) -> Self {
+        NodeEvent {
+            id: id.into(),
+            status: NodeStatus::Failed,
+            reason: Some(reason),
         }
     }
 }
@@ -186,7 +320,8 @@ pub enum Action {
     /// Start a sub-flow (after `countdown`, from throttling); its end is reported to the
     /// parent flow as a [`NodeEvent`] for `message.flow_id`.
     StartFlow {
-        message: DispatcherMessage,
+        /// Boxed: a dispatcher message is large, and most actions start tasks.
+        message: Box<DispatcherMessage>,
         /// The flow that starts it.
         parent_flow_id: String,
         queue: &'static str,
@@ -223,4 +358,40 @@ pub struct PassOutput {
     /// Why the dispatcher itself failed the flow (`DISPATCHER_FAILURE`: an unknown flow, a
     /// migration that cannot apply, the node limit), for the transport to report.
     pub failure: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn messages_without_reasons_still_decode_and_none_are_written() {
+        let event: NodeEvent = serde_json::from_value(json!({"id": "t1", "status": "failed"}))
+            .expect("an event of an older worker");
+        assert_eq!(event, NodeEvent::failed("t1"));
+        assert_eq!(
+            serde_json::to_value(NodeEvent::failed("t1")).unwrap(),
+            json!({"id": "t1", "status": "failed"})
+        );
+        let state = FlowState::default();
+        assert!(serde_json::to_value(&state)
+            .unwrap()
+            .get("failure_reasons")
+            .is_none());
+    }
+
+    #[test]
+    fn reasons_round_trip_nested() {
+        let inner = FlowFailure::of(
+            &[("Boom".to_string(), vec!["t2".to_string()])].into(),
+            &[("t2".to_string(), FailureReason::Error("disk full".into()))].into(),
+        );
+        let event = NodeEvent::failed_because("f1", FailureReason::Flow(inner.clone()));
+        let wire = serde_json::to_value(&event).unwrap();
+        assert_eq!(wire["reason"], json!({"Boom": ["disk full"]}));
+        let back: NodeEvent = serde_json::from_value(wire).unwrap();
+        assert_eq!(back, event);
+        assert_eq!(inner.to_string(), "Boom: disk full");
+    }
 }

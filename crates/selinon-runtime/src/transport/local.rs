@@ -22,7 +22,7 @@
 //! ```
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -38,8 +38,9 @@ use serde_json::{json, Value as Json};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use crate::engine::{
-    self, Action, DispatcherMessage, EngineEnv, FlowResult, NodeEvent, NodeIds, NodeRef,
-    NodeStatus, PassOutcome, RunSubsequent, SelectiveError, SelectiveMap, TaskMessage, Throttler,
+    self, Action, DispatcherMessage, EngineEnv, FailureReason, FlowFailure, FlowResult, NodeEvent,
+    NodeIds, NodeRef, PassOutcome, RunSubsequent, SelectiveError, SelectiveMap, TaskMessage,
+    Throttler,
 };
 use crate::envelope::{self, AttemptOutcome};
 use crate::spec::{BoxFuture, FlowSpec, SystemSpec};
@@ -93,6 +94,9 @@ pub struct FlowOutcome {
     pub active_nodes: Vec<NodeRef>,
     /// Flow restarts (`max_retry` of the flow) that happened.
     pub retried_count: u32,
+    /// Why the instances of `failed_nodes` failed, by node id (see [`FlowOutcome::failures`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failure_reasons: BTreeMap<String, FailureReason>,
 }
 
 impl FlowOutcome {
@@ -118,6 +122,19 @@ impl FlowOutcome {
             .get(node)
             .map(Vec::as_slice)
             .unwrap_or_default()
+    }
+
+    /// Why the first failed instance of `node` failed (a task's error text, or a sub-flow's
+    /// failed nodes and their reasons), if it failed and its reason is known.
+    pub fn failure_reason(&self, node: &str) -> Option<&FailureReason> {
+        self.failed(node)
+            .iter()
+            .find_map(|id| self.failure_reasons.get(id))
+    }
+
+    /// The failed nodes and why each failed; its `Display` reads `Node: reason; …`.
+    pub fn failures(&self) -> FlowFailure {
+        FlowFailure::of(&self.failed_nodes, &self.failure_reasons)
     }
 }
 
@@ -827,19 +844,22 @@ fn end_flow(
                 failed_nodes: result.failed_nodes,
                 active_nodes: result.active_nodes,
                 retried_count: message.retried_count,
+                failure_reasons: result.failure_reasons,
             });
         }
         Report::Child(parent) => {
             let id = message.flow_id.clone();
+            let event = match status {
+                FlowStatus::Finished => NodeEvent::finished(&id),
+                FlowStatus::Failed => {
+                    NodeEvent::failed_because(&id, FailureReason::Flow(result.failure()))
+                }
+            };
             inner
                 .backend
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(id.clone(), (root_id.to_string(), result));
-            let event = match status {
-                FlowStatus::Finished => NodeEvent::finished(id),
-                FlowStatus::Failed => NodeEvent::failed(id),
-            };
+                .insert(id, (root_id.to_string(), result));
             // The parent may have ended already (eager failure): nobody listens then.
             let _ = parent.send(event);
         }
@@ -883,7 +903,14 @@ fn execute(
             } else {
                 Report::Child(tx.clone())
             };
-            spawn_flow(inner, message, countdown, report, root_id.to_string(), root);
+            spawn_flow(
+                inner,
+                *message,
+                countdown,
+                report,
+                root_id.to_string(),
+                root,
+            );
         }
     }
 }
@@ -897,7 +924,7 @@ async fn run_task(
     root: &Stop,
 ) {
     let mut wait = countdown;
-    let status = loop {
+    let event = loop {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -921,8 +948,10 @@ async fn run_task(
             },
         };
         match outcome {
-            AttemptOutcome::Succeeded => break NodeStatus::Finished,
-            AttemptOutcome::Failed { .. } => break NodeStatus::Failed,
+            AttemptOutcome::Succeeded => break NodeEvent::finished(&message.task_id),
+            AttemptOutcome::Failed { error } => {
+                break NodeEvent::failed_because(&message.task_id, FailureReason::Error(error))
+            }
             AttemptOutcome::Retry {
                 countdown,
                 retried_count,
@@ -934,9 +963,6 @@ async fn run_task(
         }
     };
     if let Some(tx) = report {
-        let _ = tx.send(NodeEvent {
-            id: message.task_id,
-            status,
-        });
+        let _ = tx.send(event);
     }
 }

@@ -27,6 +27,8 @@ pub enum Behaviour {
     Results(Vec<Json>),
     /// Fails on every run.
     Fail,
+    /// Fails on every run with this error text.
+    FailWith(&'static str),
     /// Fails fatally (no retries).
     Fatal,
     /// Fails the first N runs (over all instances), then returns the value.
@@ -125,6 +127,7 @@ impl Task for Scripted {
                 .cloned()
                 .unwrap_or(Json::Null)),
             Some(Behaviour::Fail) => Err(TaskError::failed("scripted failure")),
+            Some(Behaviour::FailWith(text)) => Err(TaskError::failed(text)),
             Some(Behaviour::Fatal) => Err(TaskError::fatal("scripted fatal failure")),
             Some(Behaviour::FailTimes(n, v)) => {
                 if nth < n {

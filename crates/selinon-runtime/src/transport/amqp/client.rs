@@ -1,6 +1,6 @@
 //! Submitting flows and asking about them from any process.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +16,8 @@ use super::wire::Body;
 use super::worker::{Queues, WorkerError};
 use crate::backend::{BackendError, FlowBackend, FlowRecord, Outgoing, RecordStatus};
 use crate::engine::{
-    DispatcherMessage, NodeIds, NodeRef, RunSubsequent, SelectiveError, SelectiveMap,
+    DispatcherMessage, FailureReason, FlowResult, NodeIds, NodeRef, RunSubsequent, SelectiveError,
+    SelectiveMap,
 };
 use crate::spec::{FlowSpec, SystemSpec};
 use crate::system::System;
@@ -55,6 +56,9 @@ pub struct FlowReport {
     pub active_nodes: Vec<NodeRef>,
     pub finished_nodes: NodeIds,
     pub failed_nodes: NodeIds,
+    /// Why the instances of `failed_nodes` failed, by node id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failure_reasons: BTreeMap<String, FailureReason>,
     pub retried_count: u32,
     /// Milliseconds since the Unix epoch.
     pub created_ms: u64,
@@ -67,18 +71,19 @@ impl FlowReport {
     /// The report of a stored record.
     pub fn from_record(record: FlowRecord) -> Self {
         let state = record.message.state.clone().unwrap_or_default();
-        let (finished, failed, active) = match record.result {
-            Some(r) => (r.finished_nodes, r.failed_nodes, r.active_nodes),
-            None => (state.finished_nodes, state.failed_nodes, state.active_nodes),
+        let result = match record.result {
+            Some(r) => r,
+            None => FlowResult::of_state(&state, state.active_nodes.clone()),
         };
         FlowReport {
             flow_name: record.message.flow_name,
             flow_id: record.message.flow_id,
             status: record.status,
             node_args: record.message.node_args,
-            active_nodes: active,
-            finished_nodes: finished,
-            failed_nodes: failed,
+            active_nodes: result.active_nodes,
+            finished_nodes: result.finished_nodes,
+            failed_nodes: result.failed_nodes,
+            failure_reasons: result.failure_reasons,
             retried_count: record.message.retried_count,
             created_ms: record.created_ms,
             updated_ms: record.updated_ms,
@@ -102,6 +107,7 @@ impl FlowReport {
             failed_nodes: self.failed_nodes.clone(),
             active_nodes: self.active_nodes.clone(),
             retried_count: self.retried_count,
+            failure_reasons: self.failure_reasons.clone(),
         })
     }
 }
@@ -147,6 +153,11 @@ impl std::fmt::Display for FlowReport {
                     end.saturating_sub(t.scheduled_ms)
                 )?,
                 None => writeln!(f, "  {state:<9} {:<24} {id}  scheduled +{since} ms", t.node)?,
+            }
+            match self.failure_reasons.get(id.as_str()) {
+                Some(FailureReason::Error(text)) => writeln!(f, "            reason: {text}")?,
+                Some(FailureReason::Flow(inner)) => writeln!(f, "            reason: [{inner}]")?,
+                None => {}
             }
         }
         Ok(())

@@ -40,8 +40,8 @@ use super::broker::{Broker, BrokerError, DelayQueues, FLOW_ENDED_EXCHANGE};
 use super::wire::{Body, ParentRef};
 use crate::backend::{BackendError, FlowBackend, FlowRecord, NodeTiming, Outgoing, RecordStatus};
 use crate::engine::{
-    self, Action, DispatcherMessage, EngineEnv, FlowResult, NodeEvent, NodeStatus, PassOutcome,
-    TaskMessage, Throttler,
+    self, Action, DispatcherMessage, EngineEnv, FailureReason, FlowResult, NodeEvent, NodeStatus,
+    PassOutcome, TaskMessage, Throttler,
 };
 use crate::envelope::{self, AttemptOutcome};
 use crate::spec::{BoxFuture, SystemSpec};
@@ -589,6 +589,7 @@ impl Shared {
         mut message: TaskMessage,
         report: bool,
     ) -> Result<(), HandleError> {
+        let mut why = None;
         let status = match self.backend.task_status(&message.task_id).await? {
             Some(status) => {
                 tracing::debug!(task_id = %message.task_id, "task already ran; not run again");
@@ -611,6 +612,7 @@ impl Shared {
                 let status = match outcome {
                     AttemptOutcome::Succeeded => NodeStatus::Finished,
                     AttemptOutcome::Failed { error } => {
+                        why = Some(FailureReason::Error(error.clone()));
                         let reason = format!(
                             "task `{}` failed for good after {} retries: {error}",
                             message.task_name, message.retried_count
@@ -658,6 +660,7 @@ impl Shared {
         let event = NodeEvent {
             id: message.task_id.clone(),
             status,
+            reason: why,
         };
         self.advance(
             &message.flow_name,
@@ -820,7 +823,7 @@ impl Shared {
                     } => {
                         let queue = self.queues.flow(&message.flow_name).to_string();
                         let body = Body::Start {
-                            message: Box::new(message),
+                            message,
                             report_to: (!nowait).then(|| ParentRef {
                                 flow_name: flow_name.to_string(),
                                 flow_id: parent_flow_id,
@@ -839,7 +842,7 @@ impl Shared {
                 updated_ms: now,
                 timings,
             };
-            let ended = |status: NodeStatus| -> Vec<Outgoing> {
+            let ended = |status: NodeStatus, reason: Option<FailureReason>| -> Vec<Outgoing> {
                 match &report_to {
                     Some(parent) => {
                         let body = Body::Event {
@@ -849,6 +852,7 @@ impl Shared {
                             events: vec![NodeEvent {
                                 id: flow_id.to_string(),
                                 status,
+                                reason,
                             }],
                         };
                         vec![self.outgoing(
@@ -879,12 +883,13 @@ impl Shared {
                 PassOutcome::Finished(result) => {
                     record.status = RecordStatus::Finished;
                     record.result = Some(result);
-                    outbox.extend(ended(NodeStatus::Finished));
+                    outbox.extend(ended(NodeStatus::Finished, None));
                 }
                 PassOutcome::Failed(result) => {
                     record.status = RecordStatus::Failed;
+                    let reason = FailureReason::Flow(result.failure());
                     record.result = Some(result);
-                    outbox.extend(ended(NodeStatus::Failed));
+                    outbox.extend(ended(NodeStatus::Failed, Some(reason)));
                 }
                 PassOutcome::Restart { countdown } => {
                     let body = Body::Kick {
