@@ -79,6 +79,30 @@ fn scaffolded_project_builds_and_runs_a_flow() {
         "{outcome:#}"
     );
 
+    // A failing task: the run says why.
+    let app = dir.join("src/app.rs");
+    let stubs = std::fs::read_to_string(&app).unwrap();
+    assert!(stubs.contains("Ok(json!({}))"), "{stubs}");
+    let failing = stubs.replace(
+        "Ok(json!({}))",
+        r#"Err(selinon_runtime::TaskError::failed("disk full"))"#,
+    );
+    std::fs::write(&app, failing).unwrap();
+    let out = run(&["ingest", r#"{"name": "serde"}"#]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("flow ingest failed: "), "{stderr}");
+    assert!(stderr.contains(": disk full"), "{stderr}");
+    let outcome: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the final state as JSON");
+    assert_eq!(outcome["status"], "failed");
+    assert!(
+        outcome["failure_reasons"]
+            .as_object()
+            .is_some_and(|reasons| reasons.values().all(|r| r == "disk full")),
+        "{outcome:#}"
+    );
+
     let usage = run(&[]);
     assert_eq!(
         usage.status.code(),

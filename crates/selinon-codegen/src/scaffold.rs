@@ -409,7 +409,7 @@ pub fn new_project(p: &NewProject) -> Result<Vec<std::path::PathBuf>, NewProject
 
 const MAIN_RS: &str = r#"//! Runs a flow of the configuration on the in-process runtime:
 //! `cargo run -- FLOW '{"json": "args"}'` prints the flow's final state and exits 0 when the
-//! flow finished, 1 when it failed.
+//! flow finished, 1 when it failed (after saying why each failed node failed).
 
 mod app;
 
@@ -444,6 +444,7 @@ async fn main() -> ExitCode {
             if outcome.is_finished() {
                 ExitCode::SUCCESS
             } else {
+                eprintln!("flow {} failed: {}", outcome.flow_name, outcome.failures());
                 ExitCode::FAILURE
             }
         }
