@@ -62,7 +62,7 @@ pub async fn run_attempt(
     };
     tracer.emit_with(TraceEvent::TaskStart, base);
 
-    let ctx = TaskContext::new(
+    let mut ctx = TaskContext::new(
         message.flow_name.clone(),
         message.task_name.clone(),
         message.task_id.clone(),
@@ -71,6 +71,7 @@ pub async fn run_attempt(
         message.retried_count,
         env,
     );
+    ctx.fallback_for = message.fallback_for.clone();
     let node_args = message.node_args.clone();
     let outcome: Result<Json, TaskError> = async {
         let started = std::panic::catch_unwind(AssertUnwindSafe(|| (task.run)(ctx, node_args)));

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
+use crate::engine::{FailureReason, FlowFailure};
 use crate::spec::BoxFuture;
 use crate::storage::StorageError;
 
@@ -117,6 +118,9 @@ pub struct TaskContext {
     pub parent: Json,
     /// How many times this run was retried after a failure.
     pub retried_count: u32,
+    /// A fallback's: the failed nodes it handles and why they failed (see
+    /// [`TaskContext::parent_task_exception`]); `None` for other tasks.
+    pub fallback_for: Option<FlowFailure>,
     env: Arc<dyn TaskEnv>,
 }
 
@@ -129,6 +133,7 @@ impl fmt::Debug for TaskContext {
             .field("dispatcher_id", &self.dispatcher_id)
             .field("parent", &self.parent)
             .field("retried_count", &self.retried_count)
+            .field("fallback_for", &self.fallback_for)
             .finish_non_exhaustive()
     }
 }
@@ -160,7 +165,26 @@ impl TaskContext {
             dispatcher_id: dispatcher_id.into(),
             parent,
             retried_count,
+            fallback_for: None,
             env,
+        }
+    }
+
+    /// In a fallback: the error text of the failed task `name` it handles (upstream
+    /// `parent_task_exception`); `None` elsewhere, or when the reason is unknown.
+    pub fn parent_task_exception(&self, name: &str) -> Option<&str> {
+        match self.fallback_for.as_ref()?.reason(name)? {
+            FailureReason::Error(text) => Some(text),
+            FailureReason::Flow(_) => None,
+        }
+    }
+
+    /// In a fallback: why the nodes of the failed sub-flow `name` it handles failed (upstream
+    /// `parent_flow_exception`); `None` elsewhere, or when the reason is unknown.
+    pub fn parent_flow_exception(&self, name: &str) -> Option<&FlowFailure> {
+        match self.fallback_for.as_ref()?.reason(name)? {
+            FailureReason::Flow(failure) => Some(failure),
+            FailureReason::Error(_) => None,
         }
     }
 

@@ -24,7 +24,7 @@ mod config {
             classname: InMemoryStorage
             configuration: {echo: false}
         flows: [single, fb_true, fb_start, two, cond, ties, eager, many, to_flow, nowait_fb, sub,
-                failing_sub, outer]
+                failing_sub, outer, sub_fb]
         flow-definitions:
           - name: single
             edges:
@@ -109,6 +109,11 @@ mod config {
           - name: outer
             edges:
               - {from: , to: [sub, Task1]}
+          - name: sub_fb
+            edges:
+              - {from: , to: sub}
+            failures:
+              - {nodes: sub, fallback: Task3}
         "#
     );
 }
@@ -465,4 +470,47 @@ async fn a_failed_sub_flow_s_reasons_nest() {
     let failures = outcome.failures();
     let listed: Vec<&str> = failures.iter().map(|(name, _)| name).collect();
     assert_eq!(listed, ["Task1", "sub"]);
+}
+
+// A fallback reads why the node it handles failed (upstream `parent_task_exception`).
+#[tokio::test]
+async fn a_fallback_reads_why_its_node_failed() {
+    let script = Script::new();
+    script.set("Task1", Behaviour::FailWith("disk full"));
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .build();
+    let outcome = rt.run(&config::fb_start::FLOW, Json::Null).await.unwrap();
+    assert!(outcome.is_finished(), "{outcome:?}");
+    let runs = script.runs();
+    let fallback = runs
+        .iter()
+        .find(|r| r.task_name == "Task3")
+        .expect("Task3 ran");
+    assert_eq!(
+        fallback.parent_exceptions,
+        [("Task1".to_string(), Some("disk full".to_string()))]
+    );
+    let task1 = runs.iter().find(|r| r.task_name == "Task1").unwrap();
+    assert!(task1.parent_exceptions.is_empty(), "not a fallback");
+}
+
+// A fallback of a failed sub-flow reads why the sub-flow's nodes failed (upstream
+// `parent_flow_exception`).
+#[tokio::test]
+async fn a_fallback_reads_why_its_sub_flow_failed() {
+    let script = Script::new();
+    script.set("Task7", Behaviour::FailWith("disk full"));
+    let rt = Runtime::builder(&SYSTEM)
+        .resource_arc(script.clone())
+        .build();
+    let outcome = rt.run(&config::sub_fb::FLOW, Json::Null).await.unwrap();
+    assert!(outcome.is_finished(), "{outcome:?}");
+    let fallback = script.runs_of("Task3");
+    assert_eq!(fallback.len(), 1);
+    assert_eq!(
+        fallback[0].parent_flow_exceptions,
+        [("sub".to_string(), Some("Task7: disk full".to_string()))]
+    );
+    assert_eq!(fallback[0].parent_exceptions, [("sub".to_string(), None)]);
 }

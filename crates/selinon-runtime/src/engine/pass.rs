@@ -9,8 +9,8 @@ use serde_json::{json, Map, Value as Json};
 
 use super::migration::{self, Migrated, TaintedFlowStrategy};
 use super::state::{
-    Action, DispatcherMessage, FlowResult, FlowState, NodeEvent, NodeIds, NodeRef, NodeStatus,
-    PassOutcome, PassOutput, TaskMessage,
+    Action, DispatcherMessage, FlowFailure, FlowResult, FlowState, NodeEvent, NodeIds, NodeRef,
+    NodeStatus, PassOutcome, PassOutput, TaskMessage,
 };
 use super::{EngineEnv, RunSubsequent, SelectiveMap, MIN_PASS_RETRY};
 use crate::spec::{Db, EdgeSpec, SelectiveRunInput, TaskSpec};
@@ -1042,6 +1042,7 @@ impl Pass<'_> {
                     parent: parent.clone(),
                     node_args,
                     retried_count: 0,
+                    fallback_for: None,
                 };
                 self.tracer.emit_with(TraceEvent::TaskSchedule, || {
                     json!({
@@ -1146,6 +1147,12 @@ impl Pass<'_> {
             .iter()
             .map(|n| json!({"name": n, "id": self.state.failed_nodes[*n][0]}))
             .collect();
+        // What a fallback task reads of why its nodes failed (one instance of each).
+        let handled: NodeIds = combo
+            .iter()
+            .map(|n| (n.to_string(), vec![self.state.failed_nodes[*n][0].clone()]))
+            .collect();
+        let fallback_for = FlowFailure::of(&handled, &self.state.failure_reasons);
         let mut ran = false;
         let mut stop = false;
         let mut started = Vec::new();
@@ -1181,6 +1188,11 @@ impl Pass<'_> {
                 };
                 let args = self.msg.node_args.clone();
                 let record = self.start_node(node, &no_parent, args, None, false)?;
+                if let Some(Action::StartTask { message, .. }) = self.actions.last_mut() {
+                    if message.task_id == record.id {
+                        message.fallback_for = Some(fallback_for.clone());
+                    }
+                }
                 if flow.nodes[node].nowait {
                     stop = true;
                 } else {

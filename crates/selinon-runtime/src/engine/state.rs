@@ -303,6 +303,9 @@ pub struct TaskMessage {
     /// Failed attempts so far (user retries do not count).
     #[serde(default)]
     pub retried_count: u32,
+    /// A fallback's: the failed nodes it handles and why they failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_for: Option<FlowFailure>,
 }
 
 /// Something a pass asks the transport to do, after the new state is saved.

@@ -50,6 +50,11 @@ pub struct Run {
     pub node_args: Json,
     pub parent: Json,
     pub retried_count: u32,
+    /// What a fallback read of why its failed nodes failed: (node, error text) of every node
+    /// it handles.
+    pub parent_exceptions: Vec<(String, Option<String>)>,
+    /// The same for failed sub-flows: (node, their reasons as text).
+    pub parent_flow_exceptions: Vec<(String, Option<String>)>,
 }
 
 /// What the scripted tasks of one runtime do; register it as a resource.
@@ -109,6 +114,23 @@ impl Task for Scripted {
                 node_args: node_args.clone(),
                 parent: ctx.parent.clone(),
                 retried_count: ctx.retried_count,
+                parent_exceptions: ctx
+                    .fallback_for
+                    .iter()
+                    .flat_map(|f| f.nodes.keys())
+                    .map(|n| (n.clone(), ctx.parent_task_exception(n).map(String::from)))
+                    .collect(),
+                parent_flow_exceptions: ctx
+                    .fallback_for
+                    .iter()
+                    .flat_map(|f| f.nodes.keys())
+                    .map(|n| {
+                        (
+                            n.clone(),
+                            ctx.parent_flow_exception(n).map(|f| f.to_string()),
+                        )
+                    })
+                    .collect(),
             });
             nth
         };
