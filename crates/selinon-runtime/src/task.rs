@@ -9,8 +9,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use crate::engine::{FailureReason, FlowFailure};
-use crate::spec::BoxFuture;
-use crate::storage::StorageError;
+use crate::storage::{DataStorage, StorageError, StoragePool};
 
 /// What a task returns: a JSON result, or an error saying whether to retry.
 pub type TaskResult = Result<Json, TaskError>;
@@ -90,13 +89,8 @@ impl<E: std::error::Error> From<E> for TaskError {
 
 /// What the engine lends a running task: results of other nodes, storages and resources.
 pub trait TaskEnv: Send + Sync {
-    /// The stored result of a task instance (by node name and id) of a flow.
-    fn retrieve<'a>(
-        &'a self,
-        flow_name: &'a str,
-        task_name: &'a str,
-        task_id: &'a str,
-    ) -> BoxFuture<'a, Result<Json, StorageError>>;
+    /// The worker's storages: one adapter per storage, connected on first use.
+    fn storages(&self) -> &StoragePool;
 
     /// A shared resource registered on the worker, by type.
     fn resource(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>>;
@@ -195,7 +189,11 @@ impl TaskContext {
             .get(name)
             .and_then(Json::as_str)
             .ok_or_else(|| ParentError::NoParentNode(name.to_string(), self.parent.clone()))?;
-        Ok(self.env.retrieve(&self.flow_name, name, id).await?)
+        Ok(self
+            .env
+            .storages()
+            .retrieve(&self.flow_name, name, id)
+            .await?)
     }
 
     /// The stored result of task `task_name` inside the parent sub-flow reached by the path
@@ -226,7 +224,61 @@ impl TaskContext {
             .and_then(Json::as_str)
             .ok_or_else(missing)?;
         let flow = flow_names.last().copied().unwrap_or(&self.flow_name);
-        Ok(self.env.retrieve(flow, task_name, id).await?)
+        Ok(self.env.storages().retrieve(flow, task_name, id).await?)
+    }
+
+    /// The task's own storage (`storage:` in the YAML) as its adapter's concrete type,
+    /// connected on first use (once per worker), so the adapter's own methods are callable
+    /// (upstream `self.storage`). For a `storage_readonly` task, writing its results stays the
+    /// task's own business here: use [`TaskContext::storage_dyn`] for a guarded handle.
+    pub async fn storage<T: DataStorage>(&self) -> Result<Arc<T>, StorageError> {
+        let name = self.own_storage_name()?;
+        self.storage_named(name).await
+    }
+
+    /// Any storage of the system by name, as its adapter's concrete type, connected on first
+    /// use (upstream `StoragePool.get_connected_storage(name)`).
+    pub async fn storage_named<T: DataStorage>(&self, name: &str) -> Result<Arc<T>, StorageError> {
+        let adapter = self.env.storages().get_connected_storage(name).await?;
+        let actual = adapter.type_name();
+        let any: Arc<dyn Any + Send + Sync> = adapter;
+        any.downcast::<T>().map_err(|_| {
+            StorageError::Configuration(format!(
+                "storage `{name}` is a `{actual}`, not a `{}`",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
+    /// Any storage of the system by name, untyped, connected on first use. The task's own
+    /// storage comes read-only when the task is `storage_readonly`: `store`, `store_error` and
+    /// `delete` fail.
+    pub async fn storage_dyn(&self, name: &str) -> Result<Arc<dyn DataStorage>, StorageError> {
+        let pool = self.env.storages();
+        let adapter = pool.get_connected_storage(name).await?;
+        if pool.storage_name_of(&self.task_name) == Some(name)
+            && pool.is_storage_readonly(&self.task_name)
+        {
+            return Ok(Arc::new(ReadOnlyStorage {
+                inner: adapter,
+                storage: name.to_string(),
+                task: self.task_name.clone(),
+            }));
+        }
+        Ok(adapter)
+    }
+
+    fn own_storage_name(&self) -> Result<&'static str, StorageError> {
+        self.env
+            .storages()
+            .storage_name_of(&self.task_name)
+            .ok_or_else(|| {
+                StorageError::Configuration(format!(
+                    "task `{}` has no storage; give it `storage: <name>` in the YAML, or reach \
+                     a storage by name with `storage_named`",
+                    self.task_name
+                ))
+            })
     }
 
     /// A resource registered on the worker (a client, a pool, a configuration).
@@ -239,5 +291,84 @@ impl TaskContext {
     /// Asks to run this task again after `countdown` (not counted against `max_retry`).
     pub fn retry(&self, countdown: Duration) -> TaskError {
         TaskError::retry(countdown)
+    }
+}
+
+/// The task's own storage as a `storage_readonly` task sees it: reads pass, writes fail.
+struct ReadOnlyStorage {
+    inner: Arc<dyn DataStorage>,
+    storage: String,
+    task: String,
+}
+
+impl ReadOnlyStorage {
+    fn refuse<T>(&self, what: &str) -> Result<T, StorageError> {
+        Err(StorageError::Backend {
+            storage: self.storage.clone(),
+            message: format!(
+                "`{what}` refused: task `{}` has `storage_readonly: true`, so its storage is \
+                 read-only to it; drop `storage_readonly` in the YAML to let it write",
+                self.task
+            ),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl DataStorage for ReadOnlyStorage {
+    async fn connect(&self) -> Result<(), StorageError> {
+        self.inner.connect().await
+    }
+
+    fn is_connected(&self) -> bool {
+        self.inner.is_connected()
+    }
+
+    async fn disconnect(&self) -> Result<(), StorageError> {
+        self.inner.disconnect().await
+    }
+
+    async fn retrieve(
+        &self,
+        flow_name: &str,
+        task_name: &str,
+        task_id: &str,
+    ) -> Result<Json, StorageError> {
+        self.inner.retrieve(flow_name, task_name, task_id).await
+    }
+
+    async fn store(
+        &self,
+        _node_args: &Json,
+        _flow_name: &str,
+        _task_name: &str,
+        _task_id: &str,
+        _result: &Json,
+    ) -> Result<String, StorageError> {
+        self.refuse("store")
+    }
+
+    async fn store_error(
+        &self,
+        _node_args: &Json,
+        _flow_name: &str,
+        _task_name: &str,
+        _task_id: &str,
+        _error: &str,
+    ) -> Result<(), StorageError> {
+        self.refuse("store_error")
+    }
+
+    async fn delete(
+        &self,
+        _flow_name: &str,
+        _task_name: &str,
+        _task_id: &str,
+    ) -> Result<(), StorageError> {
+        self.refuse("delete")
+    }
+
+    fn type_name(&self) -> &'static str {
+        self.inner.type_name()
     }
 }

@@ -48,7 +48,7 @@ pub enum StorageError {
 
 /// A storage adapter (upstream `DataStorage`). Built-in adapters and user types implement it.
 #[async_trait]
-pub trait DataStorage: Send + Sync + 'static {
+pub trait DataStorage: std::any::Any + Send + Sync {
     /// Connects; called lazily, once per worker, before first use.
     async fn connect(&self) -> Result<(), StorageError>;
 
@@ -94,6 +94,11 @@ pub trait DataStorage: Send + Sync + 'static {
         _task_id: &str,
     ) -> Result<(), StorageError> {
         Err(StorageError::NotSupported("delete"))
+    }
+
+    /// The adapter's concrete type, as errors of typed access name it.
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<Self>()
     }
 
     /// Receives every trace event when `global.trace` names this storage

@@ -61,6 +61,23 @@ pub fn expand_env(text: &str) -> Result<String, StorageError> {
     Ok(out)
 }
 
+/// Expands `{VAR}` in every string of a user storage's configuration (built-ins expand the
+/// fields they read themselves), so a user type sees the same values a built-in would.
+fn expand_env_in(configuration: &Json) -> Result<Json, StorageError> {
+    Ok(match configuration {
+        Json::String(s) => Json::String(expand_env(s)?),
+        Json::Array(items) => {
+            Json::Array(items.iter().map(expand_env_in).collect::<Result<_, _>>()?)
+        }
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), expand_env_in(v)?)))
+                .collect::<Result<_, StorageError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
 /// Builds the adapter of a storage: a built-in by upstream module and class, or a user type.
 pub fn build_adapter(storage: &StorageSpec) -> Result<Box<dyn DataStorage>, StorageError> {
     let configuration: Json = serde_json::from_str(storage.configuration).map_err(|e| {
@@ -77,7 +94,9 @@ pub fn build_adapter(storage: &StorageSpec) -> Result<Box<dyn DataStorage>, Stor
         other => other,
     };
     match &storage.adapter {
-        StorageAdapter::User(build) => build(&configuration).map_err(named),
+        StorageAdapter::User(build) => {
+            build(&expand_env_in(&configuration).map_err(named)?).map_err(named)
+        }
         StorageAdapter::Builtin { module, class } => {
             let module = module.trim_end_matches('.');
             match (module, *class) {
@@ -212,6 +231,13 @@ impl StoragePool {
     /// The storage name of a task, if it has one.
     pub fn storage_name_of(&self, task_name: &str) -> Option<&'static str> {
         self.tasks.get(task_name).and_then(|t| t.storage)
+    }
+
+    /// Whether a task is `storage_readonly` (its results are not stored).
+    pub fn is_storage_readonly(&self, task_name: &str) -> bool {
+        self.tasks
+            .get(task_name)
+            .is_some_and(|t| t.storage_readonly)
     }
 
     /// The connected storage of a task, `None` if the task has none.

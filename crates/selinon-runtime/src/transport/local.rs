@@ -43,7 +43,7 @@ use crate::engine::{
     Throttler,
 };
 use crate::envelope::{self, AttemptOutcome};
-use crate::spec::{BoxFuture, FlowSpec, SystemSpec};
+use crate::spec::{FlowSpec, SystemSpec};
 use crate::storage::StoragePool;
 use crate::storage::{DataStorage, StorageError};
 use crate::system::{Flow, System};
@@ -660,13 +660,8 @@ impl EngineEnv for Inner {
 }
 
 impl TaskEnv for Inner {
-    fn retrieve<'a>(
-        &'a self,
-        flow_name: &'a str,
-        task_name: &'a str,
-        task_id: &'a str,
-    ) -> BoxFuture<'a, Result<Json, StorageError>> {
-        Box::pin(self.pool.retrieve(flow_name, task_name, task_id))
+    fn storages(&self) -> &StoragePool {
+        &self.pool
     }
 
     fn resource(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>> {

@@ -44,7 +44,7 @@ use crate::engine::{
     PassOutcome, TaskMessage, Throttler,
 };
 use crate::envelope::{self, AttemptOutcome};
-use crate::spec::{BoxFuture, SystemSpec};
+use crate::spec::SystemSpec;
 use crate::storage::{expand_env, StoragePool};
 use crate::storage::{DataStorage, StorageError};
 use crate::system::System;
@@ -970,13 +970,8 @@ impl EngineEnv for Shared {
 }
 
 impl TaskEnv for Shared {
-    fn retrieve<'a>(
-        &'a self,
-        flow_name: &'a str,
-        task_name: &'a str,
-        task_id: &'a str,
-    ) -> BoxFuture<'a, Result<Json, StorageError>> {
-        Box::pin(self.pool.retrieve(flow_name, task_name, task_id))
+    fn storages(&self) -> &StoragePool {
+        &self.pool
     }
 
     fn resource(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>> {
