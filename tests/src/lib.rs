@@ -41,7 +41,10 @@ pub fn system_from_env() -> &'static selinon_runtime::SystemSpec {
 pub mod testapp {
     use std::time::Duration;
 
-    use selinon_runtime::{json, Db, Json, Task, TaskContext, TaskError, TaskResult};
+    use selinon_runtime::{
+        async_trait, json, DataStorage, Db, Json, StorageError, StorageFromConfig, Task,
+        TaskContext, TaskError, TaskResult,
+    };
 
     /// The Redis connection of a worker, as a task resource.
     pub struct Counter(pub redis::aio::ConnectionManager);
@@ -81,6 +84,83 @@ pub mod testapp {
             count_run(ctx, &args).await?;
             pause(ctx, &args).await;
             Ok(json!({"task": ctx.task_name, "args": args}))
+        }
+    }
+
+    /// A user storage (`Audit`): results are files below its configuration's `path` (with
+    /// `{VAR}` expanded by the runtime), and a method of its own appends to `path/requests`.
+    pub struct AuditStore {
+        path: std::path::PathBuf,
+        files: selinon_runtime::storage::Filesystem,
+    }
+
+    impl AuditStore {
+        /// Appends a line to `path/requests`.
+        pub fn store_api_requests(&self, line: &str) -> Result<(), TaskError> {
+            use std::io::Write;
+            std::fs::create_dir_all(&self.path)
+                .and_then(|()| {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(self.path.join("requests"))
+                })
+                .and_then(|mut f| writeln!(f, "{line}"))
+                .map_err(|e| TaskError::failed(format!("{}: {e}", self.path.display())))
+        }
+    }
+
+    impl StorageFromConfig for AuditStore {
+        fn from_config(configuration: &Json) -> Result<Self, StorageError> {
+            let path = configuration["path"]
+                .as_str()
+                .ok_or_else(|| StorageError::Configuration("`path` is required".into()))?;
+            Ok(AuditStore {
+                path: path.into(),
+                files: selinon_runtime::storage::Filesystem::new(path),
+            })
+        }
+    }
+
+    #[async_trait]
+    impl DataStorage for AuditStore {
+        async fn connect(&self) -> Result<(), StorageError> {
+            self.files.connect().await
+        }
+        fn is_connected(&self) -> bool {
+            self.files.is_connected()
+        }
+        async fn disconnect(&self) -> Result<(), StorageError> {
+            self.files.disconnect().await
+        }
+        async fn retrieve(&self, flow: &str, task: &str, id: &str) -> Result<Json, StorageError> {
+            self.files.retrieve(flow, task, id).await
+        }
+        async fn store(
+            &self,
+            node_args: &Json,
+            flow: &str,
+            task: &str,
+            id: &str,
+            result: &Json,
+        ) -> Result<String, StorageError> {
+            self.files.store(node_args, flow, task, id, result).await
+        }
+    }
+
+    /// Records `Audited <ns>` through its own storage's method; reaches `Results` by name.
+    #[derive(Default)]
+    pub struct Audited;
+
+    impl Task for Audited {
+        async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
+            count_run(ctx, &args).await?;
+            let audit = ctx.storage::<AuditStore>().await?;
+            audit.store_api_requests(&format!("{} {}", ctx.task_name, args["ns"]))?;
+            let results = ctx
+                .storage_named::<selinon_runtime::storage::Filesystem>("Results")
+                .await?;
+            Ok(json!({"results_connected": results.is_connected()}))
         }
     }
 

@@ -179,6 +179,15 @@ async fn engine_scenarios_over_amqp_with_two_workers() {
     assert_eq!(runs.get("B"), Some(&1), "{runs:?}");
     assert_eq!(runs.get("C"), None, "{runs:?}");
 
+    // A task calls a method of its own user storage (whose `{SELINON_TEST_STORE}` the worker
+    // expanded) and reaches another storage by name, typed (a wrong type would fail the flow).
+    let n = ns();
+    let out = cluster.run(&flows::audited::FLOW, json!({"ns": n})).await;
+    assert!(out.is_finished(), "{out:?}");
+    assert_eq!(out.finished("Audited").len(), 1, "{out:?}");
+    let requests = std::fs::read_to_string(cluster.store.join("audit/requests")).unwrap();
+    assert!(requests.contains(&format!("Audited \"{n}\"")), "{requests}");
+
     cluster.stop().await;
 }
 
