@@ -138,6 +138,40 @@ async fn rabbitmq_restarted_mid_run_loses_no_flow() {
     cluster.stop().await;
 }
 
+/// Up to `n` messages taken from the dead-letter queue that came from `queue` (within 20 s),
+/// each as it came with the reason in its headers.
+async fn dead_lettered(channel: &lapin::Channel, queue: &str, n: usize) -> Vec<(Vec<u8>, String)> {
+    let mut found = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while found.len() < n && Instant::now() < deadline {
+        let got = channel
+            .basic_get(
+                selinon_runtime::amqp::DEAD_LETTER_QUEUE,
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        let Some(message) = got else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let headers = message
+            .delivery
+            .properties
+            .headers()
+            .clone()
+            .unwrap_or_default();
+        let header = |name: &str| match headers.inner().get(name) {
+            Some(lapin::types::AMQPValue::LongString(s)) => s.to_string(),
+            _ => String::new(),
+        };
+        if header("x-selinon-queue") == queue {
+            found.push((message.delivery.data.clone(), header("x-selinon-reason")));
+        }
+    }
+    found
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_go_to_the_dead_letter_queue() {
     if !services() {
@@ -194,34 +228,7 @@ async fn poison_messages_go_to_the_dead_letter_queue() {
     cluster.assert_alive();
 
     // Each poison message is in the dead-letter queue with its reason.
-    let mut reasons: Vec<(Vec<u8>, String)> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while reasons.len() < bad.len() && Instant::now() < deadline {
-        let got = channel
-            .basic_get(
-                selinon_runtime::amqp::DEAD_LETTER_QUEUE,
-                lapin::options::BasicGetOptions { no_ack: true },
-            )
-            .await
-            .unwrap();
-        let Some(message) = got else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let headers = message
-            .delivery
-            .properties
-            .headers()
-            .clone()
-            .unwrap_or_default();
-        let header = |name: &str| match headers.inner().get(name) {
-            Some(lapin::types::AMQPValue::LongString(s)) => s.to_string(),
-            _ => String::new(),
-        };
-        if header("x-selinon-queue") == queue {
-            reasons.push((message.delivery.data.clone(), header("x-selinon-reason")));
-        }
-    }
+    let reasons = dead_lettered(&channel, &queue, bad.len()).await;
     assert_eq!(reasons.len(), bad.len(), "{reasons:?}");
     for ((what, body), expected) in bad.iter().zip([
         "not a JSON object",
@@ -323,34 +330,9 @@ async fn a_multiplying_flow_fails_at_the_node_limit_and_the_worker_goes_on() {
         .unwrap();
     let channel = conn.create_channel().await.unwrap();
     let dispatcher_queue = format!("{}_dispatcher", cluster.prefix);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let reason = loop {
-        assert!(Instant::now() < deadline, "no dead-lettered trigger");
-        let got = channel
-            .basic_get(
-                selinon_runtime::amqp::DEAD_LETTER_QUEUE,
-                lapin::options::BasicGetOptions { no_ack: true },
-            )
-            .await
-            .unwrap();
-        let Some(message) = got else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let headers = message
-            .delivery
-            .properties
-            .headers()
-            .clone()
-            .unwrap_or_default();
-        let header = |name: &str| match headers.inner().get(name) {
-            Some(lapin::types::AMQPValue::LongString(s)) => s.to_string(),
-            _ => String::new(),
-        };
-        if header("x-selinon-queue") == dispatcher_queue {
-            break header("x-selinon-reason");
-        }
-    };
+    let dead = dead_lettered(&channel, &dispatcher_queue, 1).await;
+    assert_eq!(dead.len(), 1, "no dead-lettered trigger");
+    let reason = &dead[0].1;
     assert!(
         reason.contains("flow `diamond` would start more than 300 nodes")
             && reason.contains("edge #"),

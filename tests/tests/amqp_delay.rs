@@ -142,6 +142,16 @@ async fn receive(
     got
 }
 
+/// Publishes `body` for `target`, due in `delay_ms`, and asserts that it arrives.
+async fn round_trip(broker: &Broker, channel: &Channel, target: &str, body: &str, delay_ms: u64) {
+    broker
+        .publish_all(&[delayed(target, body, delay_ms)])
+        .await
+        .expect("publish");
+    let got = receive(broker, channel, target, 1, Duration::from_secs(5)).await;
+    assert_eq!(got[0].0, body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_published_until_the_end_of_a_delay_queue_period_still_arrive() {
     if !services() {
@@ -196,12 +206,7 @@ async fn messages_published_until_the_end_of_a_delay_queue_period_still_arrive()
     until_gone(&conn, &used, Duration::from_secs(12)).await;
 
     // … and publishing goes on into a new one, with nothing lost.
-    broker
-        .publish_all(&[delayed(&target, "after", 2000)])
-        .await
-        .expect("publish");
-    let got = receive(&broker, &channel, &target, 1, Duration::from_secs(5)).await;
-    assert_eq!(got[0].0, "after");
+    round_trip(&broker, &channel, &target, "after", 2000).await;
 
     broker.close().await;
     let _ = channel
@@ -221,12 +226,7 @@ async fn a_deleted_queue_is_declared_again_on_the_next_publish() {
     let target = unique("deleted");
     let delay_queue = one_day().queue_name(&target, 200, now_ms());
 
-    broker
-        .publish_all(&[delayed(&target, "first", 200)])
-        .await
-        .expect("publish");
-    let got = receive(&broker, &channel, &target, 1, Duration::from_secs(5)).await;
-    assert_eq!(got[0].0, "first");
+    round_trip(&broker, &channel, &target, "first", 200).await;
 
     // Someone deletes the delay queue: the broker returns the next publish as unroutable,
     // and the publisher declares the queue again and publishes again at once.
@@ -248,12 +248,7 @@ async fn a_deleted_queue_is_declared_again_on_the_next_publish() {
         .queue_delete(&target, QueueDeleteOptions::default())
         .await
         .expect("delete the task queue");
-    broker
-        .publish_all(&[delayed(&target, "third", 0)])
-        .await
-        .expect("a publish into a deleted queue succeeds");
-    let got = receive(&broker, &channel, &target, 1, Duration::from_secs(5)).await;
-    assert_eq!(got[0].0, "third");
+    round_trip(&broker, &channel, &target, "third", 0).await;
 
     broker.close().await;
     let _ = channel
