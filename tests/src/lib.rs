@@ -42,8 +42,8 @@ pub mod testapp {
     use std::time::Duration;
 
     use selinon_runtime::{
-        async_trait, json, DataStorage, Db, Json, StorageError, StorageFromConfig, Task,
-        TaskContext, TaskError, TaskResult,
+        async_trait, json, DataStorage, Db, Json, StorageError, StorageFromConfig, StorageView,
+        Task, TaskContext, TaskError, TaskResult, UserFnError,
     };
 
     /// The Redis connection of a worker, as a task resource.
@@ -215,5 +215,144 @@ pub mod testapp {
     /// `foreach` of the `fanout` flow: ten items.
     pub fn ten_items(_db: &Db<'_>, _node_args: &Json) -> Vec<Json> {
         (0..10).map(|i| json!(i)).collect()
+    }
+
+    /// A user storage over PostgreSQL (`ApiRequests`), as fabric8-analytics writes theirs:
+    /// results in upstream's `result` table through the built-in adapter, and API requests in
+    /// a table of its own (`table`, created by the test) through methods of its own.
+    pub struct ApiStore {
+        results: selinon_runtime::storage::PostgreSql,
+        connection_string: String,
+        table: String,
+        client: tokio::sync::OnceCell<tokio_postgres::Client>,
+    }
+
+    impl ApiStore {
+        fn error(&self, e: impl std::fmt::Display) -> StorageError {
+            StorageError::Backend {
+                storage: "ApiRequests".into(),
+                message: e.to_string(),
+            }
+        }
+
+        async fn client(&self) -> Result<&tokio_postgres::Client, StorageError> {
+            self.client
+                .get_or_try_init(|| async {
+                    let (client, connection) =
+                        tokio_postgres::connect(&self.connection_string, tokio_postgres::NoTls)
+                            .await
+                            .map_err(|e| self.error(e))?;
+                    tokio::spawn(connection);
+                    Ok(client)
+                })
+                .await
+        }
+
+        /// Records an API request of the flow run `ns`.
+        pub async fn store_api_requests(&self, ns: &str, url: &str) -> Result<(), StorageError> {
+            let sql = format!("INSERT INTO {} (ns, url) VALUES ($1, $2)", self.table);
+            self.client()
+                .await?
+                .execute(&sql, &[&ns, &url])
+                .await
+                .map_err(|e| self.error(e))?;
+            Ok(())
+        }
+
+        /// The API requests recorded for `ns`, oldest first.
+        pub async fn api_requests(&self, ns: &str) -> Result<Vec<String>, StorageError> {
+            let sql = format!("SELECT url FROM {} WHERE ns = $1 ORDER BY id", self.table);
+            let rows = self
+                .client()
+                .await?
+                .query(&sql, &[&ns])
+                .await
+                .map_err(|e| self.error(e))?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        }
+    }
+
+    impl StorageFromConfig for ApiStore {
+        fn from_config(configuration: &Json) -> Result<Self, StorageError> {
+            let table = configuration["table"]
+                .as_str()
+                .filter(|t| t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                .ok_or_else(|| {
+                    StorageError::Configuration("`table` must be a plain SQL name".into())
+                })?;
+            let connection_string =
+                configuration["connection_string"].as_str().ok_or_else(|| {
+                    StorageError::Configuration("`connection_string` is required".into())
+                })?;
+            Ok(ApiStore {
+                results: selinon_runtime::storage::PostgreSql::from_config_labelled(
+                    configuration,
+                    "ApiRequests",
+                )?,
+                connection_string: connection_string.into(),
+                table: table.into(),
+                client: tokio::sync::OnceCell::new(),
+            })
+        }
+    }
+
+    #[async_trait]
+    impl DataStorage for ApiStore {
+        async fn connect(&self) -> Result<(), StorageError> {
+            self.results.connect().await?;
+            self.client().await.map(|_| ())
+        }
+        fn is_connected(&self) -> bool {
+            self.results.is_connected() && self.client.initialized()
+        }
+        async fn disconnect(&self) -> Result<(), StorageError> {
+            self.results.disconnect().await
+        }
+        async fn retrieve(&self, flow: &str, task: &str, id: &str) -> Result<Json, StorageError> {
+            self.results.retrieve(flow, task, id).await
+        }
+        async fn store(
+            &self,
+            node_args: &Json,
+            flow: &str,
+            task: &str,
+            id: &str,
+            result: &Json,
+        ) -> Result<String, StorageError> {
+            self.results.store(node_args, flow, task, id, result).await
+        }
+    }
+
+    /// Records each of `args.urls` as an API request through its own storage's method.
+    #[derive(Default)]
+    pub struct RecordRequests;
+
+    impl Task for RecordRequests {
+        async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
+            count_run(ctx, &args).await?;
+            let ns = args["ns"].as_str().unwrap_or("default");
+            let store = ctx.storage::<ApiStore>().await?;
+            let urls = args["urls"].as_array().cloned().unwrap_or_default();
+            for url in &urls {
+                store
+                    .store_api_requests(ns, url.as_str().unwrap_or_default())
+                    .await?;
+            }
+            Ok(json!({"recorded": urls.len()}))
+        }
+    }
+
+    /// `foreach` of the `api_requests` flow: one item per API request recorded for the flow's
+    /// `ns`, queried from PostgreSQL through the storage's own method.
+    pub async fn recorded_requests(
+        pool: &StorageView<'_>,
+        node_args: &Json,
+    ) -> Result<Vec<Json>, UserFnError> {
+        let ns = node_args["ns"]
+            .as_str()
+            .ok_or_else(|| UserFnError::fatal("no `ns` in the flow arguments"))?;
+        let store = pool.storage::<ApiStore>("ApiRequests").await?;
+        let urls = store.api_requests(ns).await?;
+        Ok(urls.into_iter().map(Json::from).collect())
     }
 }

@@ -262,3 +262,72 @@ async fn status_says_what_a_running_flow_does() {
     assert_eq!(report.finished_nodes.len(), 3);
     cluster.stop().await;
 }
+
+// fabric8-analytics style: a task stores API requests through a method of its own PostgreSQL
+// storage; the edge's `async` foreach queries them there to start one node per request. Over
+// AMQP (the foreach runs in a worker's dispatcher pass), then in-process on the same system.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_foreach_queries_what_a_task_stored_through_its_postgres_storage() {
+    if !services() {
+        return;
+    }
+    let Some(postgres) = selinon_testkit::postgres_url() else {
+        return;
+    };
+    let cluster = Cluster::start("apireq", 2).await;
+    // The storage's table (`{SELINON_TEST_PREFIX}_api_requests`), as a migration would make it.
+    let table = format!("{}_api_requests", cluster.prefix);
+    let (pg, connection) = tokio_postgres::connect(&postgres, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    pg.batch_execute(&format!(
+        "CREATE TABLE {table} (id SERIAL PRIMARY KEY, ns TEXT NOT NULL, url TEXT NOT NULL)"
+    ))
+    .await
+    .unwrap();
+    let rows = |ns: String| {
+        let pg = &pg;
+        let sql = format!("SELECT count(*) FROM {table} WHERE ns = $1");
+        async move {
+            let row = pg.query_one(&sql, &[&ns]).await.unwrap();
+            row.get::<_, i64>(0)
+        }
+    };
+
+    let n = ns();
+    let urls = json!(["/v1/a", "/v1/b", "/v1/c"]);
+    let out = cluster
+        .run(&flows::api_requests::FLOW, json!({"ns": n, "urls": urls}))
+        .await;
+    assert!(out.is_finished(), "{out:?}");
+    assert_eq!(out.finished("RecordRequests").len(), 1, "{out:?}");
+    assert_eq!(out.finished("PerRequest").len(), 3, "{out:?}");
+    assert_eq!(rows(n.clone()).await, 3);
+    let runs = cluster.runs_by_task(&n).await;
+    assert_eq!(runs["RecordRequests"], 1, "{runs:?}");
+    assert_eq!(runs["PerRequest"], 3, "{runs:?}");
+
+    // In-process, with the storage's `{SELINON_TEST_PREFIX}` expanded from this process's
+    // environment (the cluster set it): the same table.
+    let rt = selinon_runtime::Runtime::builder(&selinon_tests::flows::SYSTEM)
+        .without_config_trace()
+        .build();
+    let n = ns();
+    let out = rt
+        .run(
+            &flows::api_requests::FLOW,
+            json!({"ns": n, "urls": ["/v2/x", "/v2/y"]}),
+        )
+        .await
+        .unwrap();
+    assert!(out.is_finished(), "{out:?}");
+    assert_eq!(out.finished("PerRequest").len(), 2, "{out:?}");
+    assert_eq!(rows(n).await, 2);
+    rt.shutdown().await;
+
+    pg.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+    cluster.stop().await;
+}

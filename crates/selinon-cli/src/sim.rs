@@ -18,7 +18,7 @@ use selinon_runtime::spec::{
     BoxFuture, Db, EdgeSpec, FailureSpec, FlowSpec, ForeachSpec, PropagateSpec, RunTaskFn,
     SelectiveRunFn, SelectiveSpec, StorageSpec, SystemSpec, TaskSpec,
 };
-use selinon_runtime::{Json, TaskError, TaskResult};
+use selinon_runtime::{Json, StorageView, TaskError, TaskResult};
 
 use selinon_codegen::config::yaml::{self, Node, Value};
 use selinon_codegen::diagnostics::{Diagnostics, SourceMap, Span};
@@ -242,7 +242,7 @@ pub fn system_spec(
             selective_run_function: t
                 .selective_run_function
                 .as_ref()
-                .map(|_| -> SelectiveRunFn { &|_| None }),
+                .map(|_| -> SelectiveRunFn { selinon_runtime::selective_run!(always_run, "") }),
             ..TaskSpec::DEFAULT
         })
         .collect();
@@ -323,6 +323,7 @@ fn flow_spec(system: &System, f: &ir::Flow, scenario: &Arc<Scenario>) -> &'stati
                 reads: leak_strs(&reads),
                 condition: condition_fn(&e.condition, scenario),
                 condition_str: leak_str(&e.condition.to_source()),
+                condition_blocking: e.condition.may_block(),
                 foreach: e.foreach.as_ref().map(|fe| {
                     let items = scenario
                         .foreach
@@ -330,7 +331,10 @@ fn flow_spec(system: &System, f: &ir::Flow, scenario: &Arc<Scenario>) -> &'stati
                         .cloned()
                         .unwrap_or_default();
                     ForeachSpec {
-                        function: leak(move |_: &Db<'_>, _: &Json| items.clone()),
+                        function: foreach_fn(move |_: &StorageView<'_>, _: &Json| {
+                            let items = items.clone();
+                            Box::pin(async move { Ok(items) })
+                        }),
                         name: leak_str(&format!("{}.{}", fe.function.module, fe.function.name)),
                         propagate_result: fe.propagate_result,
                     }
@@ -356,6 +360,7 @@ fn flow_spec(system: &System, f: &ir::Flow, scenario: &Arc<Scenario>) -> &'stati
                 },
                 condition: condition_fn(&a.condition, scenario),
                 condition_str: leak_str(&a.condition.to_source()),
+                condition_blocking: a.condition.may_block(),
                 propagate_failure: a.propagate_failure,
             })
         })
@@ -381,6 +386,22 @@ fn flow_spec(system: &System, f: &ir::Flow, scenario: &Arc<Scenario>) -> &'stati
         max_retry: u32::try_from(f.max_retry).unwrap_or(u32::MAX),
         ..FlowSpec::DEFAULT
     })
+}
+
+/// The selective run function of the simulation: run the task.
+fn always_run(_: &selinon_runtime::spec::SelectiveRunInput<'_>) -> Option<String> {
+    None
+}
+
+/// A mocked `foreach` function.
+fn foreach_fn<F>(f: F) -> selinon_runtime::spec::ForeachFn
+where
+    F: for<'a> Fn(&'a StorageView<'a>, &'a Json) -> selinon_runtime::userfn::ForeachFuture<'a>
+        + Send
+        + Sync
+        + 'static,
+{
+    leak(f)
 }
 
 fn condition_fn(cond: &Condition, scenario: &Arc<Scenario>) -> selinon_runtime::spec::ConditionFn {

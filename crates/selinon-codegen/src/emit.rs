@@ -455,7 +455,15 @@ impl Emitter<'_> {
         }
         if let Some(func) = &t.selective_run_function {
             let path = self.options.fn_path(func);
-            f.set("selective_run_function", quote!(Some(&#path)));
+            let message = format!(
+                "selective run function `{}.{}` of task `{}` ({}): `{{Self}}` is not a \
+                 selective run function",
+                func.module, func.name, t.name, t.origin
+            );
+            f.set(
+                "selective_run_function",
+                quote!(Some(selinon_runtime::selective_run!(#path, #message))),
+            );
         }
         f.build("TaskSpec", 12)
     }
@@ -633,28 +641,26 @@ impl Emitter<'_> {
             let text = e.condition.to_source();
             f.set("condition", cond);
             f.set("condition_str", quote!(#text));
+            f.set_if(e.condition.may_block(), "condition_blocking", || {
+                quote!(true)
+            });
         }
         if let Some(fe) = &e.foreach {
-            let fname = format_ident!("edge_{}_foreach", e.index);
             let path = self.options.fn_path(&fe.function);
-            let d = doc(format!(
-                "The items edge #{} starts its nodes for: `{}.{}` ({}).",
-                e.index, fe.function.module, fe.function.name, e.origin
-            ));
-            let db = self.runtime("Db");
-            let json = self.runtime("Json");
-            items.push(quote! {
-                #d
-                fn #fname(db: &#db<'_>, node_args: &#json) -> Vec<Json> {
-                    #path(db, node_args).into_iter().collect()
-                }
-            });
             let name = format!("{}.{}", fe.function.module, fe.function.name);
+            let message = format!(
+                "foreach function `{name}` of edge #{} ({}): `{{Self}}` is not a foreach function",
+                e.index, e.origin
+            );
             let propagate = fe.propagate_result;
             let ty = self.spec("ForeachSpec");
             f.set(
                 "foreach",
-                quote!(Some(#ty { function: &#fname, name: #name, propagate_result: #propagate })),
+                quote!(Some(#ty {
+                    function: selinon_runtime::foreach!(#path, #message),
+                    name: #name,
+                    propagate_result: #propagate,
+                })),
             );
         }
         if let Some(s) = &e.selective {
@@ -673,7 +679,7 @@ impl Emitter<'_> {
                 quote!(Some(#ty { tasks: #tasks, run_subsequent: #rs, follow_subflows: #follow })),
             );
         }
-        f.build("EdgeSpec", 8)
+        f.build("EdgeSpec", 9)
     }
 
     fn failure(
@@ -697,9 +703,12 @@ impl Emitter<'_> {
             let text = alt.condition.to_source();
             f.set("condition", cond);
             f.set("condition_str", quote!(#text));
+            f.set_if(alt.condition.may_block(), "condition_blocking", || {
+                quote!(true)
+            });
         }
         f.set_if(alt.propagate_failure, "propagate_failure", || quote!(true));
-        f.build("FailureSpec", 6)
+        f.build("FailureSpec", 7)
     }
 
     /// The function evaluating a condition, `None` for no condition (the default).

@@ -297,6 +297,15 @@ impl Condition {
         }
     }
 
+    /// Whether evaluating the condition may block on I/O: it uses a blocking built-in
+    /// (`httpStatus`) or a user predicate (synchronous user code, which may do I/O). The engine
+    /// evaluates such conditions on tokio's blocking threads.
+    pub fn may_block(&self) -> bool {
+        self.predicates().iter().any(|p| {
+            !p.builtin || selinon_runtime::predicates::builtin(&p.name).is_some_and(|b| b.blocking)
+        })
+    }
+
     /// Every predicate leaf, depth first.
     pub fn predicates(&self) -> Vec<&Predicate> {
         let mut out = Vec::new();

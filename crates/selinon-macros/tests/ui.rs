@@ -1,7 +1,7 @@
 //! Compile tests of `include_flows!` and `flows!`: a configuration that compiles and runs, and
-//! the errors a user sees for a missing task type, a type that is not a task, a misspelt flow
-//! handle, a built-in storage whose runtime feature is off, and broken YAML
-//! (in a file, and inline: the errors name the lines of the Rust file).
+//! the errors a user sees for a missing task type, a type that is not a task, a function of
+//! neither foreach shape, a misspelt flow handle, a built-in storage whose runtime feature is
+//! off, and broken YAML (in a file, and inline: the errors name the lines of the Rust file).
 
 use std::path::PathBuf;
 
@@ -24,6 +24,7 @@ fn ui() {
     t.pass("tests/ui/hello_ok.rs");
     t.compile_fail("tests/ui/missing_task_type.rs");
     t.compile_fail("tests/ui/not_a_task.rs");
+    t.compile_fail("tests/ui/not_a_foreach.rs");
     t.compile_fail("tests/ui/misspelt_flow.rs");
     t.compile_fail("tests/ui/storage_feature_off.rs");
     t.compile_fail("tests/ui/broken_yaml.rs");

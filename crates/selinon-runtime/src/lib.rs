@@ -42,6 +42,8 @@ pub mod task;
 pub mod trace;
 #[cfg(feature = "rt")]
 pub mod transport;
+#[cfg(feature = "rt")]
+pub mod userfn;
 
 #[cfg(feature = "amqp")]
 pub use transport::amqp;
@@ -65,3 +67,5 @@ pub use system::System;
 pub use task::{Task, TaskContext, TaskError, TaskResult};
 #[cfg(feature = "rt")]
 pub use trace::{TraceEvent, TraceRecorder, TraceSink};
+#[cfg(feature = "rt")]
+pub use userfn::{StorageView, UserFnError};

@@ -317,6 +317,9 @@ pub struct Builtin {
     pub reads: Reads,
     /// The parameters that come from the condition's `args`, in the function's order.
     pub args: &'static [&'static str],
+    /// The predicate blocks on I/O (`httpStatus`): the engine evaluates conditions using it on
+    /// tokio's blocking threads.
+    pub blocking: bool,
     /// Calls the function: the task result (`Reads::Result`), the flow arguments
     /// (`Reads::NodeArgs`), and the values of `args` in their order (false when their number
     /// is wrong).
@@ -329,12 +332,13 @@ impl std::fmt::Debug for Builtin {
             .field("name", &self.name)
             .field("reads", &self.reads)
             .field("args", &self.args)
+            .field("blocking", &self.blocking)
             .finish_non_exhaustive()
     }
 }
 
 macro_rules! catalogue {
-    ($($name:literal => $f:ident($reads:ident $(, $arg:ident)*);)*) => {
+    ($($name:literal => $f:ident($reads:ident $(, $arg:ident)*) $($blocking:ident)?;)*) => {
         /// Every built-in predicate (upstream's `selinon.predicates`).
         pub const BUILTINS: &[Builtin] = &[$(
             Builtin {
@@ -342,6 +346,7 @@ macro_rules! catalogue {
                 function: stringify!($f),
                 reads: Reads::$reads,
                 args: &[$(stringify!($arg)),*],
+                blocking: catalogue!(@blocking $($blocking)?),
                 call: |message, node_args, args| match args {
                     [$($arg),*] => catalogue!(@call $reads $f message node_args $($arg)*),
                     _ => false,
@@ -349,6 +354,8 @@ macro_rules! catalogue {
             },
         )*];
     };
+    (@blocking) => { false };
+    (@blocking blocking) => { true };
     (@call Nothing $f:ident $message:ident $node_args:ident $($arg:ident)*) => {{
         let _ = ($message, $node_args);
         $f($($arg),*)
@@ -368,7 +375,7 @@ catalogue! {
     "alwaysFalse" => always_false(Nothing);
     "envExist" => env_exist(Nothing, env);
     "envEqual" => env_equal(Nothing, env, value);
-    "httpStatus" => http_status(Nothing, host, path, status);
+    "httpStatus" => http_status(Nothing, host, path, status) blocking;
 
     "empty" => empty(Result);
     "isBool" => is_bool(Result);

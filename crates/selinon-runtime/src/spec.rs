@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use crate::task::{TaskContext, TaskResult};
+use crate::userfn::{ForeachFuture, SelectiveFuture, StorageView};
 
 /// A boxed future, as returned by a task's [`RunTaskFn`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -56,11 +57,18 @@ impl<'a> Db<'a> {
 /// A compiled edge or fallback condition: `(results of the sources, flow arguments) -> bool`.
 pub type ConditionFn = &'static (dyn Fn(&Db<'_>, &Json) -> bool + Send + Sync);
 
-/// A compiled `foreach` function: the items to start the edge's nodes for.
-pub type ForeachFn = &'static (dyn Fn(&Db<'_>, &Json) -> Vec<Json> + Send + Sync);
+/// A `foreach` function: the items to start the edge's nodes for. Generated code wraps the
+/// user's function, synchronous or `async`, with [`foreach!`](crate::foreach!) (see
+/// [`crate::userfn`]).
+pub type ForeachFn =
+    &'static (dyn for<'a> Fn(&'a StorageView<'a>, &'a Json) -> ForeachFuture<'a> + Send + Sync);
 
 /// A selective run function: `None` to run the task, or the id of an earlier run to reuse.
-pub type SelectiveRunFn = &'static (dyn Fn(&SelectiveRunInput<'_>) -> Option<String> + Send + Sync);
+/// Generated code wraps the user's function, synchronous or `async`, with
+/// [`selective_run!`](crate::selective_run!).
+pub type SelectiveRunFn = &'static (dyn for<'a> Fn(&'a SelectiveRunInput<'a>, &'a StorageView<'a>) -> SelectiveFuture<'a>
+              + Send
+              + Sync);
 
 /// What a selective run function is told about the task it decides on.
 #[derive(Clone, Debug)]
@@ -331,6 +339,9 @@ pub struct EdgeSpec {
     pub condition: ConditionFn,
     /// The condition as upstream prints it in traces.
     pub condition_str: &'static str,
+    /// The condition may block on I/O (it uses `httpStatus` or a user predicate): the pass
+    /// evaluates it on tokio's blocking threads, never on a runtime thread.
+    pub condition_blocking: bool,
     pub foreach: Option<ForeachSpec>,
     pub selective: Option<SelectiveSpec>,
 }
@@ -344,6 +355,7 @@ impl EdgeSpec {
         reads: &[],
         condition: &always,
         condition_str: "True",
+        condition_blocking: false,
         foreach: None,
         selective: None,
     };
@@ -374,6 +386,8 @@ pub struct FailureSpec {
     /// Failure conditions read only the flow's arguments.
     pub condition: ConditionFn,
     pub condition_str: &'static str,
+    /// The condition may block on I/O: see [`EdgeSpec::condition_blocking`].
+    pub condition_blocking: bool,
     pub propagate_failure: bool,
 }
 
@@ -385,6 +399,7 @@ impl FailureSpec {
         fallback: None,
         condition: &always,
         condition_str: "True",
+        condition_blocking: false,
         propagate_failure: false,
     };
 }

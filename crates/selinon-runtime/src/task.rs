@@ -239,15 +239,10 @@ impl TaskContext {
     /// Any storage of the system by name, as its adapter's concrete type, connected on first
     /// use (upstream `StoragePool.get_connected_storage(name)`).
     pub async fn storage_named<T: DataStorage>(&self, name: &str) -> Result<Arc<T>, StorageError> {
-        let adapter = self.env.storages().get_connected_storage(name).await?;
-        let actual = adapter.type_name();
-        let any: Arc<dyn Any + Send + Sync> = adapter;
-        any.downcast::<T>().map_err(|_| {
-            StorageError::Configuration(format!(
-                "storage `{name}` is a `{actual}`, not a `{}`",
-                std::any::type_name::<T>()
-            ))
-        })
+        self.env
+            .storages()
+            .get_connected_storage_as::<T>(name)
+            .await
     }
 
     /// Any storage of the system by name, untyped, connected on first use. The task's own

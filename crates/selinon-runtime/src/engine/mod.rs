@@ -33,7 +33,7 @@ pub use state::{
 };
 pub use throttle::Throttler;
 
-use crate::storage::StorageError;
+use crate::storage::{StorageError, StoragePool};
 use crate::trace::Tracer;
 
 /// What a pass may ask of the world: stored results, results of ended sub-flows, fresh ids,
@@ -50,6 +50,13 @@ pub trait EngineEnv: Send + Sync {
 
     /// The result of an ended sub-flow instance (`propagate_finished`), `None` if unknown.
     async fn flow_result(&self, flow_name: &str, flow_id: &str) -> Option<FlowResult>;
+
+    /// The worker's storages, lent to `foreach` and selective run functions
+    /// ([`crate::userfn::StorageView`]); `None` where there are none (their storage access
+    /// then fails).
+    fn storage_pool(&self) -> Option<&StoragePool> {
+        None
+    }
 
     /// A new, unique node id.
     fn new_id(&self) -> String {

@@ -13,16 +13,18 @@ use super::state::{
     NodeStatus, PassOutcome, PassOutput, TaskMessage,
 };
 use super::{EngineEnv, RunSubsequent, SelectiveMap, MIN_PASS_RETRY};
-use crate::spec::{Db, EdgeSpec, SelectiveRunInput, TaskSpec};
+use crate::spec::{ConditionFn, Db, EdgeSpec, SelectiveRunInput, TaskSpec};
 use crate::system::{Flow, NodeId, NodeKind, System};
 use crate::trace::{TraceEvent, Tracer};
+use crate::userfn::{StorageView, UserFnError};
 
 /// Why a pass stopped early.
 enum PassError {
     /// Upstream `FlowError`: the flow failed, with the state to report.
     Flow(FlowResult),
-    /// Upstream `DispatcherRetry(keep_state=True)`: repeat the pass later on the same input.
-    Retry,
+    /// Upstream `DispatcherRetry(keep_state=True)`: repeat the pass later on the same input
+    /// (with why, when a user function asked for it).
+    Retry(Option<String>),
     /// Anything else (upstream `DISPATCHER_FAILURE`): the flow fails at once, no retry.
     Dispatcher(String),
 }
@@ -76,7 +78,8 @@ pub async fn dispatch(
     let result = match run {
         Ok(r) => r,
         Err(panic) => Err(PassError::Dispatcher(format!(
-            "panic in the pass (condition, foreach or fallback condition): {}",
+            "panic in the pass (condition, foreach, selective run function or fallback \
+             condition): {}",
             panic_message(&*panic)
         ))),
     };
@@ -190,10 +193,10 @@ pub async fn dispatch(
                 }
             }
         }
-        Err(PassError::Retry) => {
+        Err(PassError::Retry(what)) => {
             let countdown = flow.spec.retry_countdown.max(MIN_PASS_RETRY);
             tracer.emit_with(TraceEvent::FlowRetry, || {
-                json!({
+                let mut info = json!({
                     "flow_name": input.flow_name,
                     "dispatcher_id": input.flow_id,
                     "node_args": input.node_args,
@@ -202,7 +205,11 @@ pub async fn dispatch(
                     "countdown": countdown.as_secs_f64(),
                     "queue": flow.spec.queue,
                     "keep_state": true,
-                })
+                });
+                if let Some(what) = &what {
+                    info["what"] = json!(what);
+                }
+                info
             });
             PassOutput {
                 failure: None,
@@ -465,9 +472,12 @@ impl Pass<'_> {
                     parent.get(name).and_then(Json::as_str).map(str::to_string)
                 })
                 .await?;
-            let db = Db::new(results.iter().map(|(n, v)| (*n, v)));
-            if (edge.condition)(&db, &self.msg.node_args) {
-                let s = self.fire(i, &db, &parent)?;
+            if self
+                .holds(edge.condition, edge.condition_blocking, &results)
+                .await?
+            {
+                let db = Db::new(results.iter().map(|(n, v)| (*n, v)));
+                let s = self.fire(i, &db, &parent).await?;
                 started.extend(s);
                 self.trigger(i);
             } else {
@@ -568,7 +578,7 @@ impl Pass<'_> {
         self.start_new(&finished).await?;
         self.finish_reused().await?;
         if self.state.active_nodes.is_empty() && !self.state.failed_nodes.is_empty() {
-            let fallbacks = self.run_fallbacks()?;
+            let fallbacks = self.run_fallbacks().await?;
             if fallbacks.is_empty() && !self.state.failed_nodes.is_empty() {
                 return Err(PassError::Flow(FlowResult::of_state(
                     &self.state,
@@ -648,7 +658,7 @@ impl Pass<'_> {
                             "what": err.to_string(),
                         }))
                     });
-                    return Err(PassError::Retry);
+                    return Err(PassError::Retry(None));
                 }
             }
         }
@@ -750,10 +760,13 @@ impl Pass<'_> {
                                 .map(|p| combo[p].clone())
                         })
                         .await?;
-                    let db = Db::new(results.iter().map(|(n, v)| (*n, v)));
                     let parent = Json::Object(parent);
-                    if (edge.condition)(&db, &self.msg.node_args) {
-                        self.fire(i, &db, &parent)?;
+                    if self
+                        .holds(edge.condition, edge.condition_blocking, &results)
+                        .await?
+                    {
+                        let db = Db::new(results.iter().map(|(n, v)| (*n, v)));
+                        self.fire(i, &db, &parent).await?;
                         self.trigger(i);
                     } else {
                         self.edge_cond_false(edge, &parent);
@@ -861,13 +874,49 @@ impl Pass<'_> {
                         "what": "no result for the sub-flow",
                     }))
                 });
-                Err(PassError::Retry)
+                Err(PassError::Retry(None))
             }
         }
     }
 
+    /// Evaluates an edge or fallback condition over the fetched `results`; one that may block
+    /// on I/O runs on tokio's blocking threads, so the pass never blocks a runtime thread.
+    async fn holds(
+        &self,
+        condition: ConditionFn,
+        blocking: bool,
+        results: &[(&'static str, Json)],
+    ) -> Result<bool, PassError> {
+        if !blocking {
+            let db = Db::new(results.iter().map(|(n, v)| (*n, v)));
+            return Ok(condition(&db, &self.msg.node_args));
+        }
+        let results = results.to_vec();
+        let node_args = self.msg.node_args.clone();
+        tokio::task::spawn_blocking(move || {
+            let db = Db::new(results.iter().map(|(n, v)| (*n, v)));
+            condition(&db, &node_args)
+        })
+        .await
+        .map_err(|err| {
+            let what = match err.try_into_panic() {
+                Ok(panic) => panic_message(&*panic),
+                Err(err) => err.to_string(),
+            };
+            PassError::Dispatcher(format!("panic in a condition: {what}"))
+        })
+    }
+
+    /// What the pass does when a user function (`what`) fails: see [`UserFnError`].
+    fn user_fn_error(&self, what: String, err: UserFnError) -> PassError {
+        match err {
+            UserFnError::Retry(m) => PassError::Retry(Some(format!("{what}: {m}"))),
+            UserFnError::Fatal(m) => PassError::Dispatcher(format!("{what}: {m}")),
+        }
+    }
+
     /// Starts the destinations of edge `index` (once, or once per `foreach` item).
-    fn fire(
+    async fn fire(
         &mut self,
         index: usize,
         db: &Db<'_>,
@@ -894,7 +943,17 @@ impl Pass<'_> {
         };
         match &edge.foreach {
             Some(foreach) => {
-                let items = (foreach.function)(db, &self.msg.node_args);
+                let view =
+                    StorageView::new(self.env.storage_pool(), &self.msg.flow_name, parent, db);
+                let items = (foreach.function)(&view, &self.msg.node_args)
+                    .await
+                    .map_err(|err| {
+                        let what = format!(
+                            "foreach function `{}` of edge #{index} ({})",
+                            foreach.name, edge.origin
+                        );
+                        self.user_fn_error(what, err)
+                    })?;
                 self.tracer.emit_with(TraceEvent::ForeachResult, || {
                     self.info_with(json!({
                         "nodes_to": edge.to,
@@ -913,20 +972,17 @@ impl Pass<'_> {
                         } else {
                             self.msg.node_args.clone()
                         };
-                        started.push(self.start_node(
-                            to,
-                            parent,
-                            args,
-                            Some(edge),
-                            foreach.propagate_result,
-                        )?);
+                        started.push(
+                            self.start_node(to, parent, args, Some(edge), foreach.propagate_result)
+                                .await?,
+                        );
                     }
                 }
             }
             None => {
                 for &to in to.iter() {
                     let args = self.msg.node_args.clone();
-                    started.push(self.start_node(to, parent, args, Some(edge), false)?);
+                    started.push(self.start_node(to, parent, args, Some(edge), false).await?);
                 }
             }
         }
@@ -934,7 +990,7 @@ impl Pass<'_> {
     }
 
     /// Schedules one node: a task, or a sub-flow (§3.9 decides its arguments and parent).
-    fn start_node(
+    async fn start_node(
         &mut self,
         node: NodeId,
         parent: &Json,
@@ -1025,7 +1081,7 @@ impl Pass<'_> {
             }
             NodeKind::Task(task) => {
                 let task = self.system.task_by_id(task);
-                if let Some(reused) = self.selective_reuse(task, &node_args) {
+                if let Some(reused) = self.selective_reuse(task, &node_args, parent).await? {
                     let record = NodeRef::new(name, reused);
                     self.reused.push(record.clone());
                     return Ok(record);
@@ -1080,18 +1136,36 @@ impl Pass<'_> {
 
     /// In a selective run, a task that was not asked for may reuse an earlier run: its
     /// `selective_run_function` decides (none: the task runs).
-    fn selective_reuse(&self, task: &TaskSpec, node_args: &Json) -> Option<String> {
-        let map = self.msg.selective.as_ref()?;
+    async fn selective_reuse(
+        &self,
+        task: &TaskSpec,
+        node_args: &Json,
+        parent: &Json,
+    ) -> Result<Option<String>, PassError> {
+        let Some(map) = self.msg.selective.as_ref() else {
+            return Ok(None);
+        };
         if !map.covers(self.spec.name) || map.is_requested(task.name) {
-            return None;
+            return Ok(None);
         }
-        let decide = task.selective_run_function?;
-        let reuse = decide(&SelectiveRunInput {
+        let Some(decide) = task.selective_run_function else {
+            return Ok(None);
+        };
+        let input = SelectiveRunInput {
             flow_name: &self.msg.flow_name,
             node_name: task.name,
             node_args,
             task_names: &map.task_names,
-        });
+        };
+        let db = Db::empty();
+        let view = StorageView::new(self.env.storage_pool(), &self.msg.flow_name, parent, &db);
+        let reuse = decide(&input, &view).await.map_err(|err| {
+            let what = format!(
+                "selective run function of task `{}` ({})",
+                task.name, task.origin
+            );
+            self.user_fn_error(what, err)
+        })?;
         self.tracer.emit_with(TraceEvent::SelectiveRunFunc, || {
             self.info_with(json!({
                 "node_name": task.name,
@@ -1105,12 +1179,12 @@ impl Pass<'_> {
                 self.info_with(json!({"node_name": task.name, "node_id": id}))
             });
         }
-        reuse
+        Ok(reuse)
     }
 
     /// RUN_FALLBACKS (§3.12): largest failed set first, lexicographic ties, every alternative
     /// whose condition holds, one failed instance per node consumed per application.
-    fn run_fallbacks(&mut self) -> Result<Vec<NodeRef>, PassError> {
+    async fn run_fallbacks(&mut self) -> Result<Vec<NodeRef>, PassError> {
         let names: Vec<String> = self.state.failed_nodes.keys().cloned().collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let mut started = Vec::new();
@@ -1127,7 +1201,7 @@ impl Pass<'_> {
                     {
                         break;
                     }
-                    let (s, stop, ran) = self.run_fallback(&combo)?;
+                    let (s, stop, ran) = self.run_fallback(&combo).await?;
                     started.extend(s);
                     if stop {
                         return Ok(started);
@@ -1142,7 +1216,10 @@ impl Pass<'_> {
     }
 
     /// Applies the alternatives of one failed set once: (started, stop, ran).
-    fn run_fallback(&mut self, combo: &[&str]) -> Result<(Vec<NodeRef>, bool, bool), PassError> {
+    async fn run_fallback(
+        &mut self,
+        combo: &[&str],
+    ) -> Result<(Vec<NodeRef>, bool, bool), PassError> {
         let nodes: Vec<Json> = combo
             .iter()
             .map(|n| json!({"name": n, "id": self.state.failed_nodes[*n][0]}))
@@ -1169,7 +1246,10 @@ impl Pass<'_> {
                     "condition_strs": alternative.condition_str,
                 }))
             };
-            if !(alternative.condition)(&Db::empty(), &self.msg.node_args) {
+            if !self
+                .holds(alternative.condition, alternative.condition_blocking, &[])
+                .await?
+            {
                 self.tracer.emit_with(TraceEvent::FallbackCondFalse, detail);
                 continue;
             }
@@ -1187,7 +1267,7 @@ impl Pass<'_> {
                     )));
                 };
                 let args = self.msg.node_args.clone();
-                let record = self.start_node(node, &no_parent, args, None, false)?;
+                let record = self.start_node(node, &no_parent, args, None, false).await?;
                 if let Some(Action::StartTask { message, .. }) = self.actions.last_mut() {
                     if message.task_id == record.id {
                         message.fallback_for = Some(fallback_for.clone());

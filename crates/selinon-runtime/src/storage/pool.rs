@@ -228,6 +228,23 @@ impl StoragePool {
         .cloned()
     }
 
+    /// The connected adapter of a storage as its concrete type, so that its own methods are
+    /// callable; an error names both types when the storage's adapter is another.
+    pub async fn get_connected_storage_as<T: DataStorage>(
+        &self,
+        name: &str,
+    ) -> Result<Arc<T>, StorageError> {
+        let adapter = self.get_connected_storage(name).await?;
+        let actual = adapter.type_name();
+        let any: Arc<dyn std::any::Any + Send + Sync> = adapter;
+        any.downcast::<T>().map_err(|_| {
+            StorageError::Configuration(format!(
+                "storage `{name}` is a `{actual}`, not a `{}`",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
     /// The storage name of a task, if it has one.
     pub fn storage_name_of(&self, task_name: &str) -> Option<&'static str> {
         self.tasks.get(task_name).and_then(|t| t.storage)

@@ -646,6 +646,10 @@ impl EngineEnv for Inner {
             .map(|(_, r)| r.clone())
     }
 
+    fn storage_pool(&self) -> Option<&StoragePool> {
+        Some(&self.pool)
+    }
+
     fn throttle(&self, node: &str, is_flow: bool, interval: Duration) -> Duration {
         self.throttler.countdown(node, is_flow, interval)
     }

@@ -956,6 +956,10 @@ impl EngineEnv for Shared {
         }
     }
 
+    fn storage_pool(&self) -> Option<&StoragePool> {
+        Some(&self.pool)
+    }
+
     fn throttle(&self, node: &str, is_flow: bool, interval: Duration) -> Duration {
         self.throttler.countdown(node, is_flow, interval)
     }
