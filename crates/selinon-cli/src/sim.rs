@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use selinon_runtime::spec::{
-    BoxFuture, Db, EdgeSpec, FailureSpec, FlowSpec, ForeachSpec, PropagateSpec, RunTaskFn,
-    SelectiveRunFn, SelectiveSpec, StorageSpec, SystemSpec, TaskSpec,
+    BoxFuture, Db, EdgeSpec, FailureSpec, FlowSpec, ForeachSpec, OutputSchema, PropagateSpec,
+    RunTaskFn, SelectiveRunFn, SelectiveSpec, StorageSpec, SystemSpec, TaskSpec,
 };
 use selinon_runtime::{Json, StorageView, TaskError, TaskResult};
 
@@ -236,6 +236,13 @@ pub fn system_spec(
             storage: t.storage.is_some().then_some(SIMULATION_STORAGE),
             storage_readonly: t.storage_readonly,
             storage_task_name: Some(leak_str(&t.storage_task_name)),
+            // Mocked results are validated against the task's schema, as real ones are.
+            output_schema: t.output_schema.as_ref().and_then(|s| {
+                Some(OutputSchema {
+                    path: leak_str(&s.path),
+                    json: leak_str(s.json.as_deref()?),
+                })
+            }),
             max_retry: u32::try_from(t.max_retry).unwrap_or(u32::MAX),
             // A simulation shows what runs, not when: no countdowns, no throttling.
             // Mocked as the stubs of `selinon new` are: run the task (no earlier run reused).

@@ -61,7 +61,8 @@ pub enum GenerateError {
 #[derive(Debug)]
 pub struct Generated {
     pub system: System,
-    /// Every file read: the YAML files and the migration chain (to watch for changes).
+    /// Every file read: the YAML files, the output schemas and the migration chain (to watch
+    /// for changes).
     pub files: Vec<PathBuf>,
     /// The directory of the migration chain, when there is one (watched for new files).
     pub migration_dir: Option<PathBuf>,
@@ -177,13 +178,14 @@ impl Builder {
             });
         };
         // Lower again so the IR carries the display paths chosen above; the migration chain
-        // was read by `check_files`.
+        // and the output schemas were read by `check_files`.
         let mut system = crate::ir::lower(config, &checked.sources);
-        system.migrations = checked
-            .system
-            .take()
-            .map(|s| s.migrations)
-            .unwrap_or_default();
+        if let Some(read) = checked.system.take() {
+            system.migrations = read.migrations;
+            for (task, read) in system.tasks.iter_mut().zip(read.tasks) {
+                task.output_schema = read.output_schema;
+            }
+        }
         let content_hash = content_hash(&checked.sources);
         Ok(Generated {
             system,
@@ -207,7 +209,7 @@ impl Builder {
     }
 
     /// For build scripts: writes `OUT_DIR/selinon_flows.rs` (only when it changed), prints
-    /// `cargo:rerun-if-changed` for every file read (YAML, migrations) and the migration
+    /// `cargo:rerun-if-changed` for every file read (YAML, output schemas, migrations) and the migration
     /// directory (a new migration file), and each warning as a cargo warning.
     pub fn generate(&self) -> Result<PathBuf, GenerateError> {
         let out_dir = std::env::var_os("OUT_DIR").ok_or(GenerateError::NoOutDir("OUT_DIR"))?;
@@ -271,7 +273,7 @@ pub fn write_if_changed(path: &Path, content: &str) -> Result<(), GenerateError>
     std::fs::rename(&tmp, path).map_err(err)
 }
 
-/// SHA-256 over the files' (YAML, migrations) display paths and contents, in path order (so the order the files
+/// SHA-256 over the files' (YAML, output schemas, migrations) display paths and contents, in path order (so the order the files
 /// were given in does not matter).
 fn content_hash(sources: &SourceMap) -> String {
     let mut files: Vec<(&str, &str)> = sources

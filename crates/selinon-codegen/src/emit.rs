@@ -244,6 +244,23 @@ fn lit(n: usize) -> Literal {
     Literal::usize_unsuffixed(n)
 }
 
+/// A raw string literal (`r#"…"#`) holding `text`, with as many `#` as it needs: embedded
+/// JSON stays readable (no escaped quotes).
+fn raw_str(text: &str) -> TokenStream {
+    let mut hashes = 1;
+    while text.contains(&format!("\"{}", "#".repeat(hashes))) {
+        hashes += 1;
+    }
+    let fence = "#".repeat(hashes);
+    let lit = format!("r{fence}\"{text}\"{fence}");
+    // Any text makes a valid raw string once the fence does not occur in it (a `\r` alone
+    // is the one character a raw string cannot hold: escape such text instead).
+    match lit.parse::<TokenStream>() {
+        Ok(tokens) if !text.contains('\r') => tokens,
+        _ => quote!(#text),
+    }
+}
+
 fn u32_of(v: u64) -> Literal {
     Literal::u32_unsuffixed(u32::try_from(v).unwrap_or(u32::MAX))
 }
@@ -441,8 +458,17 @@ impl Emitter<'_> {
             "storage_task_name",
             || quote!(Some(#alias)),
         );
-        if let Some(schema) = &t.output_schema {
-            f.set("output_schema", quote!(Some(#schema)));
+        if let Some((path, json)) = t
+            .output_schema
+            .as_ref()
+            .and_then(|s| Some((&s.path, s.json.as_deref()?)))
+        {
+            let ty = self.spec("OutputSchema");
+            let json = raw_str(json);
+            f.set(
+                "output_schema",
+                quote!(Some(#ty { path: #path, json: #json })),
+            );
         }
         let max_retry = u32_of(t.max_retry);
         f.set_if(t.max_retry != 0, "max_retry", || quote!(#max_retry));

@@ -94,7 +94,7 @@ pub struct Task {
     pub storage_readonly: bool,
     /// The name results are stored under (`storage_task_name`, default the task's name).
     pub storage_task_name: String,
-    pub output_schema: Option<String>,
+    pub output_schema: Option<OutputSchema>,
     pub max_retry: u64,
     pub retry_countdown_s: u64,
     /// Expanded when a worker starts.
@@ -102,6 +102,18 @@ pub struct Task {
     pub throttling_us: Option<u64>,
     /// `None`: always run (the default).
     pub selective_run_function: Option<Import>,
+}
+
+/// `output_schema` of a task: the JSON schema its results are validated against.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputSchema {
+    /// The path as written in the YAML (relative to the nodes file's folder).
+    pub path: String,
+    /// The schema as compact JSON text, read by [`crate::check_files`] and
+    /// [`crate::check_inline`] (and so by the [`crate::Builder`]). `None` after
+    /// [`crate::check_strs`], which reads no file: such a system's generated code does not
+    /// validate results.
+    pub json: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -416,7 +428,10 @@ pub fn lower(config: &Config, sources: &SourceMap) -> System {
             storage: t.storage.as_ref().map(|s| s.value.clone()),
             storage_readonly: t.storage_readonly,
             storage_task_name: t.storage_task_name().to_string(),
-            output_schema: t.output_schema.as_ref().map(|s| s.value.clone()),
+            output_schema: t.output_schema.as_ref().map(|s| OutputSchema {
+                path: s.value.clone(),
+                json: None,
+            }),
             max_retry: t.max_retry(),
             retry_countdown_s: t.retry_countdown(),
             queue: t

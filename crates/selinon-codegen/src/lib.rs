@@ -21,6 +21,7 @@ pub mod ir;
 pub mod migrate;
 pub mod plot;
 pub mod scaffold;
+pub mod schema;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -53,6 +54,7 @@ pub fn check_files(nodes: impl Into<PathBuf>, flows: &[PathBuf]) -> Checked {
     let config = config::load_files(&nodes, flows, &mut sources, &mut diagnostics);
     let mut checked = finish(sources, config, diagnostics);
     read_migrations(&nodes, &mut checked);
+    read_output_schemas(&nodes, &mut checked);
     checked
 }
 
@@ -99,6 +101,72 @@ fn read_migrations(nodes: &std::path::Path, checked: &mut Checked) {
     }
 }
 
+/// Reads every task's `output_schema` (a path relative to the nodes file's folder; absolute
+/// paths as they are) into the IR, as compact JSON text that generated code embeds. Each file
+/// joins [`Checked::sources`] (the content hash covers it, builds watch it). A file that
+/// cannot be read, is not JSON or is not a valid JSON schema is an error at the task's
+/// `output_schema`.
+fn read_output_schemas(nodes: &std::path::Path, checked: &mut Checked) {
+    let (Some(config), Some(system)) = (&checked.config, &mut checked.system) else {
+        return;
+    };
+    let folder = nodes.parent().unwrap_or(std::path::Path::new(""));
+    let mut read: std::collections::BTreeMap<PathBuf, Result<String, ()>> = Default::default();
+    let mut failed = false;
+    for (task, ir_task) in config.tasks.iter().zip(&mut system.tasks) {
+        let (Some(schema), Some(ir_schema)) = (&task.output_schema, &mut ir_task.output_schema)
+        else {
+            continue;
+        };
+        let path = folder.join(&schema.value);
+        let outcome = read.entry(path.clone()).or_insert_with(|| {
+            match schema::read(&path, &schema.value, folder) {
+                Ok((text, compact)) => {
+                    checked.sources.add(path.clone(), text);
+                    Ok(compact)
+                }
+                Err(problem) => {
+                    checked.diagnostics.error(
+                        schema.span,
+                        format!(
+                            "the output schema of task `{}` {}",
+                            task.name.value, problem.message
+                        ),
+                        problem.help,
+                    );
+                    Err(())
+                }
+            }
+        });
+        match outcome {
+            Ok(compact) => ir_schema.json = Some(compact.clone()),
+            Err(()) => {
+                // One file named by several tasks: each task's key gets the error.
+                if !checked
+                    .diagnostics
+                    .iter()
+                    .any(|d| d.span == Some(schema.span))
+                {
+                    checked.diagnostics.error(
+                        schema.span,
+                        format!(
+                            "the output schema of task `{}` (`{}`) cannot be used: see the \
+                             error above about the same file",
+                            task.name.value, schema.value
+                        ),
+                        "",
+                    );
+                }
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        checked.system = None;
+        checked.diagnostics.sort();
+    }
+}
+
 /// Loads, checks and lowers a whole configuration (nodes and flow definitions in one document)
 /// held in a string and written in the file `path`: its migration chain is read relative to
 /// `path`'s folder.
@@ -107,11 +175,13 @@ pub fn check_inline(path: impl Into<PathBuf>, text: &str) -> Checked {
     let shown = path.to_string_lossy().into_owned();
     let mut checked = check_strs((&shown, text), &[(&shown, text)]);
     read_migrations(&path, &mut checked);
+    read_output_schemas(&path, &mut checked);
     checked
 }
 
 /// Loads, checks and lowers a configuration held in strings: `(path, text)` pairs. A flow file
-/// with the same path as the nodes file is the nodes file (a single file holding both).
+/// with the same path as the nodes file is the nodes file (a single file holding both). No
+/// file is read: `output_schema` files and the migration chain are left out of the IR.
 pub fn check_strs(nodes: (&str, &str), flows: &[(&str, &str)]) -> Checked {
     let mut sources = SourceMap::default();
     let mut diagnostics = Diagnostics::default();

@@ -1,8 +1,10 @@
 //! The task envelope (§3.13): runs one attempt of a task and says what comes next.
 //!
 //! An attempt runs the user's code through the task's generated `run`, catches a panic (the
-//! task is then reported failed like any other error and the worker goes on), stores the
-//! result in the task's storage unless it is `storage_readonly`, and decides between success,
+//! task is then reported failed like any other error and the worker goes on), validates the
+//! result against the task's `output_schema` ([`crate::schema`]; a result that does not
+//! conform is a failure like any other), stores the result in the task's storage unless it is
+//! `storage_readonly`, and decides between success,
 //! a retry (after a countdown; the transport waits, not a worker slot) and a final failure.
 
 use std::panic::AssertUnwindSafe;
@@ -44,11 +46,12 @@ pub async fn run_attempt(
     env: Arc<dyn TaskEnv>,
 ) -> AttemptOutcome {
     let name = message.task_name.as_str();
-    let Some(task) = system.task(name) else {
+    let Some(task_id) = system.task_id(name) else {
         let error = format!("unknown task `{name}`");
         trace_failure(tracer, message, &error, "");
         return AttemptOutcome::Failed { error };
     };
+    let task = system.task_by_id(task_id);
     let base = || {
         json!({
             "flow_name": message.flow_name,
@@ -83,6 +86,7 @@ pub async fn run_attempt(
             Ok(r) => r?,
             Err(panic) => return Err(panicked(&*panic)),
         };
+        system.check_output(task_id, &result)?;
         if task.storage.is_some() && !task.storage_readonly {
             pool.store(
                 &message.node_args,

@@ -31,6 +31,8 @@ pub mod engine;
 pub mod envelope;
 pub mod predicates;
 #[cfg(feature = "rt")]
+pub mod schema;
+#[cfg(feature = "rt")]
 pub mod spec;
 #[cfg(feature = "rt")]
 pub mod storage;

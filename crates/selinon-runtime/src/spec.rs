@@ -142,7 +142,8 @@ pub struct TaskSpec {
     pub storage_readonly: bool,
     /// The name results are stored under, when not the task's name.
     pub storage_task_name: Option<&'static str>,
-    pub output_schema: Option<&'static str>,
+    /// `output_schema`: every result is validated against it before it is stored.
+    pub output_schema: Option<OutputSchema>,
     pub max_retry: u32,
     pub retry_countdown: Duration,
     pub throttling: Option<Duration>,
@@ -171,6 +172,15 @@ impl TaskSpec {
     pub fn storage_task_name(&self) -> &'static str {
         self.storage_task_name.unwrap_or(self.name)
     }
+}
+
+/// A task's `output_schema` (spec §3.13), embedded by the generator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputSchema {
+    /// The path as written in the YAML (shown in failure messages).
+    pub path: &'static str,
+    /// The schema's JSON text, read from `path` when the code was generated.
+    pub json: &'static str,
 }
 
 /// Upstream's default queue.

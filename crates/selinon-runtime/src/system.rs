@@ -8,7 +8,11 @@
 
 use std::collections::HashMap;
 
+use serde_json::Value as Json;
+
+use crate::schema::SchemaSlot;
 use crate::spec::{EdgeSpec, FailureSpec, FlowSpec, StorageSpec, SystemSpec, TaskSpec};
+use crate::task::TaskError;
 
 /// The position of a task in [`SystemSpec::tasks`].
 pub type TaskId = usize;
@@ -25,6 +29,8 @@ pub struct System {
     flow_ids: HashMap<&'static str, FlowId>,
     storages: HashMap<&'static str, usize>,
     flows: Vec<Flow>,
+    /// Per task: its `output_schema`, compiled when the task first returns a result.
+    schemas: Vec<SchemaSlot>,
 }
 
 /// What a node of a flow is.
@@ -132,6 +138,7 @@ impl System {
             flow_ids,
             storages,
             flows: Vec::new(),
+            schemas: spec.tasks.iter().map(|_| SchemaSlot::default()).collect(),
         };
         system.flows = spec
             .flows
@@ -213,6 +220,16 @@ impl System {
 
     pub fn task_by_id(&self, id: TaskId) -> &'static TaskSpec {
         &self.spec.tasks[id]
+    }
+
+    /// Validates a result of task `id` against its `output_schema` (nothing to do without
+    /// one). The schema is compiled on the first call for the task and kept.
+    pub fn check_output(&self, id: TaskId, result: &Json) -> Result<(), TaskError> {
+        let task = &self.spec.tasks[id];
+        match &task.output_schema {
+            None => Ok(()),
+            Some(schema) => self.schemas[id].validate(task.name, schema, result),
+        }
     }
 
     pub fn flow(&self, name: &str) -> Option<&Flow> {
