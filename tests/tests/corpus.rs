@@ -137,6 +137,37 @@ const REASONS: &[Reason] = &[
     },
 ];
 
+/// Configurations upstream accepts that we reject on purpose (COMPATIBILITY.md): every error
+/// must be for that reason. Upstream reads `output_schema` files only when a task returns a
+/// result (and then fails every run of the task); we embed them when generating code, so a
+/// missing file is an error at the `output_schema` key. The corpus ships no schema file:
+/// `output_schemas_of_corpus_configs_are_embedded` supplies them.
+struct Stricter {
+    config: &'static str,
+    reason: Reason,
+}
+
+const MISSING_SCHEMA: Reason = Reason {
+    config_suffix: "",
+    manifest: "their `output_schema` files are not in the corpus",
+    message: &[
+        &["output schema of task"],
+        &["cannot be read", "cannot be used"],
+    ],
+    line_contains: "output_schema:",
+};
+
+const STRICTER: &[Stricter] = &[
+    Stricter {
+        config: "selinon__selinon__2016_examples",
+        reason: MISSING_SCHEMA,
+    },
+    Stricter {
+        config: "selinon__selinon__test_set_config",
+        reason: MISSING_SCHEMA,
+    },
+];
+
 fn matches(checked: &Checked, d: &Diagnostic, reason: &Reason) -> bool {
     let message_ok = reason
         .message
@@ -193,6 +224,24 @@ fn corpus_configs_get_upstream_verdicts() {
         }
         let checked = check_files(&entry.nodes, &entry.flows);
         let errors = checked.diagnostics.error_count();
+        if let Some(stricter) = STRICTER.iter().find(|s| s.config == entry.name) {
+            let unexplained: Vec<_> = checked
+                .diagnostics
+                .errors()
+                .filter(|d| !matches(&checked, d, &stricter.reason))
+                .collect();
+            if !entry.accept || errors == 0 || !unexplained.is_empty() {
+                failures.push(format!(
+                    "{}: upstream {}s it; we reject it on purpose only because {}, yet we \
+                     report {errors} error(s):\n{}",
+                    entry.name,
+                    if entry.accept { "ACCEPT" } else { "REJECT" },
+                    stricter.reason.manifest,
+                    rendered_errors(&checked)
+                ));
+            }
+            continue;
+        }
         if entry.accept {
             if errors > 0 {
                 failures.push(format!(
@@ -279,4 +328,169 @@ fn corpus_configs_get_upstream_verdicts() {
             reason.config_suffix
         );
     }
+}
+
+/// Schemas for the corpus configurations that name `output_schema` files (the corpus ships
+/// none): `(config, [(path as the YAML writes it, schema)])`. The 2016 example's conditions
+/// read `foo` of Task1 and Task3.
+const CORPUS_SCHEMAS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "selinon__selinon__test_set_config",
+        &[(
+            "schema.json",
+            r#"{"type": "object", "required": ["projectName"],
+                "properties": {"projectName": {"type": "string"}}}"#,
+        )],
+    ),
+    (
+        "selinon__selinon__2016_examples",
+        &[
+            (
+                "path/to/schema1.json",
+                r#"{"type": "object", "properties": {"foo": {"type": "string"}}}"#,
+            ),
+            ("path/to/schema2.json", r#"{"type": "array"}"#),
+            (
+                "path/to/schema3.json",
+                r##"{"$defs": {"foo": {"enum": ["bar", "baz"]}},
+                    "properties": {"foo": {"$ref": "#/$defs/foo"}}}"##,
+            ),
+            ("path/to/schema4.json", r#"{}"#),
+        ],
+    ),
+];
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The corpus configurations that use `output_schema`, with their schema files written beside
+/// the nodes file: they load as upstream loads them, the generated code embeds every schema,
+/// and a result is validated against an embedded schema the way a worker validates it.
+#[test]
+fn output_schemas_of_corpus_configs_are_embedded() {
+    use selinon_runtime::schema::SchemaSlot;
+    use selinon_runtime::spec::OutputSchema;
+
+    let Some(corpus) = selinon_testkit::corpus_dir() else {
+        return;
+    };
+    let upstream = upstream(&corpus);
+    let entries = entries(&corpus);
+    let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("corpus-output-schemas");
+    let _ = std::fs::remove_dir_all(&scratch);
+    // Every corpus configuration that names an output schema is covered here.
+    for entry in &entries {
+        let nodes = std::fs::read_to_string(&entry.nodes).unwrap();
+        if nodes.contains("output_schema:") {
+            assert!(
+                CORPUS_SCHEMAS.iter().any(|(c, _)| *c == entry.name),
+                "{} uses output_schema: add its schemas to CORPUS_SCHEMAS",
+                entry.name
+            );
+        }
+    }
+    for (config, schemas) in CORPUS_SCHEMAS {
+        let entry = entries.iter().find(|e| e.name == *config).unwrap();
+        let dir = scratch.join(config);
+        copy_dir(&corpus.join(config), &dir);
+        for (path, schema) in *schemas {
+            let file = dir.join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(&file, schema).unwrap();
+        }
+        let rel = |p: &Path| p.strip_prefix(corpus.join(config)).unwrap().to_path_buf();
+        let nodes = dir.join(rel(&entry.nodes));
+        let flows: Vec<PathBuf> = entry.flows.iter().map(|f| dir.join(rel(f))).collect();
+
+        let checked = check_files(&nodes, &flows);
+        assert!(
+            !checked.diagnostics.has_errors(),
+            "{config}:\n{}",
+            rendered_errors(&checked)
+        );
+        let system = checked.system.as_ref().unwrap();
+        let ours = Counts {
+            tasks: system.tasks.len() as u64,
+            flows: system.flows.len() as u64,
+            storages: system.storages.len() as u64,
+            edges: system.flows.iter().map(|f| f.edges.len() as u64).sum(),
+        };
+        assert_eq!(upstream.counts.get(*config), Some(&ours), "{config}");
+        // Every task's schema is in the IR as compact JSON.
+        for task in &system.tasks {
+            let Some(schema) = &task.output_schema else {
+                continue;
+            };
+            let (_, text) = schemas.iter().find(|(p, _)| *p == schema.path).unwrap();
+            let expected: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                schema.json.as_deref(),
+                Some(serde_json::to_string(&expected).unwrap().as_str()),
+                "{config}: {}",
+                task.name
+            );
+        }
+
+        let mut builder = selinon_codegen::Builder::new()
+            .base_dir(&dir)
+            .nodes(rel(&entry.nodes));
+        for f in &entry.flows {
+            builder = builder.flows(rel(f));
+        }
+        let generated = builder.load().unwrap();
+        let code = generated.code();
+        for (path, _) in *schemas {
+            assert!(
+                code.contains(&format!("path: \"{path}\",")),
+                "{config}: {path} is not embedded:\n{code}"
+            );
+            assert!(
+                generated.files.iter().any(|f| f.ends_with(path)),
+                "{config}: {path} is not watched"
+            );
+        }
+        assert!(code.contains("json: r#\"{"), "{config}:\n{code}");
+        if *config == "selinon__selinon__2016_examples" {
+            // `"#` in the schema: the raw string takes one more `#`.
+            assert!(
+                code.contains(r###"json: r##"{"$defs""###),
+                "{config}:\n{code}"
+            );
+        }
+    }
+
+    // A result checked against an embedded schema, as a worker checks it.
+    let system = check_files(
+        scratch.join("selinon__selinon__2016_examples/example_nodes.yml"),
+        &[scratch.join("selinon__selinon__2016_examples/example_flows.yml")],
+    )
+    .system
+    .unwrap();
+    let task3 = system.task("Task3").unwrap();
+    let ir = task3.output_schema.as_ref().unwrap();
+    let schema = OutputSchema {
+        path: Box::leak(ir.path.clone().into_boxed_str()),
+        json: Box::leak(ir.json.clone().unwrap().into_boxed_str()),
+    };
+    let slot = SchemaSlot::default();
+    slot.validate("Task3", &schema, &serde_json::json!({"foo": "bar"}))
+        .unwrap();
+    let err = slot
+        .validate("Task3", &schema, &serde_json::json!({"foo": "qux"}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("task `Task3`: the result does not match output schema `path/to/schema3.json`: at /foo: "),
+        "{err}"
+    );
 }

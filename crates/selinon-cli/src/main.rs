@@ -96,8 +96,9 @@ struct SimulateArgs {
     args: String,
     /// What the mocked tasks return (YAML): `Task: {result: …}`, `{results: […]}`,
     /// `{fail: true}`, `{fail_times: N}`, `{sleep: SECONDS}`; `foreach: {function: [items]}`; tasks not named
-    /// return `{}`. The summary (the last line) counts everything the run started, `nowait`
-    /// work included.
+    /// return `{}`. Results are validated against the tasks' `output_schema`, as a worker
+    /// validates them. The summary (the last line) counts everything the run started,
+    /// `nowait` work included, and says why each task that failed for good failed.
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
     /// A selective run: only what leads to these tasks runs (comma-separated names).
@@ -633,6 +634,17 @@ fn simulate(args: SimulateArgs, color: bool) -> ExitCode {
             eprintln!("error: {what}");
         }
     }
+    // Why each task that failed for good failed (after its retries; fallbacks may have
+    // handled it), e.g. a mocked result that its `output_schema` rejects.
+    let mut failures = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for d in recorder.of(TraceEvent::TaskFailure) {
+        if let (Some(task), Some(what)) = (d["task_name"].as_str(), d["what"].as_str()) {
+            failures
+                .entry(task.to_string())
+                .or_default()
+                .push(what.to_string());
+        }
+    }
     let status = if outcome.is_finished() {
         "finished"
     } else {
@@ -640,7 +652,7 @@ fn simulate(args: SimulateArgs, color: bool) -> ExitCode {
     };
     println!(
         "{}",
-        serde_json::json!({"status": status, "runs": runs, "flows": flows})
+        serde_json::json!({"status": status, "runs": runs, "flows": flows, "failures": failures})
     );
     if outcome.is_finished() {
         ExitCode::SUCCESS

@@ -396,3 +396,81 @@ flow-definitions:
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["status"], "failed");
 }
+
+/// A mocked result is validated against its task's `output_schema` as a worker validates a
+/// real one: a result that does not conform fails the task (retries, then the fallback) and
+/// the summary says why.
+#[test]
+fn results_are_validated_against_the_output_schema() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("simulate-schema-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("schemas")).unwrap();
+    std::fs::write(
+        dir.join("system.yml"),
+        SYSTEM.replace(
+            "{name: Charge, import: shop.tasks, max_retry: 2}",
+            "{name: Charge, import: shop.tasks, max_retry: 2, output_schema: schemas/charge.json}",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("schemas/charge.json"),
+        r#"{"type": "object", "required": ["paid"], "properties": {"paid": {"type": "boolean"}}}"#,
+    )
+    .unwrap();
+    let run = |scenario: &str| {
+        std::fs::write(dir.join("scenario.yml"), scenario).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_selinon"))
+            .args([
+                "simulate",
+                "-n",
+                "system.yml",
+                "-f",
+                "system.yml",
+                "--flow",
+                "order",
+            ])
+            .args(["--scenario", "scenario.yml"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let last = stdout.lines().last().unwrap_or_default();
+        let summary: serde_json::Value = serde_json::from_str(last)
+            .unwrap_or_else(|_| panic!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), summary, stdout)
+    };
+
+    let (code, summary, _) = run("Charge: {result: {paid: true}}\n");
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(summary["runs"]["Charge"], 1, "{summary}");
+    assert!(summary["runs"].get("Refund").is_none(), "{summary}");
+    assert_eq!(summary["failures"], serde_json::json!({}));
+
+    let (code, summary, stdout) = run("Charge: {result: {paid: \"yes\"}}\n");
+    assert_eq!(code, Some(0), "the fallback handles it: {summary}");
+    assert_eq!(summary["runs"]["Charge"], 3, "max_retry 2: three runs");
+    assert_eq!(summary["runs"]["Refund"], 1, "{summary}");
+    let why = summary["failures"]["Charge"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(
+        why,
+        "task `Charge`: the result does not match output schema `schemas/charge.json`: at \
+         /paid: \"yes\" is not of type \"boolean\" (schema /properties/paid/type)",
+        "{summary}"
+    );
+    // The trace says it at each retry and at the failure.
+    let saying = |event: &str| {
+        stdout
+            .lines()
+            .filter(|l| l.contains(&format!("\"event\":\"{event}\"")))
+            .filter(|l| l.contains("is not of type \\\"boolean\\\""))
+            .count()
+    };
+    assert_eq!(
+        (saying("TASK_RETRY"), saying("TASK_FAILURE")),
+        (2, 1),
+        "{stdout}"
+    );
+}

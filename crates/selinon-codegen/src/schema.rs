@@ -31,27 +31,27 @@ pub fn read(path: &Path, written: &str, folder: &Path) -> Result<(String, String
             };
             let mut help = format!(
                 "`output_schema` is a path relative to the folder of the nodes file \
-                 (`{folder_shown}`): fix the path or create the file"
+                 (`{folder_shown}`), so this one names `{shown}`: fix the path or create the file"
             );
             // Upstream read the path relative to the worker's current directory.
-            if Path::new(written).is_relative() && path != Path::new(written) {
-                if Path::new(written).is_file() {
-                    help.push_str(&format!(
-                        "; `{written}` exists relative to the current directory (where \
-                         upstream Selinon workers looked): write its path relative to \
-                         `{folder_shown}`"
-                    ));
-                }
+            if Path::new(written).is_relative()
+                && path != Path::new(written)
+                && Path::new(written).is_file()
+            {
+                help.push_str(&format!(
+                    "; `{written}` exists relative to the current directory (where upstream \
+                     Selinon workers looked): write its path relative to `{folder_shown}`"
+                ));
             }
             return Err(Problem {
-                message: format!("cannot be read: `{written}` (`{shown}`): {err}"),
+                message: format!("cannot be read: `{written}`: {err}"),
                 help,
             });
         }
     };
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|err| Problem {
         message: format!(
-            "`{written}` is not JSON: {} at {shown}:{}:{}",
+            "(`{written}`) is not JSON: {} at {shown}:{}:{}",
             strip_position(&err.to_string()),
             err.line(),
             err.column()
@@ -64,14 +64,14 @@ pub fn read(path: &Path, written: &str, folder: &Path) -> Result<(String, String
             p => format!(" (at {p} in the schema)"),
         };
         return Err(Problem {
-            message: format!("`{written}` is not a valid JSON schema: {err}{at}"),
+            message: format!("(`{written}`) is not a valid JSON schema: {err}{at}"),
             help: "fix the schema; references (`$ref`) may only point inside it (`#/…`): the \
                    generated code embeds the schema and workers fetch nothing"
                 .to_string(),
         });
     }
     let compact = serde_json::to_string(&value).map_err(|err| Problem {
-        message: format!("`{written}` cannot be embedded: {err}"),
+        message: format!("(`{written}`) cannot be embedded: {err}"),
         help: String::new(),
     })?;
     Ok((text, compact))

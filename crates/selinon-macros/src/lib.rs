@@ -54,10 +54,10 @@ impl Parse for Args {
 ///
 /// The first path is the nodes file, the others flow files or directories; paths are relative
 /// to the crate's `CARGO_MANIFEST_DIR`. YAML errors become compile errors that name the YAML
-/// file, line and column, and the crate is rebuilt when a YAML file or a migration file of
-/// `global.migration_dir` changes (a *new* migration file is seen at the next rebuild, e.g. after
-/// touching the nodes file; a `build.rs` watches the folder itself). Module paths in
-/// the YAML (`import: myapp.tasks`) are taken from the crate root (`crate::myapp::tasks`).
+/// file, line and column, and the crate is rebuilt when a YAML file, an `output_schema` file or
+/// a migration file of `global.migration_dir` changes (a *new* migration file is seen at the
+/// next rebuild, e.g. after touching the nodes file; a `build.rs` watches the folder itself).
+/// Module paths in the YAML (`import: myapp.tasks`) are taken from the crate root (`crate::myapp::tasks`).
 #[proc_macro]
 pub fn include_flows(input: TokenStream) -> TokenStream {
     let args = syn::parse_macro_input!(input as Args);
@@ -139,7 +139,7 @@ fn expand(args: &Args) -> syn::Result<proc_macro2::TokenStream> {
 ///
 /// The YAML may be indented as a whole. Errors and the generated doc comments name the Rust
 /// file and the line and column of the YAML in it; relative paths in the YAML
-/// (`global.migration_dir`) are read from the Rust file's folder. Module paths in the YAML are
+/// (`global.migration_dir`, `output_schema`) are read from the Rust file's folder. Module paths in the YAML are
 /// taken from the crate root, as with [`include_flows!`].
 #[proc_macro]
 pub fn flows(input: TokenStream) -> TokenStream {
@@ -189,7 +189,8 @@ fn generate(
     match builder.generate_tokens() {
         Ok(generated) => {
             let code = generated.tokens();
-            // Rebuild when a file read changes (YAML, migrations): include every file's bytes.
+            // Rebuild when a file read changes (YAML, output schemas, migrations): include
+            // every file's bytes.
             let tracked = generated
                 .files
                 .iter()
