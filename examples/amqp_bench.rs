@@ -40,6 +40,9 @@ mod bench {
         pub struct Noop;
 
         impl Task for Noop {
+            type Args = Json;
+            type Output = Json;
+
             async fn run(&self, ctx: &TaskContext, _args: Json) -> TaskResult {
                 let start = crate::now_us();
                 let result = json!({"ok": true});
@@ -344,14 +347,14 @@ async fn run_bench(o: Options) {
         .await
         .expect("client");
     let (flow, tasks_per_flow) = if o.shape == "chain10" {
-        (&flows::chain10::FLOW, 10.0)
+        (flows::chain10::FLOW.untyped(), 10.0)
     } else {
-        (&flows::fanout::FLOW, 12.0)
+        (flows::fanout::FLOW.untyped(), 12.0)
     };
 
     // Warm-up, then N flows at once.
     let warm = client
-        .submit_many(flow, (0..20).map(|i| json!({"i": i})))
+        .submit_many(&flow, (0..20).map(|i| json!({"i": i})))
         .await
         .unwrap();
     client
@@ -360,7 +363,7 @@ async fn run_bench(o: Options) {
         .unwrap();
     let start = Instant::now();
     let ids = client
-        .submit_many(flow, (0..o.flows).map(|i| json!({"i": i})))
+        .submit_many(&flow, (0..o.flows).map(|i| json!({"i": i})))
         .await
         .unwrap();
     let done = client
@@ -373,7 +376,7 @@ async fn run_bench(o: Options) {
     // Hop latency: flows one at a time.
     let mut single = Vec::new();
     for i in 0..50 {
-        let id = client.submit(flow, json!({"i": i})).await.unwrap();
+        let id = client.submit(&flow, json!({"i": i})).await.unwrap();
         client.wait(&id, Duration::from_secs(60)).await.unwrap();
         single.push(id);
     }

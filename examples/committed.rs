@@ -14,5 +14,5 @@ mod flows;
 
 #[tokio::main]
 async fn main() {
-    myapp::run_ingest(&flows::SYSTEM, &flows::ingest::FLOW, "serde").await;
+    myapp::run_ingest("serde").await;
 }

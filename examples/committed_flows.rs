@@ -10,7 +10,7 @@ use selinon_runtime::spec::{
     EdgeSpec, FailureSpec, FlowSpec, PropagateSpec, StorageAdapter, StorageSpec,
     SystemSpec, TaskSpec, user_storage,
 };
-use selinon_runtime::{Db, Json, json};
+use selinon_runtime::{AcceptsArgs, Db, Flow, Json, Takes, Task, json};
 
 /// The Selinon system generated from examples/flows/nodes.yml, examples/flows/analyse.yml, examples/flows/ingest.yml.
 /// Content hash of the configuration: `sha256:27d6198b7807ac50`.
@@ -85,7 +85,7 @@ pub static SYSTEM: SystemSpec = SystemSpec {
             ..TaskSpec::DEFAULT
         },
     ],
-    flows: &[&ingest::FLOW, &analyse::FLOW],
+    flows: &[&ingest::SPEC, &analyse::SPEC],
     storages: &[
         StorageSpec {
             name: "Results",
@@ -100,12 +100,62 @@ pub static SYSTEM: SystemSpec = SystemSpec {
     ..SystemSpec::DEFAULT
 };
 
+/// The tasks, to read their results as their types: `ctx.parent_result::<tasks::FetchRelease>()`.
+#[allow(dead_code, unused_imports)]
+pub mod tasks {
+    /// Task `FetchRelease` (examples/flows/nodes.yml:7), run by `crate::myapp::tasks::FetchRelease`.
+    pub enum FetchRelease {}
+    impl selinon_runtime::TaskNode for FetchRelease {
+        const NAME: &'static str = "FetchRelease";
+        type Task = crate::myapp::tasks::FetchRelease;
+    }
+
+    /// Task `ExtractMetadata` (examples/flows/nodes.yml:12), run by `crate::myapp::tasks::ExtractMetadata`.
+    pub enum ExtractMetadata {}
+    impl selinon_runtime::TaskNode for ExtractMetadata {
+        const NAME: &'static str = "ExtractMetadata";
+        type Task = crate::myapp::tasks::ExtractMetadata;
+    }
+
+    /// Task `CheckLicense` (examples/flows/nodes.yml:15), run by `crate::myapp::tasks::CheckLicense`.
+    pub enum CheckLicense {}
+    impl selinon_runtime::TaskNode for CheckLicense {
+        const NAME: &'static str = "CheckLicense";
+        type Task = crate::myapp::tasks::CheckLicense;
+    }
+
+    /// Task `ScanCode` (examples/flows/nodes.yml:18), run by `crate::myapp::tasks::ScanCode`.
+    pub enum ScanCode {}
+    impl selinon_runtime::TaskNode for ScanCode {
+        const NAME: &'static str = "ScanCode";
+        type Task = crate::myapp::tasks::ScanCode;
+    }
+
+    /// Task `FetchFromMirror` (examples/flows/nodes.yml:21), run by `crate::myapp::tasks::FetchFromMirror`.
+    pub enum FetchFromMirror {}
+    impl selinon_runtime::TaskNode for FetchFromMirror {
+        const NAME: &'static str = "FetchFromMirror";
+        type Task = crate::myapp::tasks::FetchFromMirror;
+    }
+
+    /// Task `Report` (examples/flows/nodes.yml:24), run by `crate::myapp::tasks::Report`.
+    pub enum Report {}
+    impl selinon_runtime::TaskNode for Report {
+        const NAME: &'static str = "Report";
+        type Task = crate::myapp::tasks::Report;
+    }
+}
+
 /// Flow `ingest` (examples/flows/ingest.yml:4).
+#[allow(dead_code)]
 pub mod ingest {
     use super::*;
 
-    /// Flow `ingest` (examples/flows/ingest.yml:4): start it with `runtime.run(&ingest::FLOW, node_args)`.
-    pub static FLOW: FlowSpec = FlowSpec {
+    /// Flow `ingest` (examples/flows/ingest.yml:4): start it with `runtime.run(&ingest::FLOW, args)`.
+    pub static FLOW: Flow<Ingest> = Flow::new(&SPEC);
+
+    /// What flow `ingest` is.
+    pub static SPEC: FlowSpec = FlowSpec {
         name: "ingest",
         origin: "examples/flows/ingest.yml:4",
         queue: "ingest_flow",
@@ -158,6 +208,13 @@ pub mod ingest {
         ..FlowSpec::DEFAULT
     };
 
+    /// What flow `ingest` takes: the `Task::Args` of its starting task.
+    pub enum Ingest {}
+    impl<A> Takes<A> for Ingest
+    where
+        <crate::myapp::tasks::FetchRelease as Task>::Args: AcceptsArgs<A>,
+    {}
+
     /// `(fieldEqual(db.get('ExtractMetadata'), key='kind', value='library') and fieldExist(db.get('ExtractMetadata'), key='sources'))` (examples/flows/ingest.yml:16).
     fn edge_4(db: &Db<'_>, _node_args: &Json) -> bool {
         static ARGS: LazyLock<[Json; 3]> = LazyLock::new(|| [
@@ -171,11 +228,15 @@ pub mod ingest {
 }
 
 /// Flow `analyse` (examples/flows/analyse.yml:3).
+#[allow(dead_code)]
 pub mod analyse {
     use super::*;
 
-    /// Flow `analyse` (examples/flows/analyse.yml:3): start it with `runtime.run(&analyse::FLOW, node_args)`.
-    pub static FLOW: FlowSpec = FlowSpec {
+    /// Flow `analyse` (examples/flows/analyse.yml:3): start it with `runtime.run(&analyse::FLOW, args)`.
+    pub static FLOW: Flow<Analyse> = Flow::new(&SPEC);
+
+    /// What flow `analyse` is.
+    pub static SPEC: FlowSpec = FlowSpec {
         name: "analyse",
         origin: "examples/flows/analyse.yml:3",
         edges: &[
@@ -187,4 +248,12 @@ pub mod analyse {
         ],
         ..FlowSpec::DEFAULT
     };
+
+    /// What flow `analyse` takes: the `Task::Args` of its starting tasks, which must agree (start it with `FLOW.untyped()` when they do not).
+    pub enum Analyse {}
+    impl<A> Takes<A> for Analyse
+    where
+        <crate::myapp::tasks::CheckLicense as Task>::Args: AcceptsArgs<A>,
+        <crate::myapp::tasks::ScanCode as Task>::Args: AcceptsArgs<A>,
+    {}
 }

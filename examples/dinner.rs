@@ -10,7 +10,16 @@ use std::io::{Read, Write};
 
 mod myapp {
     pub mod tasks {
-        use selinon_runtime::{json, Json, Task, TaskContext, TaskResult};
+        use selinon_macros::task;
+        use selinon_runtime::{AnyArgs, Task, TaskContext, TaskResult};
+        use serde::{Deserialize, Serialize};
+
+        use crate::flows::tasks::WarmUpOvenTask as Oven;
+
+        #[derive(Debug, Serialize, Deserialize)]
+        pub struct Bought {
+            pub bought: String,
+        }
 
         macro_rules! shopping {
             ($($name:ident => $item:literal),*) => {$(
@@ -18,8 +27,11 @@ mod myapp {
                 pub struct $name;
 
                 impl Task for $name {
-                    async fn run(&self, _ctx: &TaskContext, _args: Json) -> TaskResult {
-                        Ok(json!({"bought": $item}))
+                    type Args = AnyArgs;
+                    type Output = Bought;
+
+                    async fn run(&self, _ctx: &TaskContext, _args: AnyArgs) -> TaskResult<Bought> {
+                        Ok(Bought { bought: $item.into() })
                     }
                 }
             )*};
@@ -28,68 +40,86 @@ mod myapp {
         shopping!(BuyEggsTask => "eggs", BuyFlourTask => "flour", BuyFlowerTask => "flowers",
                   BuyAllRemainingTask => "butter and apples");
 
-        #[derive(Default)]
-        pub struct OrderPizzaTask;
-
-        impl Task for OrderPizzaTask {
-            async fn run(&self, _ctx: &TaskContext, _args: Json) -> TaskResult {
-                Ok(json!({"pizza": "margherita"}))
-            }
+        #[derive(Debug, Serialize, Deserialize)]
+        pub struct Pizza {
+            pub pizza: String,
         }
 
-        #[derive(Default)]
-        pub struct OrderBeerTask;
+        #[task(name = OrderPizzaTask)]
+        pub async fn order_pizza() -> TaskResult<Pizza> {
+            Ok(Pizza {
+                pizza: "margherita".into(),
+            })
+        }
 
-        impl Task for OrderBeerTask {
-            async fn run(&self, _ctx: &TaskContext, _args: Json) -> TaskResult {
-                Ok(json!({"beer": 6}))
-            }
+        #[derive(Debug, Serialize, Deserialize)]
+        pub struct Beer {
+            pub beer: u32,
+        }
+
+        #[task(name = OrderBeerTask)]
+        pub async fn order_beer() -> TaskResult<Beer> {
+            Ok(Beer { beer: 6 })
+        }
+
+        /// The oven's state; the cycle's condition reads `temperature`.
+        #[derive(Debug, Serialize, Deserialize)]
+        pub struct Temperature {
+            pub temperature: i64,
         }
 
         /// Heats by 75 degrees per run, starting from the previous run's temperature.
-        #[derive(Default)]
-        pub struct WarmUpOvenTask;
-
-        impl Task for WarmUpOvenTask {
-            async fn run(&self, ctx: &TaskContext, _args: Json) -> TaskResult {
-                let previous = match ctx.parent_task_result("WarmUpOvenTask").await {
-                    Ok(result) => result["temperature"].as_i64().unwrap_or(25),
-                    Err(_) => 25,
-                };
-                let temperature = previous + 75;
-                println!("  oven at {temperature} degrees");
-                Ok(json!({"temperature": temperature}))
-            }
+        #[task(name = WarmUpOvenTask)]
+        pub async fn warm_up_oven(ctx: &TaskContext) -> TaskResult<Temperature> {
+            let previous = match ctx.parent_result::<Oven>().await {
+                Ok(oven) => oven.temperature,
+                Err(_) => 25,
+            };
+            let temperature = previous + 75;
+            println!("  oven at {temperature} degrees");
+            Ok(Temperature { temperature })
         }
 
-        #[derive(Default)]
-        pub struct MakeDoughTask;
-
-        impl Task for MakeDoughTask {
-            async fn run(&self, _ctx: &TaskContext, _args: Json) -> TaskResult {
-                Ok(json!({"dough": "ready"}))
-            }
+        #[derive(Debug, Serialize, Deserialize)]
+        pub struct Dough {
+            pub dough: String,
         }
 
-        #[derive(Default)]
-        pub struct BakeTask;
-
-        impl Task for BakeTask {
-            async fn run(&self, ctx: &TaskContext, _args: Json) -> TaskResult {
-                let oven = ctx.parent_task_result("WarmUpOvenTask").await?;
-                println!("  baking at {} degrees", oven["temperature"]);
-                Ok(json!({"pie": "apple", "temperature": oven["temperature"]}))
-            }
+        #[task(name = MakeDoughTask)]
+        pub async fn make_dough() -> TaskResult<Dough> {
+            Ok(Dough {
+                dough: "ready".into(),
+            })
         }
 
-        #[derive(Default)]
-        pub struct ServePlateTask;
+        #[derive(Debug, Serialize, Deserialize)]
+        pub struct Pie {
+            pub pie: String,
+            pub temperature: i64,
+        }
 
-        impl Task for ServePlateTask {
-            async fn run(&self, _ctx: &TaskContext, args: Json) -> TaskResult {
-                println!("  a plate served");
-                Ok(json!({"served": args}))
-            }
+        #[task(name = BakeTask)]
+        pub async fn bake(ctx: &TaskContext) -> TaskResult<Pie> {
+            let oven = ctx.parent_result::<Oven>().await?;
+            println!("  baking at {} degrees", oven.temperature);
+            Ok(Pie {
+                pie: "apple".into(),
+                temperature: oven.temperature,
+            })
+        }
+
+        #[derive(Debug, Serialize, Deserialize)]
+        pub struct Served {
+            pub served: String,
+        }
+
+        /// Serves one plate (one per guest: the edge's `foreach` starts one per item).
+        #[task(name = ServePlateTask)]
+        pub async fn serve_plate() -> TaskResult<Served> {
+            println!("  a plate served");
+            Ok(Served {
+                served: "apple pie".into(),
+            })
         }
     }
 
@@ -143,10 +173,7 @@ async fn main() -> std::process::ExitCode {
     }
     println!("dinnerFlow:");
     let runtime = selinon_runtime::Runtime::new(&flows::SYSTEM);
-    let outcome = match runtime
-        .run(&flows::dinner_flow::FLOW, selinon_runtime::json!(null))
-        .await
-    {
+    let outcome = match runtime.run(&flows::dinner_flow::FLOW, ()).await {
         Ok(outcome) => outcome,
         Err(err) => {
             eprintln!("error: {err}");

@@ -17,6 +17,9 @@ mod bench {
         pub struct Noop;
 
         impl Task for Noop {
+            type Args = Json;
+            type Output = Json;
+
             async fn run(&self, ctx: &TaskContext, _args: Json) -> TaskResult {
                 let start = std::time::Instant::now();
                 let result = json!({"ok": true});
@@ -96,13 +99,16 @@ async fn main() {
             other => panic!("unknown argument {other}; use --flows N --repeat R"),
         }
     }
-    for (flow, tasks_per_flow) in [(&flows::chain10::FLOW, 10.0), (&flows::fanout::FLOW, 12.0)] {
+    for (flow, tasks_per_flow) in [
+        (flows::chain10::FLOW.untyped(), 10.0),
+        (flows::fanout::FLOW.untyped(), 12.0),
+    ] {
         let mut rates = Vec::new();
         for _ in 0..repeat {
             let runtime = selinon_runtime::Runtime::new(&flows::SYSTEM);
             let t0 = Instant::now();
             let handles: Vec<_> = (0..n)
-                .map(|i| runtime.run(flow, selinon_runtime::json!({"i": i})))
+                .map(|i| runtime.run(&flow, selinon_runtime::json!({"i": i})))
                 .collect();
             for h in handles {
                 assert!(h.await.expect("runs").is_finished());
@@ -117,7 +123,7 @@ async fn main() {
         for i in 0..200 {
             let t0 = Instant::now();
             let outcome = runtime
-                .run(flow, selinon_runtime::json!({"i": i}))
+                .run(&flow, selinon_runtime::json!({"i": i}))
                 .await
                 .expect("runs");
             latency.push(t0.elapsed().as_secs_f64() * 1e3);

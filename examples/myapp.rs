@@ -1,72 +1,112 @@
 //! The code the example configuration (`examples/flows/`) names: `import: myapp.tasks` and
-//! `import: myapp.storages` map to these modules.
+//! `import: myapp.storages` map to these modules. Every example that uses it declares the
+//! generated code as `crate::flows`.
 
 pub mod tasks {
-    use selinon_runtime::{json, Json, Task, TaskContext, TaskError, TaskResult};
+    use selinon_macros::task;
+    use selinon_runtime::{TaskContext, TaskError, TaskResult};
+    use serde::{Deserialize, Serialize};
 
-    /// Downloads a release; fails for the package `broken` so the fallback runs.
-    #[derive(Default)]
-    pub struct FetchRelease;
+    use crate::flows;
 
-    impl Task for FetchRelease {
-        async fn run(&self, _ctx: &TaskContext, args: Json) -> TaskResult {
-            let name = args["name"].as_str().unwrap_or("unknown");
-            if name == "broken" {
-                return Err(TaskError::fatal("the release server does not have it"));
-            }
-            Ok(json!({"name": name, "url": format!("https://example.invalid/{name}.tar.gz")}))
-        }
+    /// What `ingest` (and its sub-flow `analyse`) is started with.
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct Package {
+        pub name: String,
+        /// `library` unless said otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub kind: Option<String>,
     }
 
-    /// The fallback of `FetchRelease`.
-    #[derive(Default)]
-    pub struct FetchFromMirror;
+    /// Where a release was found.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Release {
+        pub name: String,
+        pub url: String,
+        #[serde(default)]
+        pub mirror: bool,
+    }
 
-    impl Task for FetchFromMirror {
-        async fn run(&self, _ctx: &TaskContext, args: Json) -> TaskResult {
-            Ok(json!({"name": args["name"], "mirror": true}))
+    /// What `ExtractMetadata` finds; the edge to `analyse` reads `kind` and `sources`.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Metadata {
+        pub kind: String,
+        pub sources: Vec<String>,
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct License {
+        pub license: String,
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Findings {
+        pub findings: u32,
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Summary {
+        pub report: String,
+    }
+
+    /// Downloads a release; fails for the package `broken` so the fallback runs.
+    #[task]
+    pub async fn fetch_release(package: Package) -> TaskResult<Release> {
+        if package.name == "broken" {
+            return Err(TaskError::fatal("the release server does not have it"));
         }
+        Ok(Release {
+            url: format!("https://example.invalid/{}.tar.gz", package.name),
+            name: package.name,
+            mirror: false,
+        })
+    }
+
+    /// The fallback of `FetchRelease`: reads why it failed.
+    #[task]
+    pub async fn fetch_from_mirror(ctx: &TaskContext, package: Package) -> TaskResult<Release> {
+        if let Some(reason) = ctx.parent_task_exception("FetchRelease") {
+            println!("  FetchRelease failed ({reason}): trying the mirror");
+        }
+        Ok(Release {
+            url: format!("https://mirror.example.invalid/{}.tar.gz", package.name),
+            name: package.name,
+            mirror: true,
+        })
     }
 
     /// Reads the package's metadata.
-    #[derive(Default)]
-    pub struct ExtractMetadata;
-
-    impl Task for ExtractMetadata {
-        async fn run(&self, _ctx: &TaskContext, args: Json) -> TaskResult {
-            Ok(
-                json!({"kind": args["kind"].as_str().unwrap_or("library"), "sources": ["src/lib.rs"]}),
-            )
-        }
+    #[task]
+    pub async fn extract_metadata(package: Package) -> TaskResult<Metadata> {
+        Ok(Metadata {
+            kind: package.kind.unwrap_or_else(|| "library".into()),
+            sources: vec!["src/lib.rs".into()],
+        })
     }
 
-    #[derive(Default)]
-    pub struct CheckLicense;
-
-    impl Task for CheckLicense {
-        async fn run(&self, _ctx: &TaskContext, _args: Json) -> TaskResult {
-            Ok(json!({"license": "MIT"}))
-        }
+    #[task]
+    pub async fn check_license(_package: Package) -> TaskResult<License> {
+        Ok(License {
+            license: "MIT".into(),
+        })
     }
 
-    #[derive(Default)]
-    pub struct ScanCode;
-
-    impl Task for ScanCode {
-        async fn run(&self, _ctx: &TaskContext, _args: Json) -> TaskResult {
-            Ok(json!({"findings": 0}))
-        }
+    #[task]
+    pub async fn scan_code(_package: Package) -> TaskResult<Findings> {
+        Ok(Findings { findings: 0 })
     }
 
-    /// Reads the metadata its parent stored.
-    #[derive(Default)]
-    pub struct Report;
-
-    impl Task for Report {
-        async fn run(&self, ctx: &TaskContext, _args: Json) -> TaskResult {
-            let metadata = ctx.parent_task_result("ExtractMetadata").await?;
-            Ok(json!({"report": format!("{} package", metadata["kind"])}))
-        }
+    /// Reads the metadata its parent stored, as `ExtractMetadata`'s result type.
+    #[task]
+    pub async fn report(ctx: &TaskContext) -> TaskResult<Summary> {
+        let metadata = ctx.parent_result::<flows::tasks::ExtractMetadata>().await?;
+        Ok(Summary {
+            report: format!(
+                "{} package, {} source files",
+                metadata.kind,
+                metadata.sources.len()
+            ),
+        })
     }
 }
 
@@ -75,19 +115,32 @@ pub mod storages {
     pub type ResultStore = selinon_runtime::storage::InMemoryStorage;
 }
 
-/// Runs `ingest` (the flow of `system` whose handle is `ingest`) for a package and prints how it
-/// ended; panics when it did not end as expected.
-pub async fn run_ingest(
-    system: &'static selinon_runtime::SystemSpec,
-    ingest: &'static selinon_runtime::FlowSpec,
-    package: &str,
-) {
-    let runtime = selinon_runtime::Runtime::new(system);
+/// Runs `ingest` for a package and prints how it ended, with what `ExtractMetadata` found;
+/// panics when it did not end as expected.
+pub async fn run_ingest(package: &str) {
+    use crate::flows;
+
+    let runtime = selinon_runtime::Runtime::new(&flows::SYSTEM);
     let outcome = runtime
-        .run(ingest, selinon_runtime::json!({"name": package}))
+        .run(
+            &flows::ingest::FLOW,
+            tasks::Package {
+                name: package.into(),
+                kind: None,
+            },
+        )
         .await
         .expect("the flow runs");
     println!("{}", serde_json::to_string(&outcome).expect("JSON"));
-    assert!(outcome.is_finished(), "ingest of {package} failed");
+    assert!(
+        outcome.is_finished(),
+        "ingest of {package} failed: {}",
+        outcome.failures()
+    );
     assert_eq!(outcome.finished("analyse").len(), 1, "analyse ran once");
+    let metadata = runtime
+        .result::<flows::tasks::ExtractMetadata>(&outcome)
+        .await
+        .expect("ExtractMetadata stored its result");
+    println!("{package}: a {} with {:?}", metadata.kind, metadata.sources);
 }

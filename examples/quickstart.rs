@@ -11,7 +11,7 @@ mod flows {
 
 #[tokio::main]
 async fn main() {
-    myapp::run_ingest(&flows::SYSTEM, &flows::ingest::FLOW, "serde").await;
+    myapp::run_ingest("serde").await;
     // The release server fails for `broken`: the fallback fetches it from the mirror.
-    myapp::run_ingest(&flows::SYSTEM, &flows::ingest::FLOW, "broken").await;
+    myapp::run_ingest("broken").await;
 }

@@ -25,21 +25,50 @@ mod flows {
 /// The tasks. Each run is counted in Redis (hash `selinon-example:runs:<run>`, field
 /// `<task>:<task id>`), which is how `submit --wait` finds duplicate runs.
 mod shop {
-    use selinon_runtime::{json, Json, Task, TaskContext, TaskError, TaskResult};
+    use selinon_macros::task;
+    use selinon_runtime::{TaskContext, TaskError, TaskResult};
+    use serde::{Deserialize, Serialize};
 
     /// The Redis connection of the worker, for counting runs.
     pub struct Runs(pub redis::aio::ConnectionManager);
 
-    async fn count(ctx: &TaskContext, args: &Json) -> Result<i64, TaskError> {
+    /// What an order flow is started with (every task of the flow and of `notify` takes it).
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct Order {
+        pub order: u64,
+        /// Which `submit` the order belongs to (names the Redis hash runs are counted in).
+        pub run: String,
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Validated {
+        pub order: u64,
+        pub valid: bool,
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Reserved {
+        pub reserved: bool,
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Charged {
+        pub charged: bool,
+        pub provider: String,
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Sent {
+        pub sent: String,
+    }
+
+    async fn count(ctx: &TaskContext, order: &Order) -> Result<i64, TaskError> {
         let runs = ctx
             .resource::<Runs>()
             .ok_or_else(|| TaskError::fatal("the worker has no Redis connection"))?;
         let mut conn = runs.0.clone();
         redis::cmd("HINCRBY")
-            .arg(format!(
-                "selinon-example:runs:{}",
-                args["run"].as_str().unwrap_or("")
-            ))
+            .arg(format!("selinon-example:runs:{}", order.run))
             .arg(format!("{}:{}", ctx.task_name, ctx.task_id))
             .arg(1)
             .query_async(&mut conn)
@@ -47,69 +76,53 @@ mod shop {
             .map_err(|e| TaskError::failed(format!("Redis: {e}")))
     }
 
-    #[derive(Default)]
-    pub struct ValidateOrder;
-
-    impl Task for ValidateOrder {
-        async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
-            count(ctx, &args).await?;
-            Ok(json!({"order": args["order"], "valid": true}))
-        }
+    #[task]
+    pub async fn validate_order(ctx: &TaskContext, order: Order) -> TaskResult<Validated> {
+        count(ctx, &order).await?;
+        Ok(Validated {
+            order: order.order,
+            valid: true,
+        })
     }
 
     /// The stock service fails the first call for every order; the retry succeeds.
-    #[derive(Default)]
-    pub struct ReserveStock;
-
-    impl Task for ReserveStock {
-        async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
-            if count(ctx, &args).await? == 1 {
-                return Err(TaskError::failed("stock service timed out"));
-            }
-            Ok(json!({"reserved": true}))
+    #[task]
+    pub async fn reserve_stock(ctx: &TaskContext, order: Order) -> TaskResult<Reserved> {
+        if count(ctx, &order).await? == 1 {
+            return Err(TaskError::failed("stock service timed out"));
         }
+        Ok(Reserved { reserved: true })
     }
 
     /// The primary payment provider is down.
-    #[derive(Default)]
-    pub struct ChargeCard;
-
-    impl Task for ChargeCard {
-        async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
-            count(ctx, &args).await?;
-            Err(TaskError::fatal("payment provider unavailable"))
-        }
+    #[task]
+    pub async fn charge_card(ctx: &TaskContext, order: Order) -> TaskResult<Charged> {
+        count(ctx, &order).await?;
+        Err(TaskError::fatal("payment provider unavailable"))
     }
 
     /// The fallback of `ChargeCard`.
-    #[derive(Default)]
-    pub struct ChargeBackupCard;
-
-    impl Task for ChargeBackupCard {
-        async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
-            count(ctx, &args).await?;
-            Ok(json!({"charged": true, "provider": "backup"}))
-        }
+    #[task]
+    pub async fn charge_backup_card(ctx: &TaskContext, order: Order) -> TaskResult<Charged> {
+        count(ctx, &order).await?;
+        Ok(Charged {
+            charged: true,
+            provider: "backup".into(),
+        })
     }
 
-    #[derive(Default)]
-    pub struct SendEmail;
-
-    impl Task for SendEmail {
-        async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
-            count(ctx, &args).await?;
-            Ok(json!({"sent": "email"}))
-        }
+    #[task]
+    pub async fn send_email(ctx: &TaskContext, order: Order) -> TaskResult<Sent> {
+        count(ctx, &order).await?;
+        Ok(Sent {
+            sent: "email".into(),
+        })
     }
 
-    #[derive(Default)]
-    pub struct SendSms;
-
-    impl Task for SendSms {
-        async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
-            count(ctx, &args).await?;
-            Ok(json!({"sent": "sms"}))
-        }
+    #[task]
+    pub async fn send_sms(ctx: &TaskContext, order: Order) -> TaskResult<Sent> {
+        count(ctx, &order).await?;
+        Ok(Sent { sent: "sms".into() })
     }
 }
 
@@ -223,7 +236,10 @@ async fn submit(o: Options) -> Result<bool, String> {
     let ids = client
         .submit_many(
             &flows::order::FLOW,
-            (0..o.flows).map(|i| json!({"order": i, "run": run})),
+            (0..o.flows as u64).map(|order| shop::Order {
+                order,
+                run: run.clone(),
+            }),
         )
         .await
         .map_err(|e| e.to_string())?;

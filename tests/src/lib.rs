@@ -80,6 +80,9 @@ pub mod testapp {
     pub struct Echo;
 
     impl Task for Echo {
+        type Args = Json;
+        type Output = Json;
+
         async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
             count_run(ctx, &args).await?;
             pause(ctx, &args).await;
@@ -153,6 +156,9 @@ pub mod testapp {
     pub struct Audited;
 
     impl Task for Audited {
+        type Args = Json;
+        type Output = Json;
+
         async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
             count_run(ctx, &args).await?;
             let audit = ctx.storage::<AuditStore>().await?;
@@ -169,6 +175,9 @@ pub mod testapp {
     pub struct Decide;
 
     impl Task for Decide {
+        type Args = Json;
+        type Output = Json;
+
         async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
             count_run(ctx, &args).await?;
             Ok(json!({"go": args["go"]}))
@@ -180,6 +189,9 @@ pub mod testapp {
     pub struct Fail;
 
     impl Task for Fail {
+        type Args = Json;
+        type Output = Json;
+
         async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
             count_run(ctx, &args).await?;
             Err(TaskError::failed("Boom fails, as it should"))
@@ -191,6 +203,9 @@ pub mod testapp {
     pub struct Flaky;
 
     impl Task for Flaky {
+        type Args = Json;
+        type Output = Json;
+
         async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
             let runs = count_run(ctx, &args).await?;
             let fail_times = args["flaky_times"].as_i64().unwrap_or(1);
@@ -206,6 +221,9 @@ pub mod testapp {
     pub struct Panics;
 
     impl Task for Panics {
+        type Args = Json;
+        type Output = Json;
+
         async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
             count_run(ctx, &args).await?;
             panic!("a task that panics");

@@ -54,6 +54,21 @@ impl EmitOptions {
         quote!(#module::#name)
     }
 
+    /// [`EmitOptions::type_path`] as seen from a module one level below the generated items
+    /// (a flow's module, the `tasks` module): a leading `self` or `super` goes one level up.
+    fn nested_type_path(&self, import: &Import) -> TokenStream {
+        let path = self.type_path(import);
+        let mut tokens = path.clone().into_iter();
+        match tokens.next() {
+            Some(proc_macro2::TokenTree::Ident(first)) if first == "super" => quote!(super::#path),
+            Some(proc_macro2::TokenTree::Ident(first)) if first == "self" => {
+                let rest: TokenStream = tokens.collect();
+                quote!(super #rest)
+            }
+            _ => path,
+        }
+    }
+
     fn fn_path(&self, import: &Import) -> TokenStream {
         let module = self.module_path(&import.module);
         let name = ident(&snake(&import.name));
@@ -225,6 +240,91 @@ pub fn snake(name: &str) -> String {
     out
 }
 
+/// A name made a Rust identifier: characters other than letters, digits and `_` become `_`,
+/// and a leading digit gets a `_` before it.
+fn rust_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.chars().next().is_none_or(|c| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// The type that says what a flow takes: `ingest` → `Ingest`; `FlowIngest` when the name is one
+/// the generated code imports (`task` → `TaskFlow`).
+fn flow_marker(name: &str) -> Ident {
+    const IMPORTED: &[&str] = &[
+        "AcceptsArgs",
+        "CacheSpec",
+        "Db",
+        "Duration",
+        "EdgeSpec",
+        "FailureSpec",
+        "Flow",
+        "FlowSpec",
+        "ForeachSpec",
+        "Json",
+        "LazyLock",
+        "MigrationDir",
+        "PropagateSpec",
+        "SelectiveSpec",
+        "StorageAdapter",
+        "StorageSpec",
+        "SystemSpec",
+        "Takes",
+        "Task",
+        "TaskNode",
+        "TaskSpec",
+        "TraceSpec",
+        "Untyped",
+    ];
+    let camel = upper_camel(&rust_name(name));
+    if IMPORTED.contains(&camel.as_str()) {
+        ident(&format!("{camel}Flow"))
+    } else {
+        ident(&camel)
+    }
+}
+
+/// The module of task nodes: `tasks`, or `task_nodes` when a flow's module is `tasks`.
+fn task_nodes_module(system: &System) -> Ident {
+    if system.flows.iter().any(|f| flow_module(&f.name) == "tasks") {
+        ident("task_nodes")
+    } else {
+        ident("tasks")
+    }
+}
+
+/// The type names of the task nodes, in task order: `fetch_release` → `FetchRelease`; a name
+/// that two tasks would share gets the task's index after it.
+fn task_node_names(system: &System) -> Vec<Ident> {
+    let camel: Vec<String> = system
+        .tasks
+        .iter()
+        .map(|t| upper_camel(&rust_name(&t.name)))
+        .collect();
+    camel
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            if camel.iter().filter(|n| *n == name).count() > 1 {
+                ident(&format!("{name}{i}"))
+            } else {
+                ident(name)
+            }
+        })
+        .collect()
+}
+
 /// A module name for a flow: `bayesianFlow` → `bayesian_flow`.
 fn flow_module(name: &str) -> Ident {
     ident(&snake(name))
@@ -385,7 +485,7 @@ impl Emitter<'_> {
             .iter()
             .map(|f| {
                 let m = flow_module(&f.name);
-                quote!(&#m::FLOW)
+                quote!(&#m::SPEC)
             })
             .collect();
         fields.set_if(
@@ -421,6 +521,7 @@ impl Emitter<'_> {
             "The Selinon system generated from {}.",
             s.files.join(", ")
         ));
+        let task_nodes = self.task_nodes();
         let imports = self.imports.borrow().tokens();
         quote! {
             #imports
@@ -429,7 +530,89 @@ impl Emitter<'_> {
             #hash_doc
             pub static SYSTEM: SystemSpec = #system;
 
+            #task_nodes
+
             #(#flow_modules)*
+        }
+    }
+
+    /// The module of task nodes: one type per task, to read its results typed
+    /// (`ctx.parent_result::<tasks::FetchRelease>()`).
+    fn task_nodes(&self) -> TokenStream {
+        let s = self.system;
+        if s.tasks.is_empty() {
+            return TokenStream::new();
+        }
+        let module = task_nodes_module(s);
+        let names = task_node_names(s);
+        let nodes = s.tasks.iter().zip(&names).map(|(t, name)| {
+            let ty = self.options.nested_type_path(&t.class);
+            let task = &t.name;
+            let d = doc(format!(
+                "Task `{}` ({}), run by `{}`.",
+                t.name,
+                t.origin,
+                ty.to_string().replace(' ', "")
+            ));
+            quote! {
+                #d
+                pub enum #name {}
+
+                impl selinon_runtime::TaskNode for #name {
+                    const NAME: &'static str = #task;
+                    type Task = #ty;
+                }
+            }
+        });
+        let d = doc(format!(
+            "The tasks, to read their results as their types: \
+             `ctx.parent_result::<{module}::{}>()`.",
+            names[0]
+        ));
+        // Relative paths (not from `crate` or an extern crate) need the parent's names.
+        let relative = s.tasks.iter().any(|t| {
+            let path = self.options.nested_type_path(&t.class).to_string();
+            !path.starts_with("crate") && !path.starts_with(":: ")
+        });
+        let glob = relative.then(|| {
+            quote!(
+                use super::*;
+            )
+        });
+        quote! {
+            #d
+            #[allow(dead_code, unused_imports)]
+            pub mod #module {
+                #glob
+
+                #(#nodes)*
+            }
+        }
+    }
+
+    /// The Rust types of the tasks a flow's arguments reach when it starts: its starting tasks,
+    /// and those of starting sub-flows that are given the arguments (`propagate_node_args`),
+    /// recursively. `foreach` edges that pass their items on give the flow's arguments to no one.
+    fn start_types(&self, fl: &ir::Flow, seen: &mut BTreeSet<String>, out: &mut Vec<TokenStream>) {
+        if !seen.insert(fl.name.clone()) {
+            return;
+        }
+        for e in fl.starting_edges() {
+            if e.foreach.as_ref().is_some_and(|f| f.propagate_result) {
+                continue;
+            }
+            for to in &e.to {
+                if let Some(task) = self.system.task(to) {
+                    let ty = self.options.nested_type_path(&task.class);
+                    if !out.iter().any(|t| t.to_string() == ty.to_string()) {
+                        out.push(ty);
+                    }
+                } else if let Some(sub) = self.system.flow(to) {
+                    if fl.propagate.node_args.contains(to) {
+                        self.start_types(sub, seen, out);
+                    }
+                }
+            }
         }
     }
 
@@ -571,10 +754,39 @@ impl Emitter<'_> {
         let name = &fl.name;
         let origin = fl.origin.to_string();
         let module_doc = doc(format!("Flow `{}` ({}).", fl.name, fl.origin));
+        let marker = flow_marker(&fl.name);
+        let mut types = Vec::new();
+        self.start_types(fl, &mut BTreeSet::new(), &mut types);
         let flow_doc = doc(format!(
-            "Flow `{}` ({}): start it with `runtime.run(&{}::FLOW, node_args)`.",
+            "Flow `{}` ({}): start it with `runtime.run(&{}::FLOW, args)`.",
             fl.name, fl.origin, module
         ));
+        let spec_doc = doc(format!("What flow `{}` is.", fl.name));
+        let takes_doc = match types.len() {
+            0 => doc(format!(
+                "What flow `{}` takes: anything serializable (no starting task reads it).",
+                fl.name
+            )),
+            1 => doc(format!(
+                "What flow `{}` takes: the `Task::Args` of its starting task.",
+                fl.name
+            )),
+            _ => doc(format!(
+                "What flow `{}` takes: the `Task::Args` of its starting tasks, which must agree \
+                 (start it with `FLOW.untyped()` when they do not).",
+                fl.name
+            )),
+        };
+        let handle = self.runtime("Flow");
+        let takes = self.runtime("Takes");
+        let takes_impl = if types.is_empty() {
+            let untyped = self.spec("Untyped");
+            quote!(impl<A> #takes<A> for #marker where #untyped: #takes<A> {})
+        } else {
+            let task = self.runtime("Task");
+            let accepts = self.runtime("AcceptsArgs");
+            quote!(impl<A> #takes<A> for #marker where #(<#types as #task>::Args: #accepts<A>),* {})
+        };
         let mut items = Vec::new();
         let edges: Vec<TokenStream> = fl.edges.iter().map(|e| self.edge(e, &mut items)).collect();
         let failures: Vec<TokenStream> = fl
@@ -640,11 +852,20 @@ impl Emitter<'_> {
         let flow = f.build("FlowSpec", 13);
         quote! {
             #module_doc
+            #[allow(dead_code)]
             pub mod #module {
                 use super::*;
 
                 #flow_doc
-                pub static FLOW: FlowSpec = #flow;
+                pub static FLOW: #handle<#marker> = #handle::new(&SPEC);
+
+                #spec_doc
+                pub static SPEC: FlowSpec = #flow;
+
+                #takes_doc
+                pub enum #marker {}
+
+                #takes_impl
 
                 #(#items)*
             }

@@ -103,6 +103,9 @@ fn render(system: &System, harness: Option<&syn::Path>) -> String {
                     pub struct #ty;
 
                     impl Task for #ty {
+                        type Args = Json;
+                        type Output = Json;
+
                         #run
                     }
                 }

@@ -11,6 +11,49 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{LitStr, Token};
 
+mod task_attr;
+
+/// Makes an `async fn` a task: writes a unit struct named after the function
+/// (`fetch_release` → `FetchRelease`, or `#[task(name = Fetch)]`) that implements
+/// `selinon_runtime::Task` by calling it; the YAML's `classname` names that struct. The
+/// function takes the context and the task's arguments (any `Deserialize` type, or `Json`),
+/// either of which may be left out, and returns `TaskResult<Output>` (any `Serialize` type) or
+/// any `Result<Output, E>` whose error converts into a `TaskError`.
+///
+/// ```
+/// use selinon_macros::task;
+/// use selinon_runtime::{TaskContext, TaskResult};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Deserialize)]
+/// pub struct Package {
+///     pub name: String,
+/// }
+///
+/// #[derive(Serialize, Deserialize)]
+/// pub struct Release {
+///     pub url: String,
+/// }
+///
+/// /// Finds where a package's release is.
+/// #[task]
+/// pub async fn fetch_release(_ctx: &TaskContext, package: Package) -> TaskResult<Release> {
+///     Ok(Release { url: format!("https://example.invalid/{}.tar.gz", package.name) })
+/// }
+///
+/// // `FetchRelease` is the task type; the function stays callable on its own.
+/// let _task: FetchRelease = FetchRelease;
+/// ```
+#[proc_macro_attribute]
+pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let attr = syn::parse_macro_input!(attr as task_attr::TaskAttr);
+    let function = syn::parse_macro_input!(item as syn::ItemFn);
+    match task_attr::expand(attr, function) {
+        Ok(tokens) => tokens.into(),
+        Err(err) => err.to_compile_error().into(),
+    }
+}
+
 struct Args {
     paths: Vec<LitStr>,
 }
@@ -35,6 +78,9 @@ impl Parse for Args {
 ///         pub struct Hello;
 ///
 ///         impl Task for Hello {
+///             type Args = Json;
+///             type Output = Json;
+///
 ///             async fn run(&self, _ctx: &TaskContext, args: Json) -> TaskResult {
 ///                 Ok(args)
 ///             }
@@ -109,6 +155,9 @@ fn expand(args: &Args) -> syn::Result<proc_macro2::TokenStream> {
 ///         pub struct Hello;
 ///
 ///         impl Task for Hello {
+///             type Args = Json;
+///             type Output = Json;
+///
 ///             async fn run(&self, _ctx: &TaskContext, args: Json) -> TaskResult {
 ///                 Ok(args)
 ///             }

@@ -1,7 +1,9 @@
 //! Compile tests of `include_flows!` and `flows!`: a configuration that compiles and runs, and
 //! the errors a user sees for a missing task type, a type that is not a task, a function of
 //! neither foreach shape, a misspelt flow handle, a built-in storage whose runtime feature is
-//! off, and broken YAML (in a file, and inline: the errors name the lines of the Rust file).
+//! off, and broken YAML (in a file, and inline: the errors name the lines of the Rust file);
+//! typed tasks and flows end to end, and the errors for a flow started with the wrong argument
+//! type, a result read as the wrong type and `#[task]` functions with wrong signatures.
 
 use std::path::PathBuf;
 
@@ -30,4 +32,8 @@ fn ui() {
     t.compile_fail("tests/ui/broken_yaml.rs");
     t.pass("tests/ui/inline_ok.rs");
     t.compile_fail("tests/ui/inline_broken.rs");
+    t.pass("tests/ui/typed_ok.rs");
+    t.compile_fail("tests/ui/wrong_flow_args.rs");
+    t.compile_fail("tests/ui/wrong_result_type.rs");
+    t.compile_fail("tests/ui/bad_task_fn.rs");
 }

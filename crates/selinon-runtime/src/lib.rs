@@ -58,7 +58,7 @@ pub use async_trait::async_trait;
 pub use local::{FlowHandle, FlowOutcome, FlowStatus, RunError, Runtime, RuntimeBuilder};
 pub use serde_json::{json, Value as Json};
 #[cfg(feature = "rt")]
-pub use spec::{Db, FlowSpec, SystemSpec};
+pub use spec::{Db, Flow, FlowSpec, SystemSpec, Takes};
 #[cfg(feature = "rt")]
 pub use storage::InMemoryStorage;
 #[cfg(feature = "rt")]
@@ -66,7 +66,9 @@ pub use storage::{DataStorage, StorageError, StorageFromConfig};
 #[cfg(feature = "rt")]
 pub use system::System;
 #[cfg(feature = "rt")]
-pub use task::{Task, TaskContext, TaskError, TaskResult};
+pub use task::{
+    AcceptsArgs, AnyArgs, OutputOf, ResultError, Task, TaskContext, TaskError, TaskNode, TaskResult,
+};
 #[cfg(feature = "rt")]
 pub use trace::{TraceEvent, TraceRecorder, TraceSink};
 #[cfg(feature = "rt")]

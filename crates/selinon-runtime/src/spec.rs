@@ -10,6 +10,7 @@
 //! ([`crate::system::System`]).
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -315,6 +316,74 @@ impl FlowSpec {
     };
 }
 
+/// A flow's handle: what generated code gives for each flow (`flows::ingest::FLOW`) and what
+/// a flow is started with (`runtime.run(&flows::ingest::FLOW, args)`). `M` is the flow's
+/// marker type, which says what the flow takes ([`Takes`]): the `Args` of its starting tasks.
+pub struct Flow<M: ?Sized = Untyped> {
+    spec: &'static FlowSpec,
+    marker: PhantomData<fn() -> M>,
+}
+
+impl<M: ?Sized> Flow<M> {
+    /// The handle of a flow spec.
+    pub const fn new(spec: &'static FlowSpec) -> Self {
+        Flow {
+            spec,
+            marker: PhantomData,
+        }
+    }
+
+    /// The flow's spec.
+    pub const fn spec(&self) -> &'static FlowSpec {
+        self.spec
+    }
+
+    /// The same flow, started with any serializable arguments (for a flow whose starting tasks
+    /// take different types, or arguments built as JSON).
+    pub const fn untyped(&self) -> Flow<Untyped> {
+        Flow::new(self.spec)
+    }
+}
+
+impl<M: ?Sized> Clone for Flow<M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: ?Sized> Copy for Flow<M> {}
+
+impl<M: ?Sized> std::ops::Deref for Flow<M> {
+    type Target = FlowSpec;
+
+    fn deref(&self) -> &FlowSpec {
+        self.spec
+    }
+}
+
+impl<M: ?Sized> std::fmt::Debug for Flow<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Flow({})", self.spec.name)
+    }
+}
+
+/// What a flow is started with: generated code implements `Takes<A>` for a flow's marker type
+/// where every starting task of the flow (and every starting sub-flow its arguments reach)
+/// takes `A` as its `Task::Args`.
+#[diagnostic::on_unimplemented(
+    message = "flow `{Self}` is not started with `{A}`",
+    label = "the arguments of this flow",
+    note = "a flow takes what its starting tasks take (their `Task::Args`); to pass anything \
+            serializable, start it with `FLOW.untyped()`"
+)]
+pub trait Takes<A> {}
+
+/// The marker of a flow handle that takes any serializable arguments.
+#[derive(Debug)]
+pub enum Untyped {}
+
+impl<A: serde::Serialize> Takes<A> for Untyped {}
+
 /// The `propagate_*` flags of a flow, resolved to the sub-flows they select.
 #[derive(Debug, Default)]
 pub struct PropagateSpec {
@@ -415,11 +484,31 @@ impl FailureSpec {
 }
 
 /// Runs a task type on a fresh value (`Default`), boxed: what [`task!`](crate::task!) names.
+/// The arguments are decoded into the task's `Args` (a mismatch fails the task fatally, naming
+/// the field path) and its `Output` is encoded as JSON once.
 pub fn run_boxed<T: crate::task::Task>(
     ctx: TaskContext,
     node_args: Json,
 ) -> BoxFuture<'static, TaskResult> {
-    Box::pin(async move { T::default().run(&ctx, node_args).await })
+    Box::pin(async move {
+        let args = crate::task::decode_args::<T::Args>(node_args).map_err(|e| {
+            crate::TaskError::fatal(format!(
+                "task `{}` of flow `{}`: the arguments do not fit `{}`: {e}",
+                ctx.task_name,
+                ctx.flow_name,
+                std::any::type_name::<T::Args>()
+            ))
+        })?;
+        let output = T::default().run(&ctx, args).await?;
+        crate::task::encode_output(output).map_err(|e| {
+            crate::TaskError::fatal(format!(
+                "task `{}` of flow `{}`: its result (`{}`) cannot be written as JSON: {e}",
+                ctx.task_name,
+                ctx.flow_name,
+                std::any::type_name::<T::Output>()
+            ))
+        })
+    })
 }
 
 /// The [`RunTaskFn`] of a YAML task run by a Rust type: `task!(crate::app::Fetch, "message")`.

@@ -6,39 +6,165 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::engine::{FailureReason, FlowFailure};
 use crate::storage::{DataStorage, StorageError, StoragePool};
 
-/// What a task returns: a JSON result, or an error saying whether to retry.
-pub type TaskResult = Result<Json, TaskError>;
+/// What a task returns: its result (JSON unless the task says otherwise), or an error saying
+/// whether to retry.
+pub type TaskResult<T = Json> = Result<T, TaskError>;
 
 /// A task's code. The YAML names the type (`import` + `classname`); a value is built with
 /// `Default` for every run, as upstream builds its task class per run. Share expensive things
 /// (clients, pools) as resources of the worker: [`TaskContext::resource`].
 ///
+/// A task takes its flow's arguments as `Args` and returns `Output`: any serde types (or
+/// [`Json`] for both, to stay untyped). Arguments that do not fit `Args` fail the task at once
+/// (fatally, so the flow's fallbacks apply) with the field path in the error; the result is
+/// serialised once, to the JSON that storages keep.
+///
+/// The shortest way to write one is an `async fn` with the `#[task]` attribute of
+/// `selinon-macros`, which writes this impl:
+///
 /// ```
 /// use selinon_runtime::{Task, TaskContext, TaskResult};
-/// use serde_json::{json, Value};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Deserialize)]
+/// pub struct Package {
+///     name: String,
+/// }
+///
+/// #[derive(Serialize, Deserialize)]
+/// pub struct Greeting {
+///     greeting: String,
+/// }
 ///
 /// #[derive(Default)]
 /// pub struct Hello;
 ///
 /// impl Task for Hello {
-///     async fn run(&self, _ctx: &TaskContext, args: Value) -> TaskResult {
-///         Ok(json!({"greeting": format!("hello {}", args["name"])}))
+///     type Args = Package;
+///     type Output = Greeting;
+///
+///     async fn run(&self, _ctx: &TaskContext, args: Package) -> TaskResult<Greeting> {
+///         Ok(Greeting { greeting: format!("hello {}", args.name) })
 ///     }
 /// }
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a Selinon task",
     label = "named as a task in the YAML configuration",
-    note = "implement `selinon_runtime::Task` for `{Self}` (and derive `Default`)"
+    note = "implement `selinon_runtime::Task` for `{Self}` (and derive `Default`), or write an \
+            `async fn` with `#[selinon_macros::task]`"
 )]
 pub trait Task: Default + Send + Sync + 'static {
-    /// Runs the task with the flow's arguments (`node_args`).
-    fn run(&self, ctx: &TaskContext, node_args: Json) -> impl Future<Output = TaskResult> + Send;
+    /// What the task takes: the flow's arguments (`node_args`), or a `foreach` item.
+    type Args: DeserializeOwned + Send + 'static;
+    /// What the task returns; stored as its JSON when the task has a storage.
+    type Output: Serialize + Send + 'static;
+
+    /// Runs the task.
+    fn run(
+        &self,
+        ctx: &TaskContext,
+        args: Self::Args,
+    ) -> impl Future<Output = TaskResult<Self::Output>> + Send;
+}
+
+/// A task of a generated configuration, by its YAML name: the generated `tasks` module has one
+/// per task (`flows::tasks::FetchRelease`), to read its results typed
+/// ([`TaskContext::parent_result`], [`crate::Runtime::results`]).
+pub trait TaskNode: 'static {
+    /// The task's name in the YAML.
+    const NAME: &'static str;
+    /// The type that runs it.
+    type Task: Task;
+}
+
+/// The result type of a task node.
+pub type OutputOf<N> = <<N as TaskNode>::Task as Task>::Output;
+
+/// The `Args` of a task that does not read its arguments: any JSON fits, and a flow that
+/// starts with such a task takes any serializable arguments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnyArgs;
+
+impl<'de> serde::Deserialize<'de> for AnyArgs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer).map(|_| AnyArgs)
+    }
+}
+
+/// Task arguments (`Task::Args`) that can be given as `A`: the same type, or anything
+/// serializable for [`AnyArgs`]. Generated flow handles take `A` where the `Args` of every
+/// starting task accepts it.
+pub trait AcceptsArgs<A> {}
+
+impl<X: DeserializeOwned> AcceptsArgs<X> for X {}
+
+impl<A: Serialize> AcceptsArgs<A> for AnyArgs {}
+
+/// What a `#[task]` function may return: `Result<T, E>` where `E` converts into a
+/// [`TaskError`] (any `std::error::Error` does).
+#[diagnostic::on_unimplemented(
+    message = "a task function returns `TaskResult<Output>` (or `Result<Output, E>`), not `{Self}`",
+    label = "the task's result type",
+    note = "`Output` is any `Serialize` type; `E` any error that converts into `TaskError`"
+)]
+pub trait TaskReturn: Send {
+    type Output: Serialize + Send + 'static;
+    fn into_task_result(self) -> TaskResult<Self::Output>;
+}
+
+impl<T: Serialize + Send + 'static, E: Into<TaskError> + Send> TaskReturn for Result<T, E> {
+    type Output = T;
+
+    fn into_task_result(self) -> TaskResult<T> {
+        self.map_err(Into::into)
+    }
+}
+
+/// Decodes a task's arguments from JSON; the error names the field path
+/// (`node_args.name: missing field `name``).
+pub fn decode_args<T: DeserializeOwned + 'static>(node_args: Json) -> Result<T, String> {
+    // Untyped tasks take the JSON as it is, without a round trip through serde.
+    let mut slot = Some(node_args);
+    if let Some(args) = (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<T>>()
+        .and_then(Option::take)
+    {
+        return Ok(args);
+    }
+    decode_json(slot.unwrap_or_default(), "node_args")
+}
+
+/// Decodes JSON into `T`, naming the field path under `root` when it does not fit.
+pub(crate) fn decode_json<T: DeserializeOwned>(value: Json, root: &str) -> Result<T, String> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            format!("{root}: {inner}")
+        } else {
+            format!("{root}.{path}: {inner}")
+        }
+    })
+}
+
+/// Encodes a task's result as JSON (once; untyped results are taken as they are).
+pub fn encode_output<T: Serialize + 'static>(output: T) -> Result<Json, String> {
+    let mut slot = Some(output);
+    if let Some(json) = (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<Json>>()
+        .and_then(Option::take)
+    {
+        return Ok(json);
+    }
+    serde_json::to_value(slot.as_ref()).map_err(|e| e.to_string())
 }
 
 /// Why a task run did not produce a result.
@@ -132,13 +258,39 @@ impl fmt::Debug for TaskContext {
     }
 }
 
-/// Why a parent result could not be read.
+/// Why a task's result could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ParentError {
+pub enum ResultError {
     #[error("no parent node `{0}` (the parent map is {1})")]
     NoParentNode(String, Json),
+    /// A flow's outcome has no finished instance of the task.
+    #[error("task `{task}` did not finish in flow `{flow}` (finished: {finished})")]
+    NotFinished {
+        task: String,
+        flow: String,
+        finished: String,
+    },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The stored result does not fit the task's `Output` type.
+    #[error("the result of task `{task}` does not fit `{ty}`: {error}")]
+    Decode {
+        task: String,
+        ty: &'static str,
+        error: String,
+    },
+}
+
+/// Decodes a stored result of task node `N` into its `Output` type.
+pub(crate) fn decode_result<N: TaskNode>(json: Json) -> Result<OutputOf<N>, ResultError>
+where
+    OutputOf<N>: DeserializeOwned,
+{
+    decode_json(json, "result").map_err(|error| ResultError::Decode {
+        task: N::NAME.to_string(),
+        ty: std::any::type_name::<OutputOf<N>>(),
+        error,
+    })
 }
 
 impl TaskContext {
@@ -183,12 +335,12 @@ impl TaskContext {
     }
 
     /// The stored result of the parent task `name` (upstream `parent_task_result`).
-    pub async fn parent_task_result(&self, name: &str) -> Result<Json, ParentError> {
+    pub async fn parent_task_result(&self, name: &str) -> Result<Json, ResultError> {
         let id = self
             .parent
             .get(name)
             .and_then(Json::as_str)
-            .ok_or_else(|| ParentError::NoParentNode(name.to_string(), self.parent.clone()))?;
+            .ok_or_else(|| ResultError::NoParentNode(name.to_string(), self.parent.clone()))?;
         Ok(self
             .env
             .storages()
@@ -204,8 +356,8 @@ impl TaskContext {
         flow_names: &[&str],
         task_name: &str,
         index: isize,
-    ) -> Result<Json, ParentError> {
-        let missing = || ParentError::NoParentNode(task_name.to_string(), self.parent.clone());
+    ) -> Result<Json, ResultError> {
+        let missing = || ResultError::NoParentNode(task_name.to_string(), self.parent.clone());
         let mut map = &self.parent;
         for flow in flow_names {
             map = map.get(*flow).ok_or_else(missing)?;
@@ -225,6 +377,43 @@ impl TaskContext {
             .ok_or_else(missing)?;
         let flow = flow_names.last().copied().unwrap_or(&self.flow_name);
         Ok(self.env.storages().retrieve(flow, task_name, id).await?)
+    }
+
+    /// The result of the parent task `N`, as `N`'s result type (upstream `parent_task_result`,
+    /// typed): `ctx.parent_result::<flows::tasks::FetchRelease>().await?`. Read from the task's
+    /// storage, through its cache.
+    pub async fn parent_result<N: TaskNode>(&self) -> Result<OutputOf<N>, ResultError>
+    where
+        OutputOf<N>: DeserializeOwned,
+    {
+        decode_result::<N>(self.parent_task_result(N::NAME).await?)
+    }
+
+    /// The result of task `N` inside the parent sub-flow reached by `flow_names`, typed
+    /// (upstream `parent_flow_result`); `index` as in [`TaskContext::parent_flow_result`].
+    pub async fn parent_flow_result_of<N: TaskNode>(
+        &self,
+        flow_names: &[&str],
+        index: isize,
+    ) -> Result<OutputOf<N>, ResultError>
+    where
+        OutputOf<N>: DeserializeOwned,
+    {
+        decode_result::<N>(self.parent_flow_result(flow_names, N::NAME, index).await?)
+    }
+
+    /// The result of any finished instance of task `N` in this flow, by its id (an id of the
+    /// parent map, of a sub-flow's result, or one the task was told), typed.
+    pub async fn task_result<N: TaskNode>(&self, task_id: &str) -> Result<OutputOf<N>, ResultError>
+    where
+        OutputOf<N>: DeserializeOwned,
+    {
+        let json = self
+            .env
+            .storages()
+            .retrieve(&self.flow_name, N::NAME, task_id)
+            .await?;
+        decode_result::<N>(json)
     }
 
     /// The task's own storage (`storage:` in the YAML) as its adapter's concrete type,

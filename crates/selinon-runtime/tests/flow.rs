@@ -73,6 +73,9 @@ mod tasks {
     pub struct Add;
 
     impl Task for Add {
+        type Args = Json;
+        type Output = Json;
+
         async fn run(&self, ctx: &TaskContext, node_args: Json) -> TaskResult {
             let value = match ctx.parent_task_result("Add").await {
                 Ok(parent) => parent["value"].as_i64().unwrap_or(0),

@@ -58,6 +58,9 @@ mod tasks {
     pub struct Panicky;
 
     impl Task for Panicky {
+        type Args = Json;
+        type Output = Json;
+
         async fn run(&self, ctx: &TaskContext, node_args: Json) -> TaskResult {
             let panics = node_args["panics"].as_u64().unwrap_or(u64::MAX);
             if u64::from(ctx.retried_count) < panics {

@@ -185,6 +185,9 @@ mod tasks {
     pub struct Reader;
 
     impl Task for Reader {
+        type Args = Json;
+        type Output = Json;
+
         async fn run(&self, ctx: &TaskContext, _node_args: Json) -> TaskResult {
             let producer = ctx.parent_task_result("Producer").await?;
             let renamed = ctx.parent_task_result("Renamed").await?;

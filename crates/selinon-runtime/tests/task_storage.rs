@@ -119,6 +119,9 @@ mod tasks {
     pub struct Recorder;
 
     impl Task for Recorder {
+        type Args = Json;
+        type Output = Json;
+
         async fn run(&self, ctx: &TaskContext, _node_args: Json) -> TaskResult {
             let seen = ctx.resource::<Seen>().unwrap();
             let api = ctx.storage::<ApiStore>().await?;
@@ -143,6 +146,9 @@ mod tasks {
     pub struct Guarded;
 
     impl Task for Guarded {
+        type Args = Json;
+        type Output = Json;
+
         async fn run(&self, ctx: &TaskContext, node_args: Json) -> TaskResult {
             let seen = ctx.resource::<Seen>().unwrap();
             let own = ctx.storage_dyn("Memory").await?;
@@ -163,6 +169,9 @@ mod tasks {
     pub struct Stray;
 
     impl Task for Stray {
+        type Args = Json;
+        type Output = Json;
+
         async fn run(&self, ctx: &TaskContext, _node_args: Json) -> TaskResult {
             let seen = ctx.resource::<Seen>().unwrap();
             let err = ctx.storage::<InMemoryStorage>().await.err().unwrap();

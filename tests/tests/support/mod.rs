@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use selinon_runtime::amqp::{Client, RedisBackend};
-use selinon_runtime::{FlowOutcome, FlowSpec, Json};
+use selinon_runtime::{Flow, FlowOutcome, Json, Takes};
 use tokio::process::{Child, Command};
 
 /// One cluster at a time per test process (its queue prefix is process-wide).
@@ -139,12 +139,12 @@ impl Cluster {
         }
     }
 
-    pub async fn submit(&self, flow: &'static FlowSpec, args: Json) -> String {
+    pub async fn submit<M: Takes<Json> + ?Sized>(&self, flow: &Flow<M>, args: Json) -> String {
         self.client.submit(flow, args).await.unwrap()
     }
 
     /// Runs a flow to its end (at most 60 s).
-    pub async fn run(&self, flow: &'static FlowSpec, args: Json) -> FlowOutcome {
+    pub async fn run<M: Takes<Json> + ?Sized>(&self, flow: &Flow<M>, args: Json) -> FlowOutcome {
         let id = self.submit(flow, args).await;
         self.client
             .wait(&id, Duration::from_secs(60))

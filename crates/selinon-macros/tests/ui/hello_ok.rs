@@ -6,6 +6,9 @@ mod app {
         pub struct Hello;
 
         impl Task for Hello {
+            type Args = Json;
+            type Output = Json;
+
             async fn run(&self, _ctx: &TaskContext, args: Json) -> TaskResult {
                 Ok(args)
             }
@@ -20,5 +23,5 @@ mod flows {
 fn main() {
     assert_eq!(flows::SYSTEM.flows[0].name, "hello");
     // The flow's handle is the system's flow.
-    assert!(std::ptr::eq(flows::SYSTEM.flows[0], &flows::hello::FLOW));
+    assert!(std::ptr::eq(flows::SYSTEM.flows[0], flows::hello::FLOW.spec()));
 }

@@ -6,6 +6,9 @@ mod app {
         pub struct Hello;
 
         impl Task for Hello {
+            type Args = Json;
+            type Output = Json;
+
             async fn run(&self, _ctx: &TaskContext, args: Json) -> TaskResult {
                 Ok(args)
             }
@@ -32,6 +35,6 @@ mod flows {
 fn main() {
     assert_eq!(flows::SYSTEM.flows[0].name, "hello");
     // Origins are the Rust file's lines.
-    assert_eq!(flows::SYSTEM.tasks[0].origin, concat!(file!(), ":20"));
-    assert_eq!(flows::SYSTEM.flows[0].origin, concat!(file!(), ":24"));
+    assert_eq!(flows::SYSTEM.tasks[0].origin, concat!(file!(), ":23"));
+    assert_eq!(flows::SYSTEM.flows[0].origin, concat!(file!(), ":27"));
 }

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
@@ -43,11 +44,11 @@ use crate::engine::{
     Throttler,
 };
 use crate::envelope::{self, AttemptOutcome};
-use crate::spec::{FlowSpec, SystemSpec};
+use crate::spec::{self, FlowSpec, SystemSpec, Takes};
 use crate::storage::StoragePool;
 use crate::storage::{DataStorage, StorageError};
 use crate::system::{Flow, System};
-use crate::task::TaskEnv;
+use crate::task::{decode_result, OutputOf, ResultError, TaskEnv, TaskNode};
 use crate::trace::{TraceEvent, TraceSink, Tracer};
 
 /// Why a flow could not be run to an end.
@@ -135,6 +136,45 @@ impl FlowOutcome {
     /// The failed nodes and why each failed; its `Display` reads `Node: reason; …`.
     pub fn failures(&self) -> FlowFailure {
         FlowFailure::of(&self.failed_nodes, &self.failure_reasons)
+    }
+
+    /// The results of the finished instances of task `N` in this flow, typed, read from the
+    /// task's storage in `pool` (see [`Runtime::results`] and the AMQP client's `results`).
+    pub async fn results<N: TaskNode>(
+        &self,
+        pool: &StoragePool,
+    ) -> Result<Vec<OutputOf<N>>, ResultError>
+    where
+        OutputOf<N>: DeserializeOwned,
+    {
+        let mut out = Vec::new();
+        for id in self.finished(N::NAME) {
+            let json = pool.retrieve(&self.flow_name, N::NAME, id).await?;
+            out.push(decode_result::<N>(json)?);
+        }
+        Ok(out)
+    }
+
+    /// The result of task `N` in this flow (its first finished instance), typed; an error when
+    /// it did not finish.
+    pub async fn result<N: TaskNode>(&self, pool: &StoragePool) -> Result<OutputOf<N>, ResultError>
+    where
+        OutputOf<N>: DeserializeOwned,
+    {
+        let Some(id) = self.finished(N::NAME).first() else {
+            return Err(ResultError::NotFinished {
+                task: N::NAME.to_string(),
+                flow: self.flow_name.clone(),
+                finished: self
+                    .finished_nodes
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        let json = pool.retrieve(&self.flow_name, N::NAME, id).await?;
+        decode_result::<N>(json)
     }
 }
 
@@ -330,9 +370,14 @@ impl Runtime {
     }
 
     /// Starts a flow (upstream `run_flow`) by its handle, the `FLOW` of its generated module;
-    /// `.await` the handle for its final state. The arguments are anything that serializes to
-    /// JSON (`json!({...})`, or the user's own type).
-    pub fn run(&self, flow: &'static FlowSpec, node_args: impl Serialize) -> FlowHandle {
+    /// `.await` the handle for its final state. The arguments are what the flow's starting
+    /// tasks take (their `Task::Args`); `FLOW.untyped()` takes anything that serializes.
+    pub fn run<M, A>(&self, flow: &spec::Flow<M>, node_args: A) -> FlowHandle
+    where
+        M: Takes<A> + ?Sized,
+        A: Serialize,
+    {
+        let flow = flow.spec();
         match self.resolve(flow, node_args) {
             Ok((flow, node_args)) => self.start_root(flow, node_args, None),
             Err(e) => FlowHandle::failed(flow.name, e),
@@ -378,14 +423,19 @@ impl Runtime {
     /// asked for runs unless its `selective_run_function` names an earlier run to reuse.
     /// `follow_subflows` also looks for the tasks inside sub-flows; `run_subsequent` also runs
     /// what follows the named tasks. An unknown task, or one no path leads to, is an error.
-    pub fn run_selective(
+    pub fn run_selective<M, A>(
         &self,
-        flow: &'static FlowSpec,
+        flow: &spec::Flow<M>,
         task_names: &[&str],
-        node_args: impl Serialize,
+        node_args: A,
         follow_subflows: bool,
         run_subsequent: RunSubsequent,
-    ) -> FlowHandle {
+    ) -> FlowHandle
+    where
+        M: Takes<A> + ?Sized,
+        A: Serialize,
+    {
+        let flow = flow.spec();
         match self.resolve(flow, node_args) {
             Ok((flow, node_args)) => {
                 self.start_selective(flow, task_names, node_args, follow_subflows, run_subsequent)
@@ -470,6 +520,29 @@ impl Runtime {
             .pool
             .retrieve(flow_name, task_name, task_id)
             .await
+    }
+
+    /// The result of task `N` in a flow's outcome, typed:
+    /// `rt.result::<flows::tasks::Report>(&outcome).await?`.
+    pub async fn result<N: TaskNode>(
+        &self,
+        outcome: &FlowOutcome,
+    ) -> Result<OutputOf<N>, ResultError>
+    where
+        OutputOf<N>: DeserializeOwned,
+    {
+        outcome.result::<N>(&self.inner.pool).await
+    }
+
+    /// The results of every finished instance of task `N` in a flow's outcome, typed.
+    pub async fn results<N: TaskNode>(
+        &self,
+        outcome: &FlowOutcome,
+    ) -> Result<Vec<OutputOf<N>>, ResultError>
+    where
+        OutputOf<N>: DeserializeOwned,
+    {
+        outcome.results::<N>(&self.inner.pool).await
     }
 
     /// The connected adapter of a storage.

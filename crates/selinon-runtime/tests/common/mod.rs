@@ -100,6 +100,9 @@ impl Script {
 pub struct Scripted;
 
 impl Task for Scripted {
+    type Args = Json;
+    type Output = Json;
+
     async fn run(&self, ctx: &TaskContext, node_args: Json) -> TaskResult {
         let script = ctx
             .resource::<Script>()

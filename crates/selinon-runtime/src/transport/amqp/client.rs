@@ -19,10 +19,13 @@ use crate::engine::{
     DispatcherMessage, FailureReason, FlowResult, NodeIds, NodeRef, RunSubsequent, SelectiveError,
     SelectiveMap,
 };
-use crate::spec::{FlowSpec, SystemSpec};
+use crate::spec::{Flow, FlowSpec, SystemSpec, Takes};
+use crate::storage::StoragePool;
 use crate::system::System;
+use crate::task::{OutputOf, ResultError, TaskNode};
 use crate::trace::{TraceEvent, Tracer};
 use crate::transport::local::{FlowOutcome, FlowStatus};
+use serde::de::DeserializeOwned;
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +185,8 @@ pub struct Client {
     backend: Arc<dyn FlowBackend>,
     queues: Queues,
     tracer: Tracer,
+    /// The system's storages, connected on first use: where typed results are read from.
+    pool: StoragePool,
     ended: Arc<(Mutex<HashSet<String>>, Notify)>,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -225,6 +230,7 @@ impl Client {
             backend,
             queues: Queues::new(system)?,
             tracer: Tracer::from_spec(system),
+            pool: StoragePool::new(system, HashMap::new(), Tracer::new(Vec::new())),
             ended,
             listener,
         })
@@ -238,11 +244,11 @@ impl Client {
 
     /// Starts a flow by its handle (the `FLOW` of its generated module); returns its id. The
     /// start is confirmed by the broker when this returns.
-    pub async fn submit(
-        &self,
-        flow: &'static FlowSpec,
-        node_args: impl Serialize,
-    ) -> Result<String, ClientError> {
+    pub async fn submit<M, A>(&self, flow: &Flow<M>, node_args: A) -> Result<String, ClientError>
+    where
+        M: Takes<A> + ?Sized,
+        A: Serialize,
+    {
         let ids = self.submit_many(flow, std::iter::once(node_args)).await?;
         Ok(ids.into_iter().next().expect("one flow"))
     }
@@ -265,14 +271,19 @@ impl Client {
     }
 
     /// Starts a selective run of a flow (see [`crate::Runtime::run_selective`]).
-    pub async fn submit_selective(
+    pub async fn submit_selective<M, A>(
         &self,
-        flow: &'static FlowSpec,
+        flow: &Flow<M>,
         task_names: &[&str],
-        node_args: impl Serialize,
+        node_args: A,
         follow_subflows: bool,
         run_subsequent: RunSubsequent,
-    ) -> Result<String, ClientError> {
+    ) -> Result<String, ClientError>
+    where
+        M: Takes<A> + ?Sized,
+        A: Serialize,
+    {
+        let flow = flow.spec();
         self.check(flow)?;
         let tasks: Vec<String> = task_names.iter().map(|t| t.to_string()).collect();
         let map = SelectiveMap::compute(
@@ -288,11 +299,16 @@ impl Client {
     }
 
     /// Starts one flow per argument, publishing them in one confirmed batch.
-    pub async fn submit_many<A: Serialize>(
+    pub async fn submit_many<M, A>(
         &self,
-        flow: &'static FlowSpec,
+        flow: &Flow<M>,
         args: impl IntoIterator<Item = A>,
-    ) -> Result<Vec<String>, ClientError> {
+    ) -> Result<Vec<String>, ClientError>
+    where
+        M: Takes<A> + ?Sized,
+        A: Serialize,
+    {
+        let flow = flow.spec();
         self.check(flow)?;
         let args = args
             .into_iter()
@@ -354,6 +370,29 @@ impl Client {
         }
         self.broker.publish_all(&batch).await?;
         Ok(ids)
+    }
+
+    /// The result of task `N` in a flow's outcome, typed, read from the task's storage:
+    /// `client.result::<flows::tasks::Report>(&outcome).await?`.
+    pub async fn result<N: TaskNode>(
+        &self,
+        outcome: &FlowOutcome,
+    ) -> Result<OutputOf<N>, ResultError>
+    where
+        OutputOf<N>: DeserializeOwned,
+    {
+        outcome.result::<N>(&self.pool).await
+    }
+
+    /// The results of every finished instance of task `N` in a flow's outcome, typed.
+    pub async fn results<N: TaskNode>(
+        &self,
+        outcome: &FlowOutcome,
+    ) -> Result<Vec<OutputOf<N>>, ResultError>
+    where
+        OutputOf<N>: DeserializeOwned,
+    {
+        outcome.results::<N>(&self.pool).await
     }
 
     /// What a flow is doing now.
