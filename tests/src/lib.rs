@@ -372,5 +372,39 @@ pub mod testapp {
         let store = pool.storage::<ApiStore>("ApiRequests").await?;
         let urls = store.api_requests(ns).await?;
         Ok(urls.into_iter().map(Json::from).collect())
+
+    /// What flow `typed` is started with.
+    #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+    pub struct Text {
+        pub ns: String,
+        pub text: String,
+    }
+
+    /// What `Measure` finds.
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Measured {
+        pub chars: usize,
+        pub words: usize,
+    }
+
+    /// Measures a text (typed in and out).
+    #[selinon_macros::task]
+    pub async fn measure(ctx: &TaskContext, text: Text) -> TaskResult<Measured> {
+        count_run(ctx, &json!({"ns": text.ns})).await?;
+        Ok(Measured {
+            chars: text.text.chars().count(),
+            words: text.text.split_whitespace().count(),
+        })
+    }
+
+    /// Reads `Measure`'s result as a `Measured`.
+    #[selinon_macros::task]
+    pub async fn describe(ctx: &TaskContext, text: Text) -> TaskResult<String> {
+        count_run(ctx, &json!({"ns": text.ns})).await?;
+        let measured = ctx.parent_result::<crate::flows::tasks::Measure>().await?;
+        Ok(format!(
+            "{} words, {} characters",
+            measured.words, measured.chars
+        ))
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use selinon_runtime::amqp::RecordStatus;
 use selinon_runtime::engine::{FailureReason, RunSubsequent};
 use selinon_runtime::{json, FlowStatus};
-use selinon_tests::flows;
+use selinon_tests::{flows, testapp};
 use support::{services, Cluster};
 
 fn ns() -> String {
@@ -187,6 +187,60 @@ async fn engine_scenarios_over_amqp_with_two_workers() {
     assert_eq!(out.finished("Audited").len(), 1, "{out:?}");
     let requests = std::fs::read_to_string(cluster.store.join("audit/requests")).unwrap();
     assert!(requests.contains(&format!("Audited \"{n}\"")), "{requests}");
+
+    // Typed tasks across processes: the flow takes the starting task's type, a task reads its
+    // parent's result as the parent's type, and the client reads results typed.
+    let n = ns();
+    let text = testapp::Text {
+        ns: n.clone(),
+        text: "typed end to end".into(),
+    };
+    let id = cluster
+        .client
+        .submit(&flows::typed::FLOW, text)
+        .await
+        .unwrap();
+    let out = cluster
+        .client
+        .wait(&id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(out.is_finished(), "{out:?}");
+    let measured = cluster
+        .client
+        .result::<flows::tasks::Measure>(&out)
+        .await
+        .unwrap();
+    assert_eq!(
+        measured,
+        testapp::Measured {
+            chars: 16,
+            words: 4
+        }
+    );
+    let described: String = cluster
+        .client
+        .result::<flows::tasks::Describe>(&out)
+        .await
+        .unwrap();
+    assert_eq!(described, "4 words, 16 characters");
+    // Arguments that do not fit fail the task at once, and the reason travels to the client.
+    let id = cluster
+        .client
+        .submit(&flows::typed::FLOW.untyped(), json!({"ns": n}))
+        .await
+        .unwrap();
+    let out = cluster
+        .client
+        .wait(&id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(out.is_failed(), "{out:?}");
+    let reason = out.failures().to_string();
+    assert!(
+        reason.contains("Measure") && reason.contains("node_args: missing field `text`"),
+        "{reason}"
+    );
 
     cluster.stop().await;
 }
