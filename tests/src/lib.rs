@@ -346,6 +346,9 @@ pub mod testapp {
     pub struct RecordRequests;
 
     impl Task for RecordRequests {
+        type Args = Json;
+        type Output = Json;
+
         async fn run(&self, ctx: &TaskContext, args: Json) -> TaskResult {
             count_run(ctx, &args).await?;
             let ns = args["ns"].as_str().unwrap_or("default");
@@ -372,6 +375,7 @@ pub mod testapp {
         let store = pool.storage::<ApiStore>("ApiRequests").await?;
         let urls = store.api_requests(ns).await?;
         Ok(urls.into_iter().map(Json::from).collect())
+    }
 
     /// What flow `typed` is started with.
     #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]

@@ -6,6 +6,9 @@ mod app {
         pub struct Hello;
 
         impl Task for Hello {
+            type Args = Json;
+            type Output = Json;
+
             async fn run(&self, _ctx: &TaskContext, args: Json) -> TaskResult {
                 Ok(args)
             }
