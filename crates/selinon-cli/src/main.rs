@@ -11,8 +11,18 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser)]
 #[command(name = "selinon", version, about = "Selinon flows compiled to Rust")]
 struct Cli {
-    /// Never colour the output.
-    #[arg(long, global = true)]
+    /// When to colour diagnostics: `auto` (only on a terminal, and not when `NO_COLOR` is set),
+    /// `always` or `never`.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        default_value_t = ColorChoice::Auto
+    )]
+    color: ColorChoice,
+    /// The same as `--color never`.
+    #[arg(long, global = true, hide = true)]
     no_color: bool,
     #[command(subcommand)]
     command: Command,
@@ -42,17 +52,18 @@ enum Command {
 struct StatusArgs {
     /// The flow's id (as `submit` printed it).
     flow_id: String,
-    /// The backend.
+    /// The flow-state backend, as the workers' `--redis`: the database is the URL's path
+    /// (`redis://127.0.0.1:6379/9`).
     #[arg(
         long,
         value_name = "URL",
         env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379/"
+        default_value = selinon_runtime::amqp::DEFAULT_REDIS_URL
     )]
     redis: String,
-    /// `text` for a terminal, `json` for tools.
-    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    format: String,
+    /// `human` for a terminal, `json` for tools.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Format::Human)]
+    format: Format,
 }
 
 #[derive(Args)]
@@ -189,25 +200,88 @@ struct ConfigArgs {
 struct CheckArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// How to print diagnostics.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
+    /// `human`: diagnostics on stderr; `json`: one JSON document on stdout (diagnostics, and
+    /// the queue listings asked for).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Format::Human)]
     format: Format,
-    /// Print `task:queue` for every task (as upstream's `inspect --list-task-queues`).
+    /// Print `task:queue` for every task (as upstream's `inspect --list-task-queues`); with
+    /// `--format json`, the document's `task_queues`.
     #[arg(long)]
     list_task_queues: bool,
-    /// Print `flow:queue` for every flow's dispatcher (as `inspect --list-dispatcher-queues`).
+    /// Print `flow:queue` for every flow's dispatcher (as `inspect --list-dispatcher-queues`);
+    /// with `--format json`, the document's `dispatcher_queues`.
     #[arg(long)]
     list_dispatcher_queues: bool,
 }
 
+/// The output format of the commands that print reports (`check`, `status`).
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
+    /// For people.
+    // The old spelling of `status --format`, kept as a hidden alias.
+    #[value(alias = "text")]
     Human,
+    /// For tools: one JSON document.
     Json,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour what goes to stderr.
+    fn stderr(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            // https://no-color.org: any non-empty value.
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::stderr().is_terminal()
+            }
+        }
+    }
+}
+
+/// `--color`/`--no-color` as given on the command line, before clap parses it (so clap's own
+/// usage errors follow it too); the last one wins.
+fn color_from_args() -> Option<ColorChoice> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut choice = None;
+    for (i, arg) in args.iter().enumerate() {
+        if arg == "--" {
+            break;
+        }
+        let value = match arg.strip_prefix("--color") {
+            Some("") => args.get(i + 1).map(String::as_str),
+            Some(v) => v.strip_prefix('='),
+            None if arg == "--no-color" => Some("never"),
+            None => None,
+        };
+        if let Some(v) = value.and_then(|v| ColorChoice::from_str(v, false).ok()) {
+            choice = Some(v);
+        }
+    }
+    choice
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    use clap::{CommandFactory, FromArgMatches};
+    let clap_color = match color_from_args() {
+        Some(ColorChoice::Always) => clap::ColorChoice::Always,
+        Some(ColorChoice::Never) => clap::ColorChoice::Never,
+        _ if ColorChoice::Auto.stderr() => clap::ColorChoice::Auto,
+        _ => clap::ColorChoice::Never,
+    };
+    let parsed = Cli::command()
+        .color(clap_color)
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
@@ -218,7 +292,11 @@ fn main() -> ExitCode {
             };
         }
     };
-    let color = !cli.no_color && std::io::stderr().is_terminal();
+    let color = if cli.no_color {
+        false
+    } else {
+        cli.color.stderr()
+    };
     match cli.command {
         Command::Check(args) => check(args, color),
         Command::Generate(args) => generate(args, color),
@@ -232,40 +310,68 @@ fn main() -> ExitCode {
 
 fn check(args: CheckArgs, color: bool) -> ExitCode {
     let checked = selinon_codegen::check_files(&args.config.nodes, &args.config.flows);
+    let failed = checked.diagnostics.has_errors();
+    // The listings only when the configuration is valid: a half-loaded one would list wrong queues.
+    let system = checked.system.as_ref().filter(|_| !failed);
+    let task_queues: Vec<(&str, &str)> = match system {
+        Some(system) if args.list_task_queues => system
+            .tasks
+            .iter()
+            .map(|t| (t.name.as_str(), t.queue.raw.as_str()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let dispatcher_queues: Vec<(&str, &str)> = match system {
+        Some(system) if args.list_dispatcher_queues => system
+            .flows
+            .iter()
+            .map(|f| (f.name.as_str(), f.queue.raw.as_str()))
+            .collect(),
+        _ => Vec::new(),
+    };
     match args.format {
         Format::Human => {
             let text = checked.diagnostics.render(&checked.sources, color);
             eprint!("{text}");
+            for (name, queue) in task_queues.iter().chain(&dispatcher_queues) {
+                println!("{name}:{queue}");
+            }
+            if let Some(system) = system {
+                if !args.list_task_queues && !args.list_dispatcher_queues {
+                    eprintln!(
+                        "configuration OK: {} tasks, {} flows, {} storages",
+                        system.tasks.len(),
+                        system.flows.len(),
+                        system.storages.len()
+                    );
+                }
+            }
         }
         Format::Json => {
-            let json = checked.diagnostics.to_json(&checked.sources);
-            println!("{json}");
-        }
-    }
-    if checked.diagnostics.has_errors() {
-        return ExitCode::from(1);
-    }
-    if let Some(system) = &checked.system {
-        if args.list_task_queues {
-            for task in &system.tasks {
-                println!("{}:{}", task.name, task.queue.raw);
+            let listing = |key: &str, items: &[(&str, &str)]| {
+                items
+                    .iter()
+                    .map(|(name, queue)| serde_json::json!({key: name, "queue": queue}))
+                    .collect::<Vec<_>>()
+            };
+            let mut doc = serde_json::json!({
+                "ok": !failed,
+                "diagnostics": checked.diagnostics.to_json(&checked.sources),
+            });
+            if args.list_task_queues {
+                doc["task_queues"] = listing("task", &task_queues).into();
             }
-        }
-        if args.list_dispatcher_queues {
-            for flow in &system.flows {
-                println!("{}:{}", flow.name, flow.queue.raw);
+            if args.list_dispatcher_queues {
+                doc["dispatcher_queues"] = listing("flow", &dispatcher_queues).into();
             }
-        }
-        if args.format == Format::Human && !args.list_task_queues && !args.list_dispatcher_queues {
-            eprintln!(
-                "configuration OK: {} tasks, {} flows, {} storages",
-                system.tasks.len(),
-                system.flows.len(),
-                system.storages.len()
-            );
+            println!("{doc}");
         }
     }
-    ExitCode::SUCCESS
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn generate(args: GenerateArgs, color: bool) -> ExitCode {
@@ -408,7 +514,7 @@ fn status(args: StatusArgs) -> ExitCode {
         flow_status(&backend, &args.flow_id).await
     });
     match report {
-        Ok(report) if args.format == "json" => {
+        Ok(report) if args.format == Format::Json => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).unwrap_or_default()
@@ -416,7 +522,11 @@ fn status(args: StatusArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(report) => {
-            print!("{report}");
+            let text = report.to_string();
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
             ExitCode::SUCCESS
         }
         Err(ClientError::NoRecord(id)) => {

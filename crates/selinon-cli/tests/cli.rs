@@ -163,7 +163,10 @@ fn json_format_has_the_expected_fields() {
     assert_exit(&out, 1);
     let json: serde_json::Value =
         serde_json::from_str(&stdout(&out)).expect("stdout is one JSON document");
-    let items = json.as_array().expect("an array of diagnostics");
+    assert_eq!(json["ok"], false, "{json:#}");
+    let items = json["diagnostics"]
+        .as_array()
+        .expect("an array of diagnostics");
     assert_eq!(items.len(), 2, "{json:#}");
     for item in items {
         for key in ["severity", "message", "help", "location", "related"] {
@@ -190,13 +193,206 @@ fn json_format_has_the_expected_fields() {
     assert_eq!(predicate["location"]["file"], "flows/main.yml");
     assert_eq!(predicate["location"]["line"], 10);
 
-    // A clean config: an empty array and exit 0.
+    // A clean config: no diagnostics and exit 0.
     let mut args = EXAMPLE_ARGS.to_vec();
     args.extend(["--format", "json"]);
     let out = selinon(&example_dir(), &args);
     assert_exit(&out, 0);
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(json, serde_json::json!([]));
+    assert_eq!(json, serde_json::json!({"ok": true, "diagnostics": []}));
+}
+
+/// With `--format json` the queue listings are part of the one JSON document on stdout.
+#[test]
+fn json_format_holds_the_queue_listings() {
+    let mut args = EXAMPLE_ARGS.to_vec();
+    args.extend([
+        "--format",
+        "json",
+        "--list-task-queues",
+        "--list-dispatcher-queues",
+    ]);
+    let out = selinon(&example_dir(), &args);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&out)).expect("stdout is one JSON document");
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["task_queues"].as_array().map(Vec::len), Some(6));
+    assert_eq!(
+        json["task_queues"][5],
+        serde_json::json!({"task": "Report", "queue": "reports"})
+    );
+    assert_eq!(
+        json["dispatcher_queues"],
+        serde_json::json!([
+            {"flow": "ingest", "queue": "ingest_flow"},
+            {"flow": "analyse", "queue": "celery"},
+        ])
+    );
+    // With errors: still one JSON document, with no listing in it.
+    let out = selinon(
+        &broken(),
+        &[
+            "check",
+            "--nodes",
+            "nodes.yml",
+            "--flows",
+            "flows",
+            "--format",
+            "json",
+            "--list-task-queues",
+        ],
+    );
+    assert_exit(&out, 1);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON document");
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["task_queues"], serde_json::json!([]));
+}
+
+/// `--format` takes `human|json` on every command (`text` is the old spelling of `human`).
+#[test]
+fn format_values_are_the_same_everywhere() {
+    for format in ["human", "text"] {
+        let mut args = EXAMPLE_ARGS.to_vec();
+        args.extend(["--format", format]);
+        let out = selinon(&example_dir(), &args);
+        assert_exit(&out, 0);
+        assert!(stderr(&out).contains("configuration OK"), "{format}");
+    }
+    for command in ["check", "status"] {
+        let out = selinon(&example_dir(), &[command, "--help"]);
+        assert_exit(&out, 0);
+        let help = stdout(&out);
+        assert!(
+            help.contains("- human:") && help.contains("- json:"),
+            "{command}:\n{help}"
+        );
+        assert!(
+            !help.contains("text"),
+            "{command}: the alias is hidden:\n{help}"
+        );
+    }
+    let out = selinon(&example_dir(), &["status", "some-id", "--format", "xml"]);
+    assert_exit(&out, 2);
+}
+
+/// Colour: `--color always|never|auto`; `auto` colours only a terminal and honours `NO_COLOR`.
+#[test]
+fn color_follows_the_flag_and_no_color() {
+    let run = |extra: &[&str], no_color: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_selinon"));
+        cmd.args(["check", "--nodes", "nodes.yml", "--flows", "flows"])
+            .args(extra)
+            .current_dir(broken())
+            .env_remove("SELINON_NODES")
+            .env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let out = cmd.output().unwrap();
+        assert_exit(&out, 1);
+        stderr(&out).contains('\x1b')
+    };
+    assert!(run(&["--color", "always"], None));
+    assert!(
+        run(&["--color=always"], Some("1")),
+        "the flag wins over NO_COLOR"
+    );
+    assert!(!run(&["--color", "never"], None));
+    assert!(!run(&["--no-color"], None));
+    // Not a terminal (the output is piped here): no colour.
+    assert!(!run(&[], None));
+    assert!(!run(&["--color", "auto"], None));
+    // On a terminal (`script` from util-linux gives the command one): colour, unless
+    // `NO_COLOR` is set (to anything but the empty string).
+    let on_tty = |no_color: Option<&str>| {
+        let command = format!(
+            "{} check --nodes nodes.yml --flows flows",
+            env!("CARGO_BIN_EXE_selinon")
+        );
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &command, "/dev/null"])
+            .current_dir(broken())
+            .env_remove("SELINON_NODES")
+            .env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let out = cmd.output().expect("`script` (util-linux) runs");
+        assert_exit(&out, 1);
+        let text = stdout(&out);
+        assert!(text.contains("max_retry"), "{text}");
+        text.contains('\x1b')
+    };
+    assert!(on_tty(None));
+    assert!(on_tty(Some("")));
+    assert!(!on_tty(Some("1")));
+    // A usage error follows `--color` too.
+    let out = Command::new(env!("CARGO_BIN_EXE_selinon"))
+        .args(["--color", "always", "check", "--bogus"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains('\x1b'), "{}", stderr(&out));
+    let out = Command::new(env!("CARGO_BIN_EXE_selinon"))
+        .args(["--color", "rainbow", "check"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+}
+
+/// Every output, on stdout and stderr, ends with a newline.
+#[test]
+fn every_output_ends_with_a_newline() {
+    let dir = example_dir();
+    let runs: Vec<Vec<&str>> = vec![
+        EXAMPLE_ARGS.to_vec(),
+        [EXAMPLE_ARGS, &["--format", "json"]].concat(),
+        [EXAMPLE_ARGS, &["--list-task-queues"]].concat(),
+        [
+            EXAMPLE_ARGS,
+            &["--format", "json", "--list-dispatcher-queues"],
+        ]
+        .concat(),
+        vec!["check", "--nodes", "nope.yml", "--flows", "nope.yml"],
+        vec![
+            "check", "--nodes", "nope.yml", "--flows", "nope.yml", "--format", "json",
+        ],
+        vec!["--version"],
+        vec!["check", "--bogus"],
+    ];
+    for args in &runs {
+        let out = selinon(&dir, args);
+        for (what, text) in [("stdout", stdout(&out)), ("stderr", stderr(&out))] {
+            assert!(
+                text.is_empty() || text.ends_with('\n'),
+                "{args:?}: {what} does not end with a newline: {text:?}"
+            );
+        }
+    }
+    let broken = broken();
+    for format in ["human", "json"] {
+        let out = selinon(
+            &broken,
+            &[
+                "check",
+                "--nodes",
+                "nodes.yml",
+                "--flows",
+                "flows",
+                "--format",
+                format,
+            ],
+        );
+        assert_exit(&out, 1);
+        for text in [stdout(&out), stderr(&out)] {
+            assert!(
+                text.is_empty() || text.ends_with('\n'),
+                "{format}: {text:?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -127,3 +127,79 @@ async fn status_shows_running_finished_and_failed_nodes_with_timings() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no record of flow no-such-flow"));
 }
+
+/// `status` takes the backend as workers and clients do: env `REDIS_URL` (or `--redis`), the
+/// database in the URL's path.
+#[tokio::test]
+async fn status_reads_the_database_named_in_the_url() {
+    let Some(redis_url) = selinon_testkit::redis_url() else {
+        return;
+    };
+    // The same server, database 9.
+    let base = redis_url.trim_end_matches(|c: char| c.is_ascii_digit());
+    let base = base.trim_end_matches('/');
+    let db9 = format!("{base}/9");
+    let backend = RedisBackend::connect(&db9).await.unwrap();
+    let flow_id = format!("status-db-test-{}", std::process::id());
+    let record = FlowRecord {
+        message: DispatcherMessage::new(
+            "order",
+            &flow_id,
+            serde_json::Value::Null,
+            serde_json::Value::Null,
+        ),
+        report_to: None,
+        status: RecordStatus::Finished,
+        result: None,
+        created_ms: 1_000,
+        updated_ms: 1_010,
+        timings: Default::default(),
+    };
+    assert!(backend
+        .commit(&flow_id, None, &record, "test", &[])
+        .await
+        .unwrap());
+    let status = |env: &str, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_selinon"))
+            .args(["status", &flow_id, "--format", "json"])
+            .args(extra)
+            .env("REDIS_URL", env)
+            .output()
+            .unwrap()
+    };
+    for out in [
+        status(&db9, &[]),
+        status(&format!("{base}/"), &["--redis", &db9]),
+    ] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["status"], "finished");
+    }
+    // Database 0 (the default) does not hold it, and the error names the URL read.
+    let out = status(&format!("{base}/"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("no record of flow {flow_id} in {base}/ ")),
+        "{err}"
+    );
+    // The default the workers use, when `REDIS_URL` is not set.
+    let out = Command::new(env!("CARGO_BIN_EXE_selinon"))
+        .args(["status", "--help"])
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("[env: REDIS_URL=]"), "{help}");
+    assert!(
+        help.contains(&format!(
+            "[default: {}]",
+            selinon_runtime::amqp::DEFAULT_REDIS_URL
+        )),
+        "{help}"
+    );
+}

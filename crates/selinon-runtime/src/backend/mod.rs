@@ -235,6 +235,20 @@ impl FlowBackend for MemoryBackend {
     }
 }
 
+/// The flow-state backend when neither `--redis` nor `REDIS_URL` names one (database 0).
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+
+/// The flow-state backend's URL that workers ([`crate::amqp::worker_main`]), clients
+/// ([`crate::amqp::Client::from_env`]) and `selinon status` use unless told otherwise: env
+/// `REDIS_URL`, else [`DEFAULT_REDIS_URL`]. The database is the URL's path
+/// (`redis://host:6379/9`), so one variable says it for every process.
+pub fn redis_url_from_env() -> String {
+    std::env::var("REDIS_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_REDIS_URL.to_string())
+}
+
 /// Records in Redis: a hash per flow (`selinon:flow:{ID}` with fields `v` and `rec`), the
 /// outbox of a pass as `selinon:outbox:{ID}:TRIGGER` and task marks as `selinon:task:ID`.
 /// The commit is one Lua script (check the version, write the record and the outbox), and

@@ -49,6 +49,15 @@ pub const FLOW_ENDED_EXCHANGE: &str = "selinon.flow-ended";
 /// The default AMQP URL.
 pub const DEFAULT_AMQP_URL: &str = "amqp://127.0.0.1:5672/%2f";
 
+/// The broker's URL that workers and clients use unless told otherwise: env `AMQP_URL`, else
+/// [`DEFAULT_AMQP_URL`].
+pub fn amqp_url_from_env() -> String {
+    std::env::var("AMQP_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_AMQP_URL.to_string())
+}
+
 /// A broker failure.
 #[derive(Debug, thiserror::Error)]
 #[error("AMQP broker at {url}: {message}")]

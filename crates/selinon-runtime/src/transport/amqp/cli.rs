@@ -24,7 +24,8 @@ options:
   --queues Q1,Q2      consume only these queues (default: every task and dispatcher queue)
   --concurrency N     messages handled at once (default 16)
   --amqp URL          the broker (default: env AMQP_URL, else amqp://127.0.0.1:5672/%2f)
-  --redis URL         the flow-state backend (default: env REDIS_URL, else redis://127.0.0.1:6379/)
+  --redis URL         the flow-state backend, the database in its path (redis://host:6379/9)
+                      (default: env REDIS_URL, else redis://127.0.0.1:6379/, database 0)
   --metrics ADDR      serve Prometheus metrics on ADDR (e.g. 127.0.0.1:9464; feature `metrics`)
   --list-queues       print the queues of this system and exit";
 
@@ -37,8 +38,8 @@ pub async fn worker_main(
     configure: impl FnOnce(WorkerBuilder) -> WorkerBuilder,
 ) -> ExitCode {
     let mut builder = Worker::builder(system);
-    let mut redis =
-        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_string());
+    // The same default as clients (`Client::from_env`) and `selinon status`.
+    let mut redis = crate::backend::redis_url_from_env();
     let mut metrics_addr: Option<String> = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {

@@ -236,6 +236,17 @@ impl Client {
         })
     }
 
+    /// Connects to the broker and the flow-state backend that workers started by
+    /// [`super::worker_main`] use by default: env `AMQP_URL` and `REDIS_URL` (the database in
+    /// the URL's path), else the servers on 127.0.0.1 ([`super::amqp_url_from_env`],
+    /// [`super::redis_url_from_env`]).
+    pub async fn from_env(system: &'static SystemSpec) -> Result<Self, ClientError> {
+        let backend = crate::backend::RedisBackend::connect(&crate::backend::redis_url_from_env())
+            .await
+            .map_err(ClientError::from)?;
+        Client::connect(system, &super::amqp_url_from_env(), Arc::new(backend)).await
+    }
+
     /// Stops listening and closes the connection.
     pub async fn close(self) {
         self.listener.abort();

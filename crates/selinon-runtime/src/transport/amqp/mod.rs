@@ -38,11 +38,12 @@ pub mod wire;
 pub mod worker;
 
 pub use crate::backend::{
-    FlowBackend, FlowRecord, MemoryBackend, Outgoing, RecordStatus, RedisBackend,
+    redis_url_from_env, FlowBackend, FlowRecord, MemoryBackend, Outgoing, RecordStatus,
+    RedisBackend, DEFAULT_REDIS_URL,
 };
 pub use broker::{
-    Broker, BrokerError, DelayQueues, DEAD_LETTER_QUEUE, DEFAULT_AMQP_URL, DELAY_BUCKETS_MS,
-    REMAINING_DELAY_HEADER,
+    amqp_url_from_env, Broker, BrokerError, DelayQueues, DEAD_LETTER_QUEUE, DEFAULT_AMQP_URL,
+    DELAY_BUCKETS_MS, REMAINING_DELAY_HEADER,
 };
 pub use cli::{worker_main, WORKER_USAGE};
 pub use client::{flow_status, Client, ClientError, FlowReport};

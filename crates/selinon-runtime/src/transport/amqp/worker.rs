@@ -148,8 +148,7 @@ impl WorkerBuilder {
     pub(crate) fn new(system: &'static SystemSpec) -> Self {
         WorkerBuilder {
             system,
-            amqp_url: std::env::var("AMQP_URL")
-                .unwrap_or_else(|_| super::broker::DEFAULT_AMQP_URL.to_string()),
+            amqp_url: super::broker::amqp_url_from_env(),
             backend: None,
             queues: None,
             concurrency: 16,
