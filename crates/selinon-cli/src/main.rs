@@ -153,8 +153,9 @@ struct NewArgs {
     dir: PathBuf,
     #[command(flatten)]
     config: ConfigArgs,
-    /// Depend on a local checkout of Selinon for Rust (path dependencies) instead of the
-    /// released crates.
+    /// Depend on this local checkout of Selinon for Rust (path dependencies). Without it: the
+    /// sources this `selinon` was built from when they are still there, else the project's git
+    /// repository.
     #[arg(long, value_name = "DIR")]
     selinon_path: Option<PathBuf>,
 }

@@ -3,11 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A user with only the `selinon` binary: the project is made outside this repository without
+/// `--selinon-path`, and builds offline from the sources the binary was built from.
 #[test]
 fn scaffolded_project_builds_and_runs_a_flow() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("new-project-{}", std::process::id()));
+    // The system's temporary folder: outside the repository (and its target dir).
+    let dir = std::env::temp_dir().join(format!("selinon-new-project-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let out = Command::new(env!("CARGO_BIN_EXE_selinon"))
         .args(["new"])
@@ -17,8 +19,6 @@ fn scaffolded_project_builds_and_runs_a_flow() {
             "examples/flows/nodes.yml",
             "--flows",
             "examples/flows/",
-            "--selinon-path",
-            ".",
         ])
         .current_dir(&root)
         .output()
@@ -30,6 +30,7 @@ fn scaffolded_project_builds_and_runs_a_flow() {
     );
     for file in [
         "Cargo.toml",
+        "Cargo.lock",
         "build.rs",
         "src/main.rs",
         "src/app.rs",
@@ -38,6 +39,21 @@ fn scaffolded_project_builds_and_runs_a_flow() {
     ] {
         assert!(dir.join(file).is_file(), "{file} was not created");
     }
+    // Path dependencies on these sources, with a comment saying where they come from.
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let sources = std::fs::canonicalize(&root).unwrap();
+    for krate in ["selinon-runtime", "selinon-codegen"] {
+        let path = sources.join("crates").join(krate);
+        assert!(
+            manifest.contains(&format!("{krate} = {{ path = {:?}", path.to_string_lossy())),
+            "{manifest}"
+        );
+    }
+    assert!(
+        manifest
+            .contains("# Selinon for Rust from the sources the `selinon` command was built from"),
+        "{manifest}"
+    );
     // A second `new` into the same directory refuses to overwrite it.
     let again = Command::new(env!("CARGO_BIN_EXE_selinon"))
         .arg("new")
@@ -53,10 +69,18 @@ fn scaffolded_project_builds_and_runs_a_flow() {
         .unwrap();
     assert_eq!(again.status.code(), Some(1));
 
-    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("new-project-target");
+    // The workspace's target dir (CARGO_TARGET_TMPDIR is its `tmp`) and its dev profile, so
+    // the dependencies the workspace built are not built again; offline: nothing is downloaded.
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target dir")
+        .to_path_buf();
     let run = |args: &[&str]| {
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["run", "--quiet", "--"])
+            .args(["run", "--quiet", "--offline"])
+            .args(["--config", "profile.dev.debug=\"line-tables-only\""])
+            .args(["--config", "profile.dev.package.\"*\".debug=false"])
+            .arg("--")
             .args(args)
             .current_dir(&dir)
             .env("CARGO_TARGET_DIR", &target)

@@ -249,7 +249,9 @@ pub struct NewProject {
     pub dir: std::path::PathBuf,
     pub nodes: std::path::PathBuf,
     pub flows: Vec<std::path::PathBuf>,
-    /// Path dependencies on a local checkout of this repository instead of released crates.
+    /// Path dependencies on this local checkout of the repository. Without it: the sources this
+    /// crate was built from ([`built_from`]) when they are still there, else the repository
+    /// as a git dependency.
     pub selinon_path: Option<std::path::PathBuf>,
 }
 
@@ -271,7 +273,7 @@ pub enum NewProjectError {
 /// `config/`, a `build.rs` generating the code, one stub per user item in `src/app.rs`, and a
 /// `main` that runs a flow on the in-process runtime. Returns the files written.
 pub fn new_project(p: &NewProject) -> Result<Vec<std::path::PathBuf>, NewProjectError> {
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     let mut builder = crate::Builder::new().nodes(&p.nodes);
     for f in &p.flows {
         builder = builder.flows(f);
@@ -341,18 +343,15 @@ pub fn new_project(p: &NewProject) -> Result<Vec<std::path::PathBuf>, NewProject
             }
         })
         .collect::<String>();
-    let dep = |krate: &str, extra: &str| match &p.selinon_path {
-        Some(root) => {
-            let root: PathBuf = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
-            format!(
-                "{krate} = {{ path = {:?}{extra} }}",
-                root.join("crates").join(krate).to_string_lossy()
-            )
-        }
-        None => format!(
-            "{krate} = {{ version = \"{}\"{extra} }}",
-            env!("CARGO_PKG_VERSION")
-        ),
+    let source = match &p.selinon_path {
+        Some(root) => Dependency::Path {
+            root: std::fs::canonicalize(root).unwrap_or_else(|_| root.clone()),
+            given: true,
+        },
+        None => match built_from() {
+            Some(root) => Dependency::Path { root, given: false },
+            None => Dependency::Git,
+        },
     };
     let flows_calls: String = flow_rels
         .iter()
@@ -392,12 +391,21 @@ pub fn new_project(p: &NewProject) -> Result<Vec<std::path::PathBuf>, NewProject
         "Cargo.toml",
         &format!(
             "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n\
-             [dependencies]\n{}\nserde_json = \"1\"\ntokio = {{ version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }}\n\n\
+             [dependencies]\n{}{}\nserde_json = \"1\"\ntokio = {{ version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }}\n\n\
              [build-dependencies]\n{}\n\n# A project of its own, even inside another workspace.\n[workspace]\n",
-            dep("selinon-runtime", &runtime_features),
-            dep("selinon-codegen", ""),
+            source.comment(),
+            source.line("selinon-runtime", &runtime_features),
+            source.line("selinon-codegen", ""),
         ),
     )?;
+    // With the sources `selinon` was built from, their lock file: the versions of every
+    // dependency that Selinon was built and tested with (and a build that needs no download
+    // when they were built before). Cargo drops what the project does not use.
+    if let Dependency::Path { root, .. } = &source {
+        if let Ok(lock) = std::fs::read_to_string(root.join("Cargo.lock")) {
+            write("Cargo.lock", &lock)?;
+        }
+    }
     write(
         "src/app.rs",
         &format!(
@@ -408,6 +416,67 @@ pub fn new_project(p: &NewProject) -> Result<Vec<std::path::PathBuf>, NewProject
     )?;
     write(".gitignore", "/target\n")?;
     Ok(written)
+}
+
+/// Where the scaffold's `selinon-runtime` and `selinon-codegen` come from.
+enum Dependency {
+    /// A local copy of this repository: `--selinon-path`, or the sources `selinon` was built from.
+    Path {
+        root: std::path::PathBuf,
+        given: bool,
+    },
+    /// The project's git repository (the crates are not on crates.io).
+    Git,
+}
+
+impl Dependency {
+    /// The comment above the dependencies, saying where they come from and how to change it.
+    fn comment(&self) -> String {
+        match self {
+            Dependency::Path { given: true, .. } => {
+                "# Selinon for Rust from a local checkout (`selinon new --selinon-path`).\n".into()
+            }
+            Dependency::Path { root, given: false } => format!(
+                "# Selinon for Rust from the sources the `selinon` command was built from\n\
+                 # ({}). If they move, point `path` at another checkout, or use the\n\
+                 # repository: `selinon-runtime = {{ git = \"{REPOSITORY}\" }}` (same for\n\
+                 # selinon-codegen below).\n",
+                root.display()
+            ),
+            Dependency::Git => format!(
+                "# Selinon for Rust from its repository (the crates are not on crates.io). For a\n\
+                 # local checkout use `path = \"CHECKOUT/crates/selinon-runtime\"` instead (and\n\
+                 # the same for selinon-codegen below), or `selinon new --selinon-path CHECKOUT`.\n\
+                 # Version {}.\n",
+                env!("CARGO_PKG_VERSION")
+            ),
+        }
+    }
+
+    fn line(&self, krate: &str, extra: &str) -> String {
+        match self {
+            Dependency::Path { root, .. } => format!(
+                "{krate} = {{ path = {:?}{extra} }}",
+                root.join("crates").join(krate).to_string_lossy()
+            ),
+            Dependency::Git => format!("{krate} = {{ git = {REPOSITORY:?}{extra} }}"),
+        }
+    }
+}
+
+/// The project's repository, for the git dependencies of a scaffold.
+const REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
+
+/// The root of the sources this crate was built from, when they are still there (a `selinon`
+/// installed with `cargo install --path` or `--git` keeps them); `None` for a copy from a
+/// package registry (no workspace around it) or when they were removed.
+pub fn built_from() -> Option<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = std::fs::canonicalize(root).ok()?;
+    let is_ours = ["selinon-runtime", "selinon-codegen"]
+        .iter()
+        .all(|k| root.join("crates").join(k).join("Cargo.toml").is_file());
+    is_ours.then_some(root)
 }
 
 const MAIN_RS: &str = r#"//! Runs a flow of the configuration on the in-process runtime:
@@ -458,3 +527,33 @@ async fn main() -> ExitCode {
     }
 }
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::Dependency;
+
+    #[test]
+    fn without_the_sources_the_dependencies_are_git_ones_with_a_comment() {
+        let git = Dependency::Git;
+        assert_eq!(
+            git.line("selinon-runtime", ", features = [\"redis\"]"),
+            format!(
+                "selinon-runtime = {{ git = \"{}\", features = [\"redis\"] }}",
+                env!("CARGO_PKG_REPOSITORY")
+            )
+        );
+        assert!(git.comment().contains("not on crates.io"));
+        assert!(git.comment().lines().all(|l| l.starts_with("# ")));
+        // This crate is built from the repository: the sources are found.
+        let root = super::built_from().expect("built from the repository");
+        let path = Dependency::Path {
+            root: root.clone(),
+            given: false,
+        };
+        assert!(path.comment().contains(&root.display().to_string()));
+        assert!(path.comment().lines().all(|l| l.starts_with("# ")));
+        assert!(path
+            .line("selinon-codegen", "")
+            .contains("/crates/selinon-codegen\""));
+    }
+}
