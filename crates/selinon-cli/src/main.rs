@@ -36,7 +36,7 @@ enum Command {
     Generate(GenerateArgs),
     /// Scaffold a cargo project from an existing configuration.
     New(NewArgs),
-    /// Draw every flow as a graph (Graphviz DOT, or SVG through `dot`).
+    /// Draw every flow as a graph with a legend (Graphviz DOT, or SVG through `dot`).
     Plot(PlotArgs),
     /// Run a flow on the engine with mocked tasks: trace events as JSON lines, then a summary.
     Simulate(SimulateArgs),
@@ -142,9 +142,14 @@ struct PlotArgs {
         default_value = "."
     )]
     output_dir: PathBuf,
-    /// `svg` (rendered by Graphviz's `dot`) or `dot` (Graphviz source).
+    /// `svg` (rendered by Graphviz's `dot`, package `graphviz`) or `dot` (Graphviz source,
+    /// needs nothing).
     #[arg(long, value_name = "FORMAT", default_value = "svg")]
     format: selinon_codegen::plot::Format,
+    /// Draw sub-flows inside the flows that start them (as boxed clusters) instead of one file
+    /// per flow: only the flows no other flow starts get a file.
+    #[arg(long)]
+    expand: bool,
 }
 
 #[derive(Args)]
@@ -487,7 +492,10 @@ fn plot(args: PlotArgs, color: bool) -> ExitCode {
     let Some(system) = &checked.system else {
         return ExitCode::from(1);
     };
-    match selinon_codegen::plot::render(system, &args.output_dir, args.format) {
+    let options = selinon_codegen::plot::Options {
+        expand: args.expand,
+    };
+    match selinon_codegen::plot::render(system, &args.output_dir, args.format, options) {
         Ok(files) => {
             for f in files {
                 eprintln!("  wrote {}", f.display());

@@ -653,3 +653,40 @@ fn generate_embeds_the_migration_chain() {
         "1.json is not embedded:\n{code}"
     );
 }
+
+/// `plot`: DOT needs nothing; `--expand` draws the sub-flow `analyse` inside `ingest`, so only
+/// `ingest` gets a file; SVG without Graphviz names the package to install.
+#[test]
+fn plot_expands_subflows_and_says_how_to_get_svg() {
+    let out_dir = scratch("plot", &[]);
+    let plot = |extra: &[&str], path: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_selinon"));
+        cmd.args(["plot", "--nodes", "nodes.yml", "--flows", "ingest.yml"])
+            .args(["--flows", "analyse.yml", "-o"])
+            .arg(&out_dir)
+            .args(extra)
+            .current_dir(example_dir())
+            .env_remove("SELINON_NODES");
+        if let Some(path) = path {
+            cmd.env("PATH", path);
+        }
+        cmd.output().unwrap()
+    };
+    let out = plot(&["--format", "dot"], None);
+    assert_exit(&out, 0);
+    for flow in ["ingest", "analyse"] {
+        let dot = std::fs::read_to_string(out_dir.join(format!("{flow}.dot"))).unwrap();
+        assert!(dot.contains("subgraph \"cluster_:legend\""), "{dot}");
+    }
+    std::fs::remove_dir_all(&out_dir).unwrap();
+    let out = plot(&["--format", "dot", "--expand"], None);
+    assert_exit(&out, 0);
+    let dot = std::fs::read_to_string(out_dir.join("ingest.dot")).unwrap();
+    assert!(dot.contains("subgraph \"cluster_analyse\""), "{dot}");
+    assert!(!out_dir.join("analyse.dot").exists());
+    let out = plot(&["--format", "svg"], Some(""));
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("the `graphviz` package"), "{err}");
+    assert!(err.contains("--format dot"), "{err}");
+}

@@ -74,9 +74,10 @@ impl std::fmt::Display for Format {
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
     #[error(
-        "Graphviz's `dot` is not installed (not found on PATH), so flows cannot be rendered to SVG: \
-         install Graphviz (e.g. `apt-get install graphviz`, `brew install graphviz`) or use \
-         `--format dot` to write the DOT sources"
+        "SVG needs Graphviz's `dot`, which is not installed (not found on PATH): install the \
+         `graphviz` package (Debian/Ubuntu: `sudo apt-get install graphviz`; Fedora: `sudo dnf \
+         install graphviz`; macOS: `brew install graphviz`), or use `--format dot` to write the \
+         DOT sources, which need nothing"
     )]
     DotMissing,
     #[error("cannot run Graphviz's `dot`: {0}")]
@@ -94,18 +95,48 @@ pub enum PlotError {
 }
 
 /// Writes one file per flow into `out_dir` (created if missing), named `<flow>.dot` or
-/// `<flow>.svg`, and returns their paths in the order of the nodes file's `flows:` list.
+/// `<flow>.svg`, and returns their paths in the order of the nodes file's `flows:` list. With
+/// `options.expand`, sub-flows are drawn inside the flows that start them, so only the flows
+/// no other flow starts get a file (every flow, when each is some flow's sub-flow).
 ///
 /// SVG goes through Graphviz's `dot` binary; when it is not on `PATH` nothing is written and the
-/// error ([`PlotError::DotMissing`]) says how to install it.
-pub fn render(system: &System, out_dir: &Path, format: Format) -> Result<Vec<PathBuf>, PlotError> {
-    render_with(system, out_dir, format, OsStr::new("dot"))
+/// error ([`PlotError::DotMissing`]) says how to install it. DOT needs nothing.
+pub fn render(
+    system: &System,
+    out_dir: &Path,
+    format: Format,
+    options: Options,
+) -> Result<Vec<PathBuf>, PlotError> {
+    render_with(system, out_dir, format, options, OsStr::new("dot"))
+}
+
+/// The flows that get a picture of their own (see [`render`]).
+fn pictured(system: &System, options: Options) -> Vec<&Flow> {
+    let all: Vec<&Flow> = system.flows.iter().collect();
+    if !options.expand {
+        return all;
+    }
+    let is_sub = |name: &str| {
+        system.flows.iter().any(|f| {
+            f.name != name
+                && f.nodes
+                    .iter()
+                    .any(|n| n.kind == NodeKind::Flow && n.name == name)
+        })
+    };
+    let top: Vec<&Flow> = all.iter().copied().filter(|f| !is_sub(&f.name)).collect();
+    if top.is_empty() {
+        all
+    } else {
+        top
+    }
 }
 
 fn render_with(
     system: &System,
     out_dir: &Path,
     format: Format,
+    options: Options,
     dot_program: &OsStr,
 ) -> Result<Vec<PathBuf>, PlotError> {
     if format == Format::Svg {
@@ -126,8 +157,8 @@ fn render_with(
         source,
     })?;
     let mut written = Vec::new();
-    for flow in &system.flows {
-        let dot = flow_to_dot(system, flow);
+    for flow in pictured(system, options) {
+        let dot = flow_to_dot_with(system, flow, options);
         let content = match format {
             Format::Dot => dot.into_bytes(),
             Format::Svg => run_dot(dot_program, &flow.name, &dot)?,
@@ -196,20 +227,65 @@ const STORAGE_LINE: &str = "#894830";
 const FAILURE: &str = "#cc1010";
 const FAILURE_FILL: &str = "#fde4e4";
 
-/// The Graphviz DOT graph of one flow of `system`. The same IR always gives the same text.
+/// How [`flow_to_dot_with`] draws a flow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Draw sub-flows inline, as clusters holding their own nodes (recursively; a flow that
+    /// contains itself is drawn once and its inner occurrence as a plain sub-flow box).
+    pub expand: bool,
+}
+
+/// The Graphviz DOT graph of one flow of `system`, with a legend of the edge styles it uses.
+/// The same IR always gives the same text.
 pub fn flow_to_dot(system: &System, flow: &Flow) -> String {
+    flow_to_dot_with(system, flow, Options::default())
+}
+
+/// [`flow_to_dot`] with options (sub-flows drawn inline).
+pub fn flow_to_dot_with(system: &System, flow: &Flow, options: Options) -> String {
     let mut g = Dot::default();
     let _ = writeln!(g.out, "digraph {} {{", quote(&flow.name));
     g.line(&format!(
         "graph [label={}, labelloc=t, fontname=\"Helvetica\", fontsize=14, rankdir=TB, \
-         nodesep=0.35, ranksep=0.45, tooltip={}];",
+         nodesep=0.35, ranksep=0.45, tooltip={}{}];",
         quote(&format!("flow {}", flow.name)),
         quote(&format!("flow {} ({})", flow.name, flow.origin)),
+        if options.expand {
+            ", compound=true"
+        } else {
+            ""
+        },
     ));
     g.line("node [fontname=\"Helvetica\", fontsize=11];");
     g.line("edge [fontname=\"Helvetica\", fontsize=9, color=\"#333333\", arrowsize=0.7];");
+    let mut stack = vec![flow.name.clone()];
+    draw_flow(&mut g, system, flow, options, &mut stack);
+    legend(&mut g);
+    g.out.push_str("}\n");
+    g.out
+}
 
-    if flow.starting_edges().next().is_some() {
+/// The edge styles a picture uses, for its legend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Style {
+    Normal,
+    Conditional,
+    Join,
+    Foreach,
+    Failure,
+    Storage,
+    SubflowEnd,
+}
+
+/// The cluster id of an expanded sub-flow drawn under `prefix`.
+fn cluster_id(prefix: &str, name: &str) -> String {
+    format!("cluster_{prefix}{name}")
+}
+
+/// Draws `flow`'s nodes and edges (ids under `g.prefix`); sub-flows become clusters when
+/// `options.expand` holds and they are not already being drawn (`stack`).
+fn draw_flow(g: &mut Dot, system: &System, flow: &Flow, options: Options, stack: &mut Vec<String>) {
+    if flow.starting_edges().next().is_some() || !g.prefix.is_empty() {
         g.line("");
         g.node(
             START,
@@ -219,15 +295,83 @@ pub fn flow_to_dot(system: &System, flow: &Flow) -> String {
                 ("fillcolor", "black".into()),
                 ("width", "0.18".into()),
                 ("label", quote("")),
-                ("tooltip", quote("start")),
+                ("tooltip", quote(&format!("start of flow {}", flow.name))),
             ],
         );
     }
+    // Sub-flows drawn inline: edges to them go to their start, edges from them leave from
+    // their end point, clipped at the cluster's border.
+    let expanded: std::collections::BTreeSet<&str> = flow
+        .nodes
+        .iter()
+        .filter(|n| {
+            options.expand
+                && n.kind == NodeKind::Flow
+                && system.flow(&n.name).is_some()
+                && !stack.contains(&n.name)
+        })
+        .map(|n| n.name.as_str())
+        .collect();
+    let prefix = g.prefix.clone();
+    let into = |name: &str| -> (String, Vec<(&'static str, String)>) {
+        if expanded.contains(name) {
+            (
+                format!("{name}/{START}"),
+                vec![("lhead", quote(&cluster_id(&prefix, name)))],
+            )
+        } else {
+            (name.to_string(), Vec::new())
+        }
+    };
+    let out_of = |name: &str| -> (String, Vec<(&'static str, String)>) {
+        if expanded.contains(name) {
+            (
+                format!("{name}/{END}"),
+                vec![("ltail", quote(&cluster_id(&prefix, name)))],
+            )
+        } else {
+            (name.to_string(), Vec::new())
+        }
+    };
 
     // Nodes, in order of first appearance.
     g.line("");
     for node in &flow.nodes {
         let nowait = flow.nowait.contains(&node.name);
+        if expanded.contains(node.name.as_str()) {
+            let Some(sub) = system.flow(&node.name) else {
+                continue;
+            };
+            let mut title = format!("sub-flow {}", node.name);
+            if nowait {
+                title.push_str(" (nowait)");
+            }
+            let _ = writeln!(
+                g.out,
+                "{}subgraph {} {{",
+                g.indent(),
+                quote(&cluster_id(&g.prefix, &node.name))
+            );
+            let inner = format!("{}{}/", g.prefix, node.name);
+            let outer = std::mem::replace(&mut g.prefix, inner);
+            g.depth += 1;
+            g.line(&format!(
+                "graph [label={}, labeljust=l, fontsize=11, style={}, color={}, bgcolor=\"#f4f8fd\", \
+                 tooltip={}];",
+                quote(&title),
+                quote(if nowait { "rounded,dashed" } else { "rounded" }),
+                quote(if nowait { NOWAIT_LINE } else { FLOW_LINE }),
+                quote(&format!("sub-flow {} ({})", sub.name, sub.origin)),
+            ));
+            stack.push(node.name.clone());
+            draw_flow(g, system, sub, options, stack);
+            stack.pop();
+            g.depth -= 1;
+            g.prefix = outer;
+            let _ = writeln!(g.out, "{}}}", g.indent());
+            continue;
+        }
+        let recursive = node.kind == NodeKind::Flow && options.expand && stack.contains(&node.name);
         let mut lines = vec![node.name.clone()];
         let (mut attrs, tooltip) = match node.kind {
             NodeKind::Task => {
@@ -254,7 +398,14 @@ pub fn flow_to_dot(system: &System, flow: &Flow) -> String {
                 (attrs, tooltip)
             }
             NodeKind::Flow => {
-                lines.push("(sub-flow)".into());
+                lines.push(
+                    if recursive {
+                        "(sub-flow, drawn above)"
+                    } else {
+                        "(sub-flow)"
+                    }
+                    .into(),
+                );
                 let attrs = vec![
                     ("shape", "box3d".to_string()),
                     (
@@ -337,12 +488,10 @@ pub fn flow_to_dot(system: &System, flow: &Flow) -> String {
             attrs.push(("label", quote("read-only")));
             attrs.push(("fontcolor", quote(STORAGE_LINE)));
         }
+        g.used.insert(Style::Storage);
         g.edge(&task.name, &id, &attrs);
-        g.line(&format!(
-            "{{ rank=same; {}; {}; }}",
-            quote(&task.name),
-            quote(&id)
-        ));
+        let (a, b) = (g.id(&task.name), g.id(&id));
+        g.line(&format!("{{ rank=same; {}; {}; }}", quote(&a), quote(&b)));
     }
 
     // Edges.
@@ -378,11 +527,23 @@ pub fn flow_to_dot(system: &System, flow: &Flow) -> String {
             Vec::new()
         };
         let tooltip = quote(&format!("edge {} ({})", edge.index, edge.origin));
+        g.used.insert(if edge.foreach.is_some() {
+            Style::Foreach
+        } else if !lines.is_empty() {
+            Style::Conditional
+        } else if sources.len() > 1 {
+            Style::Join
+        } else {
+            Style::Normal
+        });
         if lines.is_empty() && sources.len() == 1 {
+            let (from, tail) = out_of(sources[0]);
             for to in &edge.to {
+                let (to, head) = into(to);
                 let mut attrs = out_attrs.clone();
                 attrs.push(("tooltip", tooltip.clone()));
-                g.edge(sources[0], to, &attrs);
+                attrs.extend(tail.iter().cloned().chain(head));
+                g.edge(&from, &to, &attrs);
             }
             continue;
         }
@@ -419,14 +580,22 @@ pub fn flow_to_dot(system: &System, flow: &Flow) -> String {
             );
         }
         for from in &sources {
-            g.edge(from, &hub, &[("arrowhead", "none".into())]);
+            let (from, mut attrs) = out_of(from);
+            attrs.push(("arrowhead", "none".into()));
+            g.edge(&from, &hub, &attrs);
         }
         for to in &edge.to {
-            g.edge(&hub, to, &out_attrs);
+            let (to, head) = into(to);
+            let mut attrs = out_attrs.clone();
+            attrs.extend(head);
+            g.edge(&hub, &to, &attrs);
         }
     }
 
     // Failures.
+    if !flow.failures.is_empty() {
+        g.used.insert(Style::Failure);
+    }
     for (set_index, set) in flow.failures.iter().enumerate() {
         for (alt_index, alt) in set.alternatives.iter().enumerate() {
             g.line("");
@@ -470,9 +639,12 @@ pub fn flow_to_dot(system: &System, flow: &Flow) -> String {
                 lines.push("propagate_failure".into());
             }
             if set.nodes.len() == 1 && lines.is_empty() {
-                let failed = set.nodes.first().expect("one node");
+                let (failed, tail) = out_of(set.nodes.first().expect("one node"));
                 for to in &targets {
-                    g.edge(failed, to, &failure_edge(&[("tooltip", tooltip.clone())]));
+                    let (to, head) = into(to);
+                    let mut extra = vec![("tooltip", tooltip.clone())];
+                    extra.extend(tail.iter().cloned().chain(head));
+                    g.edge(&failed, &to, &failure_edge(&extra));
                 }
                 continue;
             }
@@ -503,25 +675,150 @@ pub fn flow_to_dot(system: &System, flow: &Flow) -> String {
                 );
             }
             for failed in &set.nodes {
-                g.edge(failed, &id, &failure_edge(&[("arrowhead", "none".into())]));
+                let (failed, mut extra) = out_of(failed);
+                extra.push(("arrowhead", "none".into()));
+                g.edge(&failed, &id, &failure_edge(&extra));
             }
             for to in &targets {
-                g.edge(&id, to, &failure_edge(&[]));
+                let (to, head) = into(to);
+                g.edge(&id, &to, &failure_edge(&head));
             }
         }
     }
 
-    g.out.push_str("}\n");
-    g.out
+    // Inside a cluster: the end point that edges leaving the sub-flow start from, reached
+    // from the nodes no edge leaves.
+    if !g.prefix.is_empty() {
+        g.line("");
+        g.node(
+            END,
+            &[
+                ("shape", "point".into()),
+                ("width", "0.12".into()),
+                ("color", quote(FLOW_LINE)),
+                ("tooltip", quote(&format!("end of flow {}", flow.name))),
+            ],
+        );
+        for node in &flow.nodes {
+            if flow.edges.iter().any(|e| e.from.contains(&node.name)) {
+                continue;
+            }
+            g.used.insert(Style::SubflowEnd);
+            let (from, mut attrs) = out_of(&node.name);
+            attrs.extend([
+                ("style", "dotted".to_string()),
+                ("color", quote(FLOW_LINE)),
+                ("arrowhead", "none".into()),
+            ]);
+            g.edge(&from, END, &attrs);
+        }
+    }
+}
+
+/// The legend: one sample of each edge style the picture uses, in a box of its own.
+fn legend(g: &mut Dot) {
+    let used: Vec<Style> = g.used.iter().copied().collect();
+    if used.is_empty() {
+        return;
+    }
+    g.prefix = ":legend/".into();
+    g.line("");
+    g.line("subgraph \"cluster_:legend\" {");
+    g.depth += 1;
+    g.line(
+        "graph [label=\"legend\", labeljust=l, fontsize=10, style=\"rounded,dashed\", \
+         color=\"#bbbbbb\", tooltip=\"legend\"];",
+    );
+    g.line("node [shape=plaintext, fontsize=9, height=0.2, margin=0];");
+    for style in used {
+        let (name, text, attrs): (&str, &str, Vec<(&str, String)>) = match style {
+            Style::Normal => ("normal", "then", Vec::new()),
+            Style::Conditional => ("conditional", "if the condition holds", Vec::new()),
+            Style::Join => ("join", "when all have finished", Vec::new()),
+            Style::Foreach => (
+                "foreach",
+                "foreach: once per item",
+                vec![
+                    ("style", "bold".into()),
+                    ("arrowhead", "normalnormal".into()),
+                ],
+            ),
+            Style::Failure => (
+                "failure",
+                "on failure: fallback",
+                vec![("style", "dashed".into()), ("color", quote(FAILURE))],
+            ),
+            Style::Storage => (
+                "storage",
+                "result stored",
+                vec![
+                    ("style", "dotted".into()),
+                    ("color", quote(STORAGE_LINE)),
+                    ("arrowhead", "open".into()),
+                ],
+            ),
+            Style::SubflowEnd => (
+                "subflow-end",
+                "sub-flow ends",
+                vec![
+                    ("style", "dotted".into()),
+                    ("color", quote(FLOW_LINE)),
+                    ("arrowhead", "none".into()),
+                ],
+            ),
+        };
+        let from = format!("{name}:from");
+        g.node(&from, &[("label", quote("")), ("width", "0.3".into())]);
+        let mut source = from;
+        match style {
+            Style::Conditional => {
+                let cond = format!("{name}:condition");
+                g.node(
+                    &cond,
+                    &[
+                        ("shape", "box".into()),
+                        ("style", quote("rounded,filled")),
+                        ("fillcolor", quote(CONDITION_FILL)),
+                        ("color", quote(CONDITION_LINE)),
+                        ("label", quote("condition")),
+                        ("margin", quote("0.08,0.03")),
+                    ],
+                );
+                g.edge(&source, &cond, &[("arrowhead", "none".into())]);
+                source = cond;
+            }
+            Style::Join => {
+                let point = format!("{name}:point");
+                g.node(
+                    &point,
+                    &[("shape", "point".into()), ("width", "0.1".into())],
+                );
+                let other = format!("{name}:from2");
+                g.node(&other, &[("label", quote("")), ("width", "0.3".into())]);
+                g.edge(&source, &point, &[("arrowhead", "none".into())]);
+                g.edge(&other, &point, &[("arrowhead", "none".into())]);
+                source = point;
+            }
+            _ => {}
+        }
+        let to = format!("{name}:to");
+        g.node(&to, &[("label", quote(text))]);
+        g.edge(&source, &to, &attrs);
+    }
+    g.depth -= 1;
+    g.line("}");
+    g.prefix.clear();
 }
 
 const START: &str = ":start";
+const END: &str = ":end";
 
 fn storage_id(storage: &str, task: &str) -> String {
     format!("storage:{storage}:{task}")
 }
 
-/// A condition as label lines: a top-level `and`/`or` gets one line per operand.
+/// A condition as label lines, close to how the YAML writes it (see [`condition_text`]): a
+/// top-level `and`/`or` gets one line per operand.
 fn condition_lines(condition: &Condition) -> Vec<String> {
     let split = |items: &[Condition], op: &str| {
         items
@@ -529,9 +826,9 @@ fn condition_lines(condition: &Condition) -> Vec<String> {
             .enumerate()
             .map(|(i, c)| {
                 if i == 0 {
-                    c.to_source()
+                    operand(c)
                 } else {
-                    format!("{op} {}", c.to_source())
+                    format!("{op} {}", operand(c))
                 }
             })
             .collect()
@@ -540,7 +837,78 @@ fn condition_lines(condition: &Condition) -> Vec<String> {
         Condition::Always => Vec::new(),
         Condition::And(items) => split(items, "and"),
         Condition::Or(items) => split(items, "or"),
-        other => vec![other.to_source()],
+        other => vec![condition_text(other)],
+    }
+}
+
+/// A condition in a short form of its YAML: `fieldEqual(Parse; key=kind, value=library)` for a
+/// predicate on task `Parse`'s result, `argsFieldExist(key=retry)` for one on the flow's
+/// arguments, `a and b`, `a or b`, `not a` (parenthesised when nested).
+pub fn condition_text(condition: &Condition) -> String {
+    let nested = operand;
+    match condition {
+        Condition::Always => "always".into(),
+        Condition::Predicate(p) => {
+            let args: Vec<String> = p
+                .args
+                .iter()
+                .map(|(k, v)| format!("{k}={}", yaml_value(v)))
+                .collect();
+            match (&p.reads, &p.node) {
+                (selinon_runtime::predicates::Reads::Result, Some(node)) if args.is_empty() => {
+                    format!("{}({node})", p.name)
+                }
+                (selinon_runtime::predicates::Reads::Result, Some(node)) => {
+                    format!("{}({node}; {})", p.name, args.join(", "))
+                }
+                _ => format!("{}({})", p.name, args.join(", ")),
+            }
+        }
+        Condition::And(items) => items.iter().map(nested).collect::<Vec<_>>().join(" and "),
+        Condition::Or(items) => items.iter().map(nested).collect::<Vec<_>>().join(" or "),
+        Condition::Not(inner) => format!("not {}", nested(inner)),
+    }
+}
+
+/// [`condition_text`] of an operand: parenthesised when it is an `and` or an `or`.
+fn operand(c: &Condition) -> String {
+    match c {
+        Condition::And(_) | Condition::Or(_) => format!("({})", condition_text(c)),
+        _ => condition_text(c),
+    }
+}
+
+/// A value as a YAML flow scalar would show it: plain words bare, other strings quoted.
+fn yaml_value(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => {
+            let plain = !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_alphanumeric() || "_-./@".contains(c))
+                && serde_json::from_str::<Value>(s).map_or(true, |v| v.is_string())
+                && !matches!(
+                    s.to_ascii_lowercase().as_str(),
+                    "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~"
+                );
+            if plain {
+                s.clone()
+            } else {
+                Value::String(s.clone()).to_string()
+            }
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(yaml_value).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("{k}: {}", yaml_value(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -614,27 +982,48 @@ fn escape(text: &str) -> String {
 #[derive(Default)]
 struct Dot {
     out: String,
+    /// Put before every node id: the path of the expanded sub-flow being drawn (`billing/`).
+    prefix: String,
+    /// How deep in clusters the text is (for its indentation).
+    depth: usize,
+    /// The edge styles drawn so far, for the legend.
+    used: std::collections::BTreeSet<Style>,
 }
 
 impl Dot {
+    fn indent(&self) -> String {
+        "  ".repeat(self.depth + 1)
+    }
+
+    fn id(&self, id: &str) -> String {
+        format!("{}{id}", self.prefix)
+    }
+
     fn line(&mut self, line: &str) {
         if line.is_empty() {
             self.out.push('\n');
         } else {
-            let _ = writeln!(self.out, "  {line}");
+            let _ = writeln!(self.out, "{}{line}", self.indent());
         }
     }
 
     fn node(&mut self, id: &str, attrs: &[(&str, String)]) {
-        let _ = writeln!(self.out, "  {}{};", quote(id), attributes(attrs));
+        let _ = writeln!(
+            self.out,
+            "{}{}{};",
+            self.indent(),
+            quote(&self.id(id)),
+            attributes(attrs)
+        );
     }
 
     fn edge(&mut self, from: &str, to: &str, attrs: &[(&str, String)]) {
         let _ = writeln!(
             self.out,
-            "  {} -> {}{};",
-            quote(from),
-            quote(to),
+            "{}{} -> {}{};",
+            self.indent(),
+            quote(&self.id(from)),
+            quote(&self.id(to)),
             attributes(attrs)
         );
     }
@@ -745,7 +1134,7 @@ flow-definitions:
         let dot = order_dot();
         let hub = line(&dot, "\":edge1\"");
         assert!(
-            hub.contains("label=\"fieldEqual(db.get('Fetch'), key='status', value=200)\\l\""),
+            hub.contains("label=\"fieldEqual(Fetch; key=status, value=200)\\l\""),
             "{hub}"
         );
         assert_eq!(dot.matches("fieldEqual(").count(), 1, "labelled once");
@@ -798,7 +1187,7 @@ flow-definitions:
         // Failure sets are sorted: [Fetch, Parse] comes before [Parse].
         let hub = line(&dot, "\":failure0.0\"");
         assert!(
-            hub.contains("label=\"argsFieldExist(node_args, key='retry')\\l\""),
+            hub.contains("label=\"argsFieldExist(key=retry)\\l\""),
             "{hub}"
         );
         for failed in ["Fetch", "Parse"] {
@@ -849,11 +1238,11 @@ flow-definitions:
 "#;
         let system = system(NODES, flows);
         let dot = flow_to_dot(&system, system.flow("order").unwrap());
-        // Python's repr doubles the backslashes; DOT doubles them again.
+        // The label quotes the string as JSON (backslashes doubled); DOT doubles them again.
         let hub = line(&dot, "\":edge0\"");
         assert!(
             hub.contains(
-                r#"label="argsFieldEqual(node_args, key='q', value='say \"hi\" \\\\n back\\\\')\l""#
+                r#"label="argsFieldEqual(key=q, value=\"say \\\"hi\\\" \\\\n back\\\\\")\l""#
             ),
             "{hub}"
         );
@@ -862,10 +1251,152 @@ flow-definitions:
             let svg = run_dot(OsStr::new("dot"), "order", &dot).unwrap();
             let svg = String::from_utf8(svg).unwrap();
             assert!(
-                svg.contains(r#"value=&#39;say &quot;hi&quot; \\n back\\&#39;)"#),
+                svg.contains(r#"value=&quot;say \&quot;hi\&quot; \\n back\\&quot;)"#),
                 "{svg}"
             );
         }
+    }
+
+    #[test]
+    fn conditions_read_as_the_yaml_writes_them() {
+        let flows = r#"
+flow-definitions:
+  - name: order
+    edges:
+      - from:
+        to: Fetch
+      - from: Fetch
+        to: Parse
+        condition:
+          or:
+            - and:
+                - {name: fieldEqual, node: Fetch, args: {key: [a, b], value: 'two words'}}
+                - not: {name: argsFieldExist, args: {key: retry}}
+            - {name: fieldExist, node: Fetch, args: {key: '42'}}
+  - name: billing
+    edges:
+      - from:
+        to: Refund
+"#;
+        let system = system(NODES, flows);
+        let edge = &system.flow("order").unwrap().edges[1];
+        assert_eq!(
+            condition_text(&edge.condition),
+            "(fieldEqual(Fetch; key=[a, b], value=\"two words\") and not argsFieldExist(key=retry)) \
+             or fieldExist(Fetch; key=\"42\")"
+        );
+        assert_eq!(
+            condition_lines(&edge.condition),
+            [
+                "(fieldEqual(Fetch; key=[a, b], value=\"two words\") and not argsFieldExist(key=retry))",
+                "or fieldExist(Fetch; key=\"42\")"
+            ]
+        );
+        assert_eq!(yaml_value(&serde_json::json!("yes")), "\"yes\"");
+        assert_eq!(yaml_value(&serde_json::json!(true)), "true");
+        assert_eq!(yaml_value(&serde_json::json!({"a": 1})), "{a: 1}");
+    }
+
+    #[test]
+    fn the_legend_shows_the_edge_styles_the_flow_uses() {
+        let dot = order_dot();
+        insta::assert_snapshot!("order_with_legend", dot);
+        let legend = &dot[dot.find("subgraph \"cluster_:legend\"").expect("a legend")..];
+        for text in [
+            "then",
+            "if the condition holds",
+            "when all have finished",
+            "foreach: once per item",
+            "on failure: fallback",
+            "result stored",
+        ] {
+            assert!(
+                legend.contains(&format!("label=\"{text}\"")),
+                "{text}: {legend}"
+            );
+        }
+        // The flow `billing` has one conditional edge only.
+        let system = system(NODES, FLOWS);
+        let billing = flow_to_dot(&system, system.flow("billing").unwrap());
+        assert!(
+            billing.contains("label=\"if the condition holds\""),
+            "{billing}"
+        );
+        assert!(!billing.contains("label=\"then\""), "{billing}");
+        assert!(
+            !billing.contains("label=\"on failure: fallback\""),
+            "{billing}"
+        );
+    }
+
+    #[test]
+    fn expand_draws_subflows_inline_as_clusters() {
+        let system = system(NODES, FLOWS);
+        let order = system.flow("order").unwrap();
+        let dot = flow_to_dot_with(&system, order, Options { expand: true });
+        insta::assert_snapshot!("order_expanded", dot);
+        assert!(dot.contains("compound=true"));
+        assert!(dot.contains("subgraph \"cluster_billing\" {"), "{dot}");
+        assert!(!dot.contains("(sub-flow)"), "{dot}");
+        // The sub-flow's own nodes, under its name; edges go to its start and leave its end.
+        line(&dot, "\"billing/:start\"");
+        line(&dot, "\"billing/Refund\"");
+        line(&dot, "\"billing/:start\" -> \"billing/:edge0\"");
+        let into = line(&dot, "\":edge2\" -> \"billing/:start\"");
+        assert!(into.contains("lhead=\"cluster_billing\""), "{into}");
+        let out = line(&dot, "\"billing/:end\" -> \":edge3\"");
+        assert!(out.contains("ltail=\"cluster_billing\""), "{out}");
+        line(&dot, "\"billing/Refund\" -> \"billing/:end\"");
+        // Only `order` gets a file: `billing` is drawn inside it.
+        let dir = temp_dir("expand");
+        let written = render(&system, &dir, Format::Dot, Options { expand: true }).unwrap();
+        assert_eq!(written, [dir.join("order.dot")]);
+        if dot_available() {
+            let out = run_dot(OsStr::new("dot"), "order", &dot).unwrap();
+            assert!(String::from_utf8_lossy(&out).contains("<svg"));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn expand_stops_at_a_flow_that_starts_itself() {
+        let nodes = "tasks:\n  - {name: A, import: app}\nflows: [outer, inner]\n";
+        let flows = r#"
+flow-definitions:
+  - name: outer
+    edges:
+      - from:
+        to: inner
+  - name: inner
+    edges:
+      - from:
+        to: A
+      - from: A
+        to: inner
+        condition: {name: argsFieldExist, args: {key: more}}
+"#;
+        let system = system(nodes, flows);
+        let dot = flow_to_dot_with(
+            &system,
+            system.flow("outer").unwrap(),
+            Options { expand: true },
+        );
+        assert_eq!(
+            dot.matches("subgraph \"cluster_").count(),
+            2,
+            "inner, legend: {dot}"
+        );
+        let inner = line(&dot, "\"inner/inner\"");
+        assert!(inner.contains("(sub-flow, drawn above)"), "{inner}");
+        line(&dot, "\"inner/:edge1\" -> \"inner/inner\"");
+        // Every flow is some flow's sub-flow except `outer`: it alone gets a file.
+        assert_eq!(
+            pictured(&system, Options { expand: true })
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>(),
+            ["outer"]
+        );
     }
 
     #[test]
@@ -899,7 +1430,7 @@ flow-definitions:
     fn render_writes_one_dot_file_per_flow() {
         let system = system(NODES, FLOWS);
         let dir = temp_dir("dot");
-        let written = render(&system, &dir, Format::Dot).unwrap();
+        let written = render(&system, &dir, Format::Dot, Options::default()).unwrap();
         assert_eq!(written, [dir.join("order.dot"), dir.join("billing.dot")]);
         for (path, flow) in written.iter().zip(&system.flows) {
             assert_eq!(
@@ -918,11 +1449,13 @@ flow-definitions:
             &system,
             &dir,
             Format::Svg,
+            Options::default(),
             OsStr::new("selinon-test-no-such-dot-binary"),
         )
         .unwrap_err();
         assert!(matches!(err, PlotError::DotMissing), "{err:?}");
         let message = err.to_string();
+        assert!(message.contains("the `graphviz` package"), "{message}");
         assert!(message.contains("apt-get install graphviz"), "{message}");
         assert!(message.contains("--format dot"), "{message}");
         assert!(!dir.exists(), "nothing is written");
@@ -955,7 +1488,7 @@ flow-definitions:
         let features = include_str!("../tests/configs/features.yml");
         let system = system(features, features);
         let dir = temp_dir("svg");
-        let written = render(&system, &dir, Format::Svg).unwrap();
+        let written = render(&system, &dir, Format::Svg, Options::default()).unwrap();
         assert_eq!(written.len(), system.flows.len());
         for (path, flow) in written.iter().zip(&system.flows) {
             assert_eq!(path, &dir.join(format!("{}.svg", flow.name)));
@@ -968,7 +1501,7 @@ flow-definitions:
         }
         // Graphviz reports problems it recovers from (unknown attributes, bad values) on stderr
         // and still succeeds: there must be none.
-        for path in render(&system, &dir, Format::Dot).unwrap() {
+        for path in render(&system, &dir, Format::Dot, Options::default()).unwrap() {
             let out = Command::new("dot")
                 .arg("-Tsvg")
                 .arg(&path)
