@@ -20,6 +20,8 @@ fn exercise(checked: &Checked) {
         assert!(!checked.diagnostics.has_errors());
         for flow in &system.flows {
             let _ = selinon_codegen::plot::flow_to_dot(system, flow);
+            let expand = selinon_codegen::plot::Options { expand: true };
+            let _ = selinon_codegen::plot::flow_to_dot_with(system, flow, expand);
         }
         let _ = selinon_codegen::emit::render(system, "0", &Default::default());
     }

@@ -13,6 +13,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(!checked.diagnostics.has_errors());
         for flow in &system.flows {
             let _ = selinon_codegen::plot::flow_to_dot(system, flow);
+            let expand = selinon_codegen::plot::Options { expand: true };
+            let _ = selinon_codegen::plot::flow_to_dot_with(system, flow, expand);
         }
     }
 });
