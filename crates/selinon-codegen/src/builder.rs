@@ -16,12 +16,15 @@ use crate::ir::System;
 /// In `build.rs`:
 ///
 /// ```no_run
-/// selinon_codegen::Builder::new()
+/// let generated = selinon_codegen::Builder::new()
 ///     .nodes("flows/nodes.yml")
 ///     .flows("flows/")
 ///     .map_module("myapp", "crate::tasks")
-///     .generate()
-///     .unwrap();
+///     .generate();
+/// // The report and a `cargo::error` line are printed already: just fail.
+/// if generated.is_err() {
+///     std::process::exit(1);
+/// }
 /// ```
 ///
 /// and in the crate: `mod flows { include!(concat!(env!("OUT_DIR"), "/selinon_flows.rs")); }`.
@@ -36,7 +39,10 @@ pub struct Builder {
 }
 
 /// Generation failed: the configuration has errors (already rendered, with file:line:col).
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` form is short (a build script's `.unwrap()` does not repeat the report that
+/// [`Builder::generate`] printed); `Display` holds the whole report.
+#[derive(thiserror::Error)]
 pub enum GenerateError {
     #[error("no nodes file given: call `.nodes(\"path/to/nodes.yml\")`")]
     NoNodes,
@@ -55,6 +61,32 @@ pub enum GenerateError {
         "{0} is not set: `generate()` runs in build scripts; use `generate_string()` elsewhere"
     )]
     NoOutDir(&'static str),
+}
+
+impl std::fmt::Debug for GenerateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GenerateError::NoNodes => f.write_str("NoNodes"),
+            GenerateError::Invalid {
+                diagnostics,
+                sources,
+                ..
+            } => f
+                .debug_struct("Invalid")
+                .field("errors", &diagnostics.error_count())
+                .field(
+                    "first",
+                    &diagnostics.errors().next().map(|d| located(d, sources)),
+                )
+                .finish_non_exhaustive(),
+            GenerateError::Write { path, source } => f
+                .debug_struct("Write")
+                .field("path", path)
+                .field("source", source)
+                .finish(),
+            GenerateError::NoOutDir(var) => f.debug_tuple("NoOutDir").field(var).finish(),
+        }
+    }
 }
 
 /// Generated code with what it was made from.
@@ -209,50 +241,124 @@ impl Builder {
     }
 
     /// For build scripts: writes `OUT_DIR/selinon_flows.rs` (only when it changed), prints
-    /// `cargo:rerun-if-changed` for every file read (YAML, output schemas, migrations) and the migration
-    /// directory (a new migration file), and each warning as a cargo warning.
+    /// `cargo::rerun-if-changed` for every file read (YAML, output schemas, migrations) and the
+    /// migration directory (a new migration file), and each warning as one `cargo::warning`
+    /// line (`file:line:col: message`).
+    ///
+    /// On failure it has already told cargo everything: a configuration with errors prints its
+    /// rustc-style report on stderr and one `cargo::error` line (how many errors, where the
+    /// first is, where the report is); any other failure prints one `cargo::error` line. The
+    /// build script only has to exit with a failure status, so that cargo shows the report
+    /// (under `--- stderr`) and stops:
+    ///
+    /// ```no_run
+    /// // build.rs, in `fn main`:
+    /// let generated = selinon_codegen::Builder::new()
+    ///     .nodes("flows/nodes.yml")
+    ///     .flows("flows/")
+    ///     .generate();
+    /// if generated.is_err() {
+    ///     std::process::exit(1);
+    /// }
+    /// ```
+    ///
+    /// The `cargo::` instructions need cargo 1.84 or newer (older than the workspace's
+    /// `rust-version`).
     pub fn generate(&self) -> Result<PathBuf, GenerateError> {
         let out_dir = std::env::var_os("OUT_DIR").ok_or(GenerateError::NoOutDir("OUT_DIR"))?;
-        for p in &self.flows {
-            println!("cargo:rerun-if-changed={}", self.resolve(p).display());
-        }
-        if let Some(n) = &self.nodes {
-            println!("cargo:rerun-if-changed={}", self.resolve(n).display());
-        }
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        self.generate_into(Path::new(&out_dir), &mut out, &mut err)
+    }
+
+    /// [`Builder::generate`] with the cargo instructions written to `out` and the report to
+    /// `err`.
+    fn generate_into(
+        &self,
+        out_dir: &Path,
+        out: &mut dyn std::io::Write,
+        err: &mut dyn std::io::Write,
+    ) -> Result<PathBuf, GenerateError> {
+        // Output is best effort: a closed stdout must not turn a good build into a bad one.
+        // A failed build script runs again at the next build whatever it printed, so no
+        // `rerun-if-changed` lines are printed on failure: `--- stdout` holds only the error.
         let generated = match self.load() {
             Ok(g) => g,
-            Err(err) => {
+            Err(e) => {
                 if let GenerateError::Invalid {
+                    rendered,
                     diagnostics,
                     sources,
-                    ..
-                } = &err
+                } = &e
                 {
-                    for d in diagnostics {
-                        let place = d.span.map(|s| sources.location(s)).unwrap_or_default();
-                        println!("cargo:warning={}: {place}: {}", d.severity, d.message);
-                    }
+                    let _ = write!(err, "{rendered}");
+                    let _ = err.flush();
+                    let _ = writeln!(out, "cargo::error={}", cargo_summary(diagnostics, sources));
+                } else {
+                    let _ = writeln!(out, "cargo::error={}", one_line(&e.to_string()));
                 }
-                return Err(err);
+                return Err(e);
             }
         };
+        for p in &self.flows {
+            let _ = writeln!(out, "cargo::rerun-if-changed={}", self.resolve(p).display());
+        }
+        if let Some(n) = &self.nodes {
+            let _ = writeln!(out, "cargo::rerun-if-changed={}", self.resolve(n).display());
+        }
         for f in &generated.files {
-            println!("cargo:rerun-if-changed={}", f.display());
+            let _ = writeln!(out, "cargo::rerun-if-changed={}", f.display());
         }
         if let Some(dir) = &generated.migration_dir {
-            println!("cargo:rerun-if-changed={}", dir.display());
+            let _ = writeln!(out, "cargo::rerun-if-changed={}", dir.display());
         }
-        for d in &generated.diagnostics {
-            let place = d
-                .span
-                .map(|s| generated.sources.location(s))
-                .unwrap_or_default();
-            println!("cargo:warning={place}: {}", d.message);
+        for d in generated.diagnostics.warnings() {
+            let _ = writeln!(
+                out,
+                "cargo::warning={}",
+                one_line(&located(d, &generated.sources))
+            );
         }
-        let path = Path::new(&out_dir).join(self.out_file.as_deref().unwrap_or("selinon_flows.rs"));
-        write_if_changed(&path, &generated.code())?;
-        Ok(path)
+        let path = out_dir.join(self.out_file.as_deref().unwrap_or("selinon_flows.rs"));
+        let written = write_if_changed(&path, &generated.code());
+        if let Err(e) = &written {
+            let _ = writeln!(out, "cargo::error={}", one_line(&e.to_string()));
+        }
+        written.map(|()| path)
     }
+}
+
+/// `file:line:col: message` (the message alone when the finding has no place).
+fn located(d: &crate::diagnostics::Diagnostic, sources: &SourceMap) -> String {
+    match d.span {
+        Some(span) => format!("{}: {}", sources.location(span), d.message),
+        None => d.message.clone(),
+    }
+}
+
+/// A cargo instruction holds one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The one line cargo shows for a configuration with errors: how many, the first one, and
+/// where the full report is.
+fn cargo_summary(diagnostics: &Diagnostics, sources: &SourceMap) -> String {
+    let n = diagnostics.error_count();
+    let first = diagnostics
+        .errors()
+        .next()
+        .map(|d| located(d, sources))
+        .unwrap_or_default();
+    let (errors, lead) = if n == 1 {
+        ("1 error".to_string(), "")
+    } else {
+        (format!("{n} errors"), "the first: ")
+    };
+    one_line(&format!(
+        "the Selinon configuration has {errors} ({lead}{first}); the full report is below, \
+         under `--- stderr`"
+    ))
 }
 
 /// Writes `content` unless the file already holds it (so its mtime stays), through a temporary

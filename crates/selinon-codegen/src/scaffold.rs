@@ -361,10 +361,12 @@ pub fn new_project(p: &NewProject) -> Result<Vec<std::path::PathBuf>, NewProject
         "build.rs",
         &format!(
             "//! Compiles the Selinon configuration under `config/` into `OUT_DIR/selinon_flows.rs`.\n\n\
-             fn main() {{\n    let result = selinon_codegen::Builder::new()\n        .nodes({nodes_rel:?}){flows_calls}\n        \
+             fn main() {{\n    let generated = selinon_codegen::Builder::new()\n        .nodes({nodes_rel:?}){flows_calls}\n        \
              // YAML modules (`import: myapp.tasks`) live under `src/app.rs` (`crate::app::myapp::tasks`).\n        \
-             .map_module(\"\", \"crate::app\")\n        .generate();\n    if let Err(err) = result {{\n        \
-             eprintln!(\"{{err}}\");\n        std::process::exit(1);\n    }}\n}}\n"
+             .map_module(\"\", \"crate::app\")\n        .generate();\n    \
+             // On errors, `generate` has printed the report (cargo shows it under `--- stderr`)\n    \
+             // and one `cargo::error` line: failing is all that is left to do.\n    \
+             if generated.is_err() {{\n        std::process::exit(1);\n    }}\n}}\n"
         ),
     )?;
     write("src/main.rs", MAIN_RS)?;
