@@ -117,6 +117,14 @@ fn scaffolded_project_builds_and_runs_a_flow() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("flow ingest failed: "), "{stderr}");
     assert!(stderr.contains(": disk full"), "{stderr}");
+    // Logged without configuration: the task failure is a warning line in the task's span.
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains(" WARN task{flow_name=ingest ")
+                && l.contains(" failed event=\"TASK_FAILURE\" error=disk full")),
+        "{stderr}"
+    );
     let outcome: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("the final state as JSON");
     assert_eq!(outcome["status"], "failed");

@@ -495,6 +495,9 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Log lines on stderr (`RUST_LOG`, default `info`): why tasks fail, and every trace event
+    // when `global.trace` names `logging`.
+    selinon_runtime::logging::init();
     let mut args = std::env::args().skip(1);
     let flow_names: Vec<&str> = flows::SYSTEM.flows.iter().map(|f| f.name).collect();
     let Some(flow) = args.next() else {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use serde_json::{json, Value as Json};
+use tracing::Instrument;
 
 use crate::engine::TaskMessage;
 use crate::storage::StorageError;
@@ -37,8 +38,30 @@ pub enum AttemptOutcome {
     Failed { error: String },
 }
 
-/// Runs one attempt of the task of `message`.
+/// Runs one attempt of the task of `message`, in a `task` span (target `selinon`, level info)
+/// with fields `flow_name`, `dispatcher_id`, `task_name` and `task_id`: the task's own log
+/// lines and the runtime's about it carry them.
 pub async fn run_attempt(
+    system: &System,
+    pool: &StoragePool,
+    tracer: &Tracer,
+    message: &TaskMessage,
+    env: Arc<dyn TaskEnv>,
+) -> AttemptOutcome {
+    let span = tracing::info_span!(
+        target: "selinon",
+        "task",
+        flow_name = %message.flow_name,
+        dispatcher_id = %message.dispatcher_id,
+        task_name = %message.task_name,
+        task_id = %message.task_id,
+    );
+    run_attempt_in_span(system, pool, tracer, message, env)
+        .instrument(span)
+        .await
+}
+
+async fn run_attempt_in_span(
     system: &System,
     pool: &StoragePool,
     tracer: &Tracer,

@@ -29,6 +29,8 @@ pub mod backend;
 pub mod engine;
 #[cfg(feature = "rt")]
 pub mod envelope;
+#[cfg(feature = "rt")]
+pub mod logging;
 pub mod predicates;
 #[cfg(feature = "rt")]
 pub mod schema;

@@ -33,7 +33,25 @@ enum PassError {
 ///
 /// Events for ids that are not active nodes of the flow (stale ids of an abandoned attempt,
 /// `nowait` nodes) are ignored. On the first pass (`input.state` is `None`) the flow starts.
+///
+/// The pass runs in a `dispatcher` span (target `selinon`, level info) with fields
+/// `flow_name` and `dispatcher_id`.
 pub async fn dispatch(
+    system: &System,
+    input: &DispatcherMessage,
+    events: &[NodeEvent],
+    env: &dyn EngineEnv,
+) -> PassOutput {
+    let span = tracing::info_span!(
+        target: "selinon",
+        "dispatcher",
+        flow_name = %input.flow_name,
+        dispatcher_id = %input.flow_id,
+    );
+    tracing::Instrument::instrument(dispatch_in_span(system, input, events, env), span).await
+}
+
+async fn dispatch_in_span(
     system: &System,
     input: &DispatcherMessage,
     events: &[NodeEvent],

@@ -1,8 +1,11 @@
 //! Trace events (upstream `selinon.trace`): what the engine, the task envelope and the storages
 //! report, with upstream's names and numeric codes, delivered to [`TraceSink`]s.
 //!
-//! `global.trace` in the YAML selects the sinks ([`Tracer::from_spec`]): `logging` → the
-//! [`tracing`] crate ([`TracingSink`]), `json` → one JSON line per event on stdout (warnings on
+//! Failures and warnings (events at [`tracing::Level::WARN`] and above, see
+//! [`TraceEvent::level`]) are always logged through the [`tracing`] crate, target `selinon`, so a
+//! program with a subscriber ([`crate::logging::init`]) sees why tasks and flows fail without any
+//! configuration. `global.trace` in the YAML selects the sinks ([`Tracer::from_spec`]):
+//! `logging` → every event through [`tracing`] ([`TracingSink`]), `json` → one JSON line per event on stdout (warnings on
 //! stderr, [`JsonLinesSink::stdout`]), `function` → a user function ([`FunctionSink`]),
 //! `storage` → the storage's `DataStorage::trace` ([`StorageSink`]). A
 //! runtime builder may add more sinks, e.g. a [`JsonLinesSink`] over any writer or a
@@ -57,6 +60,27 @@ macro_rules! trace_events {
             pub const fn is_warning(self) -> bool {
                 match self {
                     $(TraceEvent::$variant => $warning,)*
+                }
+            }
+
+            /// The level the event is logged at through [`tracing`] (ours, not upstream's,
+            /// which logs the warning class at warning and the rest at info): a flow or
+            /// dispatcher failure is an error; a task failure, retry and the other problems
+            /// are warnings; the life of flows and tasks (start, end, sub-flows, fallbacks,
+            /// migrations) is info; the engine's and storages' inner steps (discarded
+            /// results, caches, conditions, storage calls, wake-ups) are debug.
+            pub const fn level(self) -> tracing::Level {
+                use TraceEvent::*;
+                match self {
+                    FlowFailure | DispatcherFailure | MigrationError => tracing::Level::ERROR,
+                    TaskFailure | TaskRetry | NodeFailure | FlowRetry | EagerFailure
+                    | StorageOmitStoreError | NodeStateCacheIssue | TaskResultCacheIssue
+                    | StorageIssue | ResultBackendIssue | MigrationSkew => tracing::Level::WARN,
+                    FlowSchedule | FlowStart | FlowEnd | TaskStart | TaskEnd | SubflowSchedule
+                    | FallbackStart | Migration | MigrationTaintedFlow | StorageStoreError => {
+                        tracing::Level::INFO
+                    }
+                    _ => tracing::Level::DEBUG,
                 }
             }
 
@@ -136,12 +160,23 @@ impl fmt::Display for TraceEvent {
 /// Receives trace events. A panicking sink is reported on stderr and skipped.
 pub trait TraceSink: Send + Sync {
     fn trace(&self, event: TraceEvent, details: &Json);
+
+    /// Whether the sink logs every event through [`tracing`] (then the tracer does not log
+    /// failures and warnings a second time).
+    fn logs_every_event(&self) -> bool {
+        false
+    }
 }
 
 /// The set of sinks events go to. Cheap to clone.
+///
+/// Events at [`tracing::Level::WARN`] and above are also logged through [`tracing`] when no
+/// sink logs every event ([`TraceSink::logs_every_event`]).
 #[derive(Clone, Default)]
 pub struct Tracer {
     sinks: Arc<Vec<Arc<dyn TraceSink>>>,
+    /// A sink logs every event: the tracer does not log failures itself.
+    sink_logs: bool,
 }
 
 impl fmt::Debug for Tracer {
@@ -156,6 +191,7 @@ impl Tracer {
     /// A tracer over these sinks.
     pub fn new(sinks: Vec<Arc<dyn TraceSink>>) -> Self {
         Tracer {
+            sink_logs: sinks.iter().any(|s| s.logs_every_event()),
             sinks: Arc::new(sinks),
         }
     }
@@ -242,13 +278,31 @@ impl Tracer {
         Tracer::new(Self::sinks_from_spec(system))
     }
 
-    /// Whether any sink listens (details need not be built otherwise).
+    /// Whether any sink listens (details need not be built otherwise; failures and warnings
+    /// may still be logged, see [`Tracer::emit_with`]).
     pub fn is_enabled(&self) -> bool {
         !self.sinks.is_empty()
     }
 
-    /// Sends an event to every sink.
+    /// Whether the tracer itself logs this event: a failure or warning, no sink logging every
+    /// event, and a subscriber that wants it.
+    fn logs(&self, event: TraceEvent) -> bool {
+        !self.sink_logs
+            && match event.level() {
+                tracing::Level::ERROR => {
+                    tracing::enabled!(target: "selinon", tracing::Level::ERROR)
+                }
+                tracing::Level::WARN => tracing::enabled!(target: "selinon", tracing::Level::WARN),
+                _ => false,
+            }
+    }
+
+    /// Sends an event to every sink (and logs it when it is a failure or a warning that no
+    /// sink logs).
     pub fn emit(&self, event: TraceEvent, details: Json) {
+        if self.logs(event) {
+            log_event(event, &details);
+        }
         for sink in self.sinks.iter() {
             if catch_unwind(AssertUnwindSafe(|| sink.trace(event, &details))).is_err() {
                 eprintln!("selinon: a trace sink panicked on {event}; skipped");
@@ -258,7 +312,7 @@ impl Tracer {
 
     /// Sends an event whose details are built only when some sink listens.
     pub fn emit_with(&self, event: TraceEvent, details: impl FnOnce() -> Json) {
-        if self.is_enabled() {
+        if self.is_enabled() || self.logs(event) {
             self.emit(event, details());
         }
     }
@@ -292,22 +346,140 @@ pub fn json_line(event: TraceEvent, details: &Json, node: &str) -> Json {
     })
 }
 
-/// Reports events through the [`tracing`] crate (upstream's `logging` sink): target `selinon`,
-/// error level for `DISPATCHER_FAILURE`, warning for the warning class, info otherwise.
+/// Reports every event through the [`tracing`] crate (upstream's `logging` sink); see
+/// [`log_event`] for the lines.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TracingSink;
 
 impl TraceSink for TracingSink {
     fn trace(&self, event: TraceEvent, details: &Json) {
-        let name = event.name();
-        let details = details.to_string();
-        if event == TraceEvent::DispatcherFailure {
-            tracing::error!(target: "selinon", event = name, code = event.code(), %details, "SELINON {name}");
-        } else if event.is_warning() {
-            tracing::warn!(target: "selinon", event = name, code = event.code(), %details, "SELINON {name}");
+        log_event(event, details);
+    }
+
+    fn logs_every_event(&self) -> bool {
+        true
+    }
+}
+
+/// Logs one event through [`tracing`]: target `selinon`, at [`TraceEvent::level`], with a short
+/// message (`task Fetch failed`) and fields `event` (the upstream name), `flow_name`,
+/// `dispatcher_id`, `node` (the task or sub-flow), `node_id`, `error` (why it failed) and
+/// `details` (the remaining details but empty ones, as compact JSON). A field the current span already
+/// carries (`task` and `dispatcher` spans carry the flow and node ids) is left out of the event.
+pub fn log_event(event: TraceEvent, details: &Json) {
+    let map = details.as_object();
+    let text = |key: &str| map.and_then(|m| m.get(key)).and_then(Json::as_str);
+    let span = tracing::Span::current();
+    let in_span = |field: &str| {
+        span.metadata()
+            .is_some_and(|m| m.target() == "selinon" && m.fields().field(field).is_some())
+    };
+    let field = |keys: &[&str], span_field: &str| {
+        if in_span(span_field) {
+            None
         } else {
-            tracing::info!(target: "selinon", event = name, code = event.code(), %details, "SELINON {name}");
+            keys.iter().find_map(|k| text(k))
         }
+    };
+    let flow_name = field(&["flow_name"], "flow_name");
+    let dispatcher_id = field(&["dispatcher_id"], "dispatcher_id");
+    let node = field(&["task_name", "node_name"], "task_name");
+    let node_id = field(&["task_id", "node_id"], "task_id");
+    let error = ["what", "error", "reason"]
+        .iter()
+        .find_map(|k| map.and_then(|m| m.get(*k)))
+        .map(|e| match e {
+            Json::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+    const SHOWN: &[&str] = &[
+        "flow_name",
+        "dispatcher_id",
+        "task_name",
+        "node_name",
+        "task_id",
+        "node_id",
+        "what",
+        "error",
+        "reason",
+    ];
+    let rest: Option<String> = match map {
+        Some(m) => {
+            let rest: serde_json::Map<String, Json> = m
+                .iter()
+                .filter(|(k, v)| !SHOWN.contains(&k.as_str()) && !is_empty(v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (!rest.is_empty()).then(|| Json::Object(rest).to_string())
+        }
+        None if details.is_null() => None,
+        None => Some(details.to_string()),
+    };
+    let message = summary(event, |k| text(k));
+    macro_rules! at {
+        ($level:expr) => {
+            tracing::event!(
+                target: "selinon",
+                $level,
+                event = event.name(),
+                flow_name = flow_name.map(tracing::field::display),
+                dispatcher_id = dispatcher_id.map(tracing::field::display),
+                node = node.map(tracing::field::display),
+                node_id = node_id.map(tracing::field::display),
+                error = error.as_deref().map(tracing::field::display),
+                details = rest.as_deref().map(tracing::field::display),
+                "{message}"
+            )
+        };
+    }
+    match event.level() {
+        tracing::Level::ERROR => at!(tracing::Level::ERROR),
+        tracing::Level::WARN => at!(tracing::Level::WARN),
+        tracing::Level::INFO => at!(tracing::Level::INFO),
+        tracing::Level::DEBUG => at!(tracing::Level::DEBUG),
+        _ => at!(tracing::Level::TRACE),
+    }
+}
+
+/// Null, `{}` or `[]`: left out of a log line's details.
+fn is_empty(value: &Json) -> bool {
+    match value {
+        Json::Null => true,
+        Json::Object(m) => m.is_empty(),
+        Json::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+/// The readable message of an event's log line.
+fn summary<'a>(event: TraceEvent, text: impl Fn(&str) -> Option<&'a str>) -> String {
+    use TraceEvent::*;
+    let flow = text("flow_name").unwrap_or("?");
+    let node = text("task_name").or(text("node_name")).unwrap_or("?");
+    match event {
+        FlowSchedule => format!("flow {flow} scheduled"),
+        FlowStart => format!("flow {flow} started"),
+        FlowEnd => format!("flow {flow} finished"),
+        FlowFailure => format!("flow {flow} failed"),
+        FlowRetry => format!("flow {flow} is retried"),
+        TaskSchedule => format!("task {node} scheduled"),
+        TaskStart => format!("task {node} started"),
+        TaskEnd => format!("task {node} finished"),
+        TaskFailure => format!("task {node} failed"),
+        TaskRetry => format!("task {node} is retried"),
+        TaskDiscardResult => format!("task {node} has no storage: its result is not kept"),
+        SubflowSchedule => format!(
+            "sub-flow {} scheduled",
+            text("child_flow_name").unwrap_or("?")
+        ),
+        NodeSuccessful => format!("node {node} of flow {flow} succeeded"),
+        NodeFailure => format!("node {node} of flow {flow} failed"),
+        EagerFailure => format!("flow {flow} fails early: node {node} failed"),
+        FallbackStart => format!("flow {flow} starts a fallback"),
+        DispatcherFailure => format!("dispatcher of flow {flow} failed"),
+        DispatcherRetry => format!("dispatcher of flow {flow} waits for its nodes"),
+        DispatcherWakeup => format!("dispatcher of flow {flow} wakes up"),
+        other => other.name().to_lowercase().replace('_', " "),
     }
 }
 
@@ -520,5 +692,138 @@ mod tests {
         let tracer = Tracer::new(vec![Arc::new(Panicky), Arc::new(rec.clone())]);
         tracer.emit(TraceEvent::FlowStart, json!({}));
         assert_eq!(rec.count(TraceEvent::FlowStart), 1);
+    }
+
+    /// A fmt subscriber writing plain lines (no time, no colours) to a buffer.
+    fn capture() -> (Buf, impl tracing::Subscriber + Send + Sync) {
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        (buf, subscriber)
+    }
+
+    fn text(buf: &Buf) -> String {
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    fn failure() -> Json {
+        json!({
+            "flow_name": "ingest",
+            "task_name": "Fetch",
+            "task_id": "t-1",
+            "dispatcher_id": "d-1",
+            "parent": null,
+            "node_args": {"name": "serde"},
+            "queue": "q",
+            "what": "disk full",
+            "retried_count": 0,
+        })
+    }
+
+    #[test]
+    fn the_logging_sink_writes_readable_lines_at_their_levels() {
+        let (buf, subscriber) = capture();
+        tracing::subscriber::with_default(subscriber, || {
+            let tracer = Tracer::new(vec![Arc::new(TracingSink)]);
+            tracer.emit(TraceEvent::TaskFailure, failure());
+            tracer.emit(
+                TraceEvent::TaskDiscardResult,
+                json!({"flow_name": "ingest", "task_name": "Fetch", "task_id": "t-1", "result": {"n": 1}}),
+            );
+            tracer.emit(
+                TraceEvent::FlowFailure,
+                json!({"flow_name": "ingest", "dispatcher_id": "d-1"}),
+            );
+            tracer.emit(
+                TraceEvent::FlowStart,
+                json!({"flow_name": "ingest", "dispatcher_id": "d-1"}),
+            );
+        });
+        let text = text(&buf);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                " WARN selinon: task Fetch failed event=\"TASK_FAILURE\" flow_name=ingest \
+                 dispatcher_id=d-1 node=Fetch node_id=t-1 error=disk full \
+                 details={\"node_args\":{\"name\":\"serde\"},\"queue\":\"q\",\"retried_count\":0}",
+                "DEBUG selinon: task Fetch has no storage: its result is not kept \
+                 event=\"TASK_DISCARD_RESULT\" flow_name=ingest node=Fetch node_id=t-1 \
+                 details={\"result\":{\"n\":1}}",
+                "ERROR selinon: flow ingest failed event=\"FLOW_FAILURE\" flow_name=ingest dispatcher_id=d-1",
+                " INFO selinon: flow ingest started event=\"FLOW_START\" flow_name=ingest dispatcher_id=d-1",
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn levels_put_failures_above_the_life_of_flows_and_inner_steps_below() {
+        use tracing::Level;
+        assert_eq!(TraceEvent::DispatcherFailure.level(), Level::ERROR);
+        assert_eq!(TraceEvent::FlowFailure.level(), Level::ERROR);
+        assert_eq!(TraceEvent::TaskFailure.level(), Level::WARN);
+        assert_eq!(TraceEvent::TaskRetry.level(), Level::WARN);
+        assert_eq!(TraceEvent::NodeFailure.level(), Level::WARN);
+        assert_eq!(TraceEvent::TaskStart.level(), Level::INFO);
+        assert_eq!(TraceEvent::FlowEnd.level(), Level::INFO);
+        assert_eq!(TraceEvent::TaskDiscardResult.level(), Level::DEBUG);
+        assert_eq!(TraceEvent::StorageStored.level(), Level::DEBUG);
+        // Every event upstream logs as a warning is at least info here; only the discarded
+        // result (which upstream warns about for every task without a storage) is lower.
+        for e in TraceEvent::ALL {
+            if e.is_warning() && *e != TraceEvent::TaskDiscardResult {
+                assert!(e.level() <= Level::WARN, "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn failures_are_logged_without_the_logging_sink_and_only_once_with_it() {
+        let (buf, subscriber) = capture();
+        tracing::subscriber::with_default(subscriber, || {
+            // No sink at all: failures still reach the log; the rest does not.
+            let tracer = Tracer::new(Vec::new());
+            tracer.emit_with(TraceEvent::TaskStart, || json!({"task_name": "Fetch"}));
+            tracer.emit_with(TraceEvent::TaskFailure, failure);
+            // A recorder and the logging sink: the failure is logged by the sink alone.
+            let rec = TraceRecorder::new();
+            let tracer = Tracer::new(vec![Arc::new(rec.clone()), Arc::new(TracingSink)]);
+            tracer.emit_with(TraceEvent::TaskFailure, failure);
+            assert_eq!(rec.count(TraceEvent::TaskFailure), 1);
+        });
+        let text = text(&buf);
+        assert_eq!(text.matches("task Fetch failed").count(), 2, "{text}");
+        assert!(!text.contains("TASK_START"), "{text}");
+    }
+
+    #[test]
+    fn a_field_the_span_carries_is_not_repeated() {
+        let (buf, subscriber) = capture();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                target: "selinon",
+                "task",
+                flow_name = "ingest",
+                dispatcher_id = "d-1",
+                task_name = "Fetch",
+                task_id = "t-1",
+            );
+            let _entered = span.enter();
+            Tracer::new(Vec::new()).emit(TraceEvent::TaskFailure, failure());
+        });
+        let text = text(&buf);
+        assert_eq!(
+            text.lines().next().unwrap_or(""),
+            " WARN task{flow_name=\"ingest\" dispatcher_id=\"d-1\" task_name=\"Fetch\" task_id=\"t-1\"}: \
+             selinon: task Fetch failed event=\"TASK_FAILURE\" error=disk full \
+             details={\"node_args\":{\"name\":\"serde\"},\"queue\":\"q\",\"retried_count\":0}",
+            "{text}"
+        );
     }
 }

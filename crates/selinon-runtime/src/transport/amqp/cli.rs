@@ -29,7 +29,8 @@ options:
   --metrics ADDR      serve Prometheus metrics on ADDR (e.g. 127.0.0.1:9464; feature `metrics`)
   --list-queues       print the queues of this system and exit";
 
-/// Parses the worker options from `args`, connects to Redis, lets `configure` add resources,
+/// Installs a log subscriber unless the program has one ([`crate::logging::init`]: stderr,
+/// `RUST_LOG`, default `info`), parses the worker options from `args`, connects to Redis, lets `configure` add resources,
 /// trace sinks or storages, and runs the worker until Ctrl-C or SIGTERM. Errors are printed
 /// with what to do; the exit code is 2 for a usage error, 1 for a failure.
 pub async fn worker_main(
@@ -37,6 +38,7 @@ pub async fn worker_main(
     args: impl IntoIterator<Item = String>,
     configure: impl FnOnce(WorkerBuilder) -> WorkerBuilder,
 ) -> ExitCode {
+    crate::logging::init();
     let mut builder = Worker::builder(system);
     // The same default as clients (`Client::from_env`) and `selinon status`.
     let mut redis = crate::backend::redis_url_from_env();
