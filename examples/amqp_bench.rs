@@ -33,19 +33,32 @@ use selinon_runtime::json;
 
 mod bench {
     pub mod tasks {
-        use selinon_runtime::{json, Json, Task, TaskContext, TaskResult};
+        use selinon_runtime::{Task, TaskContext, TaskResult};
+        use serde::{Deserialize, Serialize};
+
+        /// What a benchmark flow is started with (upstream's harness passes `{"i": i}`).
+        #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+        pub struct Item {
+            pub i: u64,
+        }
+
+        /// What every task returns (typed, so decoding and encoding are part of the figures).
+        #[derive(Debug, Serialize, Deserialize)]
+        pub struct Done {
+            pub ok: bool,
+        }
 
         /// Does nothing but note when it started and ended (µs since the epoch).
         #[derive(Default)]
         pub struct Noop;
 
         impl Task for Noop {
-            type Args = Json;
-            type Output = Json;
+            type Args = Item;
+            type Output = Done;
 
-            async fn run(&self, ctx: &TaskContext, _args: Json) -> TaskResult {
+            async fn run(&self, ctx: &TaskContext, _args: Item) -> TaskResult<Done> {
                 let start = crate::now_us();
-                let result = json!({"ok": true});
+                let result = Done { ok: true };
                 crate::TIMES
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -354,7 +367,7 @@ async fn run_bench(o: Options) {
 
     // Warm-up, then N flows at once.
     let warm = client
-        .submit_many(&flow, (0..20).map(|i| json!({"i": i})))
+        .submit_many(&flow, (0..20).map(|i| bench::tasks::Item { i: i as u64 }))
         .await
         .unwrap();
     client
@@ -363,7 +376,10 @@ async fn run_bench(o: Options) {
         .unwrap();
     let start = Instant::now();
     let ids = client
-        .submit_many(&flow, (0..o.flows).map(|i| json!({"i": i})))
+        .submit_many(
+            &flow,
+            (0..o.flows).map(|i| bench::tasks::Item { i: i as u64 }),
+        )
         .await
         .unwrap();
     let done = client
@@ -376,7 +392,10 @@ async fn run_bench(o: Options) {
     // Hop latency: flows one at a time.
     let mut single = Vec::new();
     for i in 0..50 {
-        let id = client.submit(&flow, json!({"i": i})).await.unwrap();
+        let id = client
+            .submit(&flow, bench::tasks::Item { i: i as u64 })
+            .await
+            .unwrap();
         client.wait(&id, Duration::from_secs(60)).await.unwrap();
         single.push(id);
     }

@@ -36,6 +36,8 @@ pub struct Builder {
     base_dir: Option<PathBuf>,
     out_file: Option<String>,
     inline: Option<(PathBuf, String)>,
+    /// Crate roots to find the YAML's user items in (see [`crate::resolve`]).
+    crate_roots: Vec<PathBuf>,
 }
 
 /// Generation failed: the configuration has errors (already rendered, with file:line:col).
@@ -171,6 +173,15 @@ impl Builder {
         }
     }
 
+    /// Looks for the user items the YAML names (task and storage types, `foreach` and selective
+    /// run functions) in the crate whose roots these are: a missing one is an error naming the
+    /// YAML line (rustc's own error would point into the generated code). `generate()` looks in
+    /// the package's usual roots by itself.
+    pub fn crate_roots(mut self, roots: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.crate_roots = roots.into_iter().collect();
+        self
+    }
+
     /// Loads, checks and lowers the configuration.
     pub fn load(&self) -> Result<Generated, GenerateError> {
         let mut checked = match &self.inline {
@@ -198,6 +209,13 @@ impl Builder {
             .files()
             .map(|(_, f)| f.path.clone())
             .collect();
+        if let Some(config) = checked.config.as_ref() {
+            if !checked.diagnostics.has_errors() && !self.crate_roots.is_empty() {
+                for d in crate::resolve::check(config, &self.options, &self.crate_roots) {
+                    checked.diagnostics.push(d);
+                }
+            }
+        }
         let Some(config) = checked
             .config
             .as_ref()
@@ -282,7 +300,13 @@ impl Builder {
         // Output is best effort: a closed stdout must not turn a good build into a bad one.
         // A failed build script runs again at the next build whatever it printed, so no
         // `rerun-if-changed` lines are printed on failure: `--- stdout` holds only the error.
-        let generated = match self.load() {
+        let mut this = self.clone();
+        if this.crate_roots.is_empty() {
+            if let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR") {
+                this.crate_roots = crate::resolve::default_roots(Path::new(&dir), None);
+            }
+        }
+        let generated = match this.load() {
             Ok(g) => g,
             Err(e) => {
                 if let GenerateError::Invalid {

@@ -20,6 +20,7 @@ pub mod emit;
 pub mod ir;
 pub mod migrate;
 pub mod plot;
+pub mod resolve;
 pub mod scaffold;
 pub mod schema;
 pub mod validate;

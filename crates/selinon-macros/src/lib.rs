@@ -234,7 +234,15 @@ fn generate(
     span: Span,
     inline_source: Option<std::path::PathBuf>,
 ) -> syn::Result<proc_macro2::TokenStream> {
-    let builder = builder.map_module("", "crate");
+    let mut builder = builder.map_module("", "crate");
+    // Missing user items are errors naming the YAML line: look for them in the crate.
+    if let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR") {
+        let calling = span.unwrap().local_file();
+        builder = builder.crate_roots(selinon_codegen::resolve::default_roots(
+            std::path::Path::new(&dir),
+            calling.as_deref(),
+        ));
+    }
     match builder.generate_tokens() {
         Ok(generated) => {
             let code = generated.tokens();

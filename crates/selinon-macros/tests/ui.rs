@@ -1,5 +1,6 @@
 //! Compile tests of `include_flows!` and `flows!`: a configuration that compiles and runs, and
-//! the errors a user sees for a missing task type, a type that is not a task, a function of
+//! the errors a user sees for a missing task type (and storage type, foreach and selective run
+//! function: errors that name the YAML line), a type that is not a task, a function of
 //! neither foreach shape, a misspelt flow handle, a built-in storage whose runtime feature is
 //! off, and broken YAML (in a file, and inline: the errors name the lines of the Rust file);
 //! typed tasks and flows end to end, and the errors for a flow started with the wrong argument
@@ -36,4 +37,5 @@ fn ui() {
     t.compile_fail("tests/ui/wrong_flow_args.rs");
     t.compile_fail("tests/ui/wrong_result_type.rs");
     t.compile_fail("tests/ui/bad_task_fn.rs");
+    t.compile_fail("tests/ui/missing_user_items.rs");
 }
