@@ -483,7 +483,7 @@ mod tests {
              #[selinon_macros::task(name = Named)] async fn other() {} pub fn items() {}",
         );
         write(d, "src/other/place.rs", "pub type Reexported = u8;");
-        let roots = vec![d.join("src/main.rs")];
+        let roots = [d.join("src/main.rs")];
         let mut s = Sources::default();
         let mut find =
             |segments: &[&str], item: &str, kind| s.lookup(&roots[0], segments, item, kind);
