@@ -13,7 +13,7 @@
 //! stops nothing (flows already started run on): call `shutdown` for that.
 //!
 //! ```no_run
-//! # mod flows { pub mod flow1 { pub static FLOW: selinon_runtime::FlowSpec = selinon_runtime::FlowSpec::DEFAULT; } }
+//! # mod flows { pub mod flow1 { static SPEC: selinon_runtime::FlowSpec = selinon_runtime::FlowSpec::DEFAULT; pub static FLOW: selinon_runtime::Flow = selinon_runtime::Flow::new(&SPEC); } }
 //! # async fn demo(system: &'static selinon_runtime::SystemSpec) -> Result<(), selinon_runtime::RunError> {
 //! let rt = selinon_runtime::Runtime::new(system);
 //! let outcome = rt.run(&flows::flow1::FLOW, serde_json::json!({"name": "world"})).await?;

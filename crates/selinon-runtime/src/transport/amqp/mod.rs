@@ -15,7 +15,7 @@
 //! - Poison messages go to `selinon.dead-letter` with the reason in `x-selinon-reason`.
 //!
 //! ```no_run
-//! # mod flows { pub mod flow1 { pub static FLOW: selinon_runtime::FlowSpec = selinon_runtime::FlowSpec::DEFAULT; } }
+//! # mod flows { pub mod flow1 { static SPEC: selinon_runtime::FlowSpec = selinon_runtime::FlowSpec::DEFAULT; pub static FLOW: selinon_runtime::Flow = selinon_runtime::Flow::new(&SPEC); } }
 //! # async fn demo(system: &'static selinon_runtime::SystemSpec) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use selinon_runtime::amqp::{Client, RedisBackend, Worker};
