@@ -133,14 +133,21 @@ mod myapp {
     }
 
     pub mod helpers {
-        use selinon_runtime::{json, Db, Json};
+        use selinon_runtime::{Db, Json};
+        use serde::Deserialize;
 
-        /// One item per guest: the flow's `guests`, or two guests by default.
+        /// What the dinner is started with: who comes (two guests when nobody is named).
+        #[derive(Deserialize)]
+        struct Party {
+            guests: Vec<String>,
+        }
+
+        /// One item per guest.
         pub fn iter_guests(_db: &Db<'_>, node_args: &Json) -> Vec<Json> {
-            match node_args["guests"].as_array() {
-                Some(guests) => guests.clone(),
-                None => vec![json!("Alice"), json!("Bob")],
-            }
+            let guests = Party::deserialize(node_args)
+                .map(|party| party.guests)
+                .unwrap_or_else(|_| vec!["Alice".into(), "Bob".into()]);
+            guests.into_iter().map(Json::String).collect()
         }
     }
 }
