@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::model::{Config, Name};
+use crate::config::model::{Condition, ConditionKind, Config, Name};
+use crate::diagnostics::Span;
 use crate::diagnostics::{did_you_mean, Diagnostic};
 use crate::emit::{snake, upper_camel, EmitOptions};
 
@@ -71,7 +72,7 @@ pub fn check(config: &Config, options: &EmitOptions, roots: &[PathBuf]) -> Vec<D
         return out;
     }
     let mut seen = std::collections::HashSet::new();
-    let mut check = |what: String, import: &Name, name: &str, kind: Kind, hint: &str| {
+    let mut check = |what: String, import: &Name, at: Span, name: &str, kind: Kind, hint: &str| {
         let module = options
             .module_path(import.as_str())
             .to_string()
@@ -118,13 +119,14 @@ pub fn check(config: &Config, options: &EmitOptions, roots: &[PathBuf]) -> Vec<D
                     format!("; {there}")
                 }
             );
-            out.push(Diagnostic::error(import.span, message).with_help(hint.to_string()));
+            out.push(Diagnostic::error(at, message).with_help(hint.to_string()));
         }
     };
     for task in &config.tasks {
         check(
             format!("task `{}`", task.name.as_str()),
             &task.import,
+            task.import.span,
             task.classname(),
             Kind::Type,
             "write the task there (an `async fn` with `#[task]`, or a type implementing \
@@ -137,6 +139,7 @@ pub fn check(config: &Config, options: &EmitOptions, roots: &[PathBuf]) -> Vec<D
                     task.name.as_str()
                 ),
                 &f.import,
+                f.import.span,
                 f.name.as_str(),
                 Kind::Fn,
                 "write the function there, or fix `selective_run_function`'s `import` / `name`",
@@ -151,6 +154,7 @@ pub fn check(config: &Config, options: &EmitOptions, roots: &[PathBuf]) -> Vec<D
         check(
             format!("storage `{}`", storage.name.as_str()),
             &storage.import,
+            storage.import.span,
             storage.classname(),
             Kind::Type,
             "write the storage type there (implementing `selinon_runtime::DataStorage` and \
@@ -163,6 +167,7 @@ pub fn check(config: &Config, options: &EmitOptions, roots: &[PathBuf]) -> Vec<D
                 check(
                     format!("the `foreach` of an edge of flow `{}`", flow.name.as_str()),
                     &f.import,
+                    f.import.span,
                     f.function.as_str(),
                     Kind::Fn,
                     "write the function there, or fix the `foreach`'s `import` / `function`",
@@ -170,7 +175,49 @@ pub fn check(config: &Config, options: &EmitOptions, roots: &[PathBuf]) -> Vec<D
             }
         }
     }
+    // User predicates (names that are not built-ins) live in `global.predicates_module`.
+    if let Some(module) = &config.global.predicates_module {
+        let mut predicates = Vec::new();
+        for flow in &config.flows {
+            let conditions = flow
+                .edges
+                .iter()
+                .filter_map(|e| e.condition.as_ref())
+                .chain(flow.failures.iter().filter_map(|f| f.condition.as_ref()));
+            for condition in conditions {
+                user_predicates(condition, &mut predicates);
+            }
+        }
+        for name in predicates {
+            check(
+                format!("the condition predicate `{}`", name.as_str()),
+                module,
+                name.span,
+                name.as_str(),
+                Kind::Fn,
+                "write `fn(Option<&Json>, &Json, &Json) -> bool` there (result, flow arguments, \
+                 `args`), or fix the predicate's name or `global.predicates_module`",
+            );
+        }
+    }
     out
+}
+
+/// The predicates of a condition that are not built-ins, in order.
+fn user_predicates<'a>(condition: &'a Condition, out: &mut Vec<&'a Name>) {
+    match &condition.kind {
+        ConditionKind::Predicate { name, .. } => {
+            if selinon_runtime::predicates::builtin(name.as_str()).is_none() {
+                out.push(name);
+            }
+        }
+        ConditionKind::And(all) | ConditionKind::Or(all) => {
+            for c in all {
+                user_predicates(c, out);
+            }
+        }
+        ConditionKind::Not(inner) => user_predicates(inner, out),
+    }
 }
 
 /// Parsed source files, read once.

@@ -1,5 +1,6 @@
 //! Every user item the YAML names that the crate does not have is an error naming the YAML
-//! line: a storage type, a `foreach` function and a selective run function (the task is there).
+//! line: a storage type, a `foreach` function, a selective run function and a condition's own
+//! predicate (the task is there).
 
 mod app {
     pub mod tasks {
@@ -21,6 +22,10 @@ mod app {
     pub mod fns {
         pub fn iter_items() {}
     }
+
+    pub mod preds {
+        pub fn is_fresh() {}
+    }
 }
 
 mod flows {
@@ -36,6 +41,8 @@ mod flows {
             import: app.storages
             classname: Ledgr
             configuration: {path: /tmp}
+        global:
+          predicates_module: app.preds
         flows: [hello]
         flow-definitions:
           - name: hello
@@ -43,6 +50,9 @@ mod flows {
               - from:
                 to: Hello
                 foreach: {import: app.fns, function: iter_itemz}
+              - from: Hello
+                to: Hello
+                condition: {name: isFrsh, node: Hello}
         "#
     );
 }
