@@ -143,9 +143,9 @@ struct PlotArgs {
     )]
     output_dir: PathBuf,
     /// `svg` (rendered by Graphviz's `dot`, package `graphviz`) or `dot` (Graphviz source,
-    /// needs nothing).
-    #[arg(long, value_name = "FORMAT", default_value = "svg")]
-    format: selinon_codegen::plot::Format,
+    /// needs nothing). By default SVG when Graphviz is installed, else DOT (with a note).
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<selinon_codegen::plot::Format>,
     /// Draw sub-flows inside the flows that start them (as boxed clusters) instead of one file
     /// per flow: only the flows no other flow starts get a file.
     #[arg(long)]
@@ -495,7 +495,25 @@ fn plot(args: PlotArgs, color: bool) -> ExitCode {
     let options = selinon_codegen::plot::Options {
         expand: args.expand,
     };
-    match selinon_codegen::plot::render(system, &args.output_dir, args.format, options) {
+    use selinon_codegen::plot::Format as PlotFormat;
+    let format = args.format.unwrap_or_else(|| {
+        let dot = std::process::Command::new("dot")
+            .arg("-V")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if dot.is_ok_and(|s| s.success()) {
+            PlotFormat::Svg
+        } else {
+            eprintln!(
+                "note: Graphviz's `dot` is not installed, so the pictures are written as DOT \
+                 sources; install the `graphviz` package for SVG (or open the .dot files in \
+                 any Graphviz viewer)"
+            );
+            PlotFormat::Dot
+        }
+    });
+    match selinon_codegen::plot::render(system, &args.output_dir, format, options) {
         Ok(files) => {
             for f in files {
                 eprintln!("  wrote {}", f.display());

@@ -684,6 +684,16 @@ fn plot_expands_subflows_and_says_how_to_get_svg() {
     let dot = std::fs::read_to_string(out_dir.join("ingest.dot")).unwrap();
     assert!(dot.contains("subgraph \"cluster_analyse\""), "{dot}");
     assert!(!out_dir.join("analyse.dot").exists());
+    // Without Graphviz, the default format falls back to DOT and says so.
+    std::fs::remove_file(out_dir.join("ingest.dot")).unwrap();
+    let out = plot(&[], Some(""));
+    assert_exit(&out, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("install the `graphviz` package for SVG"),
+        "{err}"
+    );
+    assert!(out_dir.join("ingest.dot").exists());
     let out = plot(&["--format", "svg"], Some(""));
     assert_exit(&out, 1);
     let err = stderr(&out);
