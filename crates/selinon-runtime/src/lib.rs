@@ -5,16 +5,63 @@
 //! generated flow module has a handle, `FLOW`, that flows are started with. Users implement
 //! [`Task`] (and, for their own storages, [`DataStorage`]).
 //!
-//! Running a flow in this process:
+//! A first flow, end to end: the YAML (here inline; usually files, through `include_flows!` or
+//! a `build.rs`), a typed task written as an `async fn`, a run in this process, and its outcome
+//! (a failed flow's `outcome.failures()` says which node failed and why):
 //!
-//! ```no_run
-//! # mod flows { pub mod flow1 { static SPEC: selinon_runtime::FlowSpec = selinon_runtime::FlowSpec::DEFAULT; pub static FLOW: selinon_runtime::Flow = selinon_runtime::Flow::new(&SPEC); } }
-//! # async fn demo(system: &'static selinon_runtime::SystemSpec) -> Result<(), selinon_runtime::RunError> {
-//! let rt = selinon_runtime::Runtime::new(system);
-//! let outcome = rt.run(&flows::flow1::FLOW, selinon_runtime::json!({"name": "world"})).await?;
-//! println!("{:?}: {:?}", outcome.status, outcome.finished_nodes);
-//! # Ok(()) }
 //! ```
+//! mod app {
+//!     pub mod tasks {
+//!         use selinon_macros::task;
+//!         use selinon_runtime::TaskResult;
+//!         use serde::{Deserialize, Serialize};
+//!
+//!         #[derive(Serialize, Deserialize)]
+//!         pub struct Name {
+//!             pub name: String,
+//!         }
+//!
+//!         #[derive(Serialize, Deserialize)]
+//!         pub struct Greeting {
+//!             pub text: String,
+//!         }
+//!
+//!         /// The YAML's task `Greet` (`import: app.tasks`).
+//!         #[task]
+//!         pub async fn greet(who: Name) -> TaskResult<Greeting> {
+//!             Ok(Greeting { text: format!("hello {}", who.name) })
+//!         }
+//!     }
+//! }
+//!
+//! mod flows {
+//!     selinon_macros::flows!(r#"
+//!         tasks:
+//!           - {name: Greet, import: app.tasks, storage: Memory}
+//!         storages:
+//!           - {name: Memory, import: selinon.storages.memory, classname: InMemoryStorage,
+//!              configuration: {echo: false}}
+//!         flows: [hello]
+//!         flow-definitions:
+//!           - name: hello
+//!             edges:
+//!               - {from: , to: Greet}
+//!     "#);
+//! }
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() {
+//!     let rt = selinon_runtime::Runtime::new(&flows::SYSTEM);
+//!     let who = app::tasks::Name { name: "world".into() };
+//!     let outcome = rt.run(&flows::hello::FLOW, who).await.unwrap();
+//!     assert!(outcome.is_finished(), "{}", outcome.failures());
+//!     let greeting = rt.result::<flows::tasks::Greet>(&outcome).await.unwrap();
+//!     assert_eq!(greeting.text, "hello world");
+//! }
+//! ```
+//!
+//! Over AMQP the same generated code and tasks run on worker processes (module `amqp`, feature
+//! `amqp`); the repository's README walks through both.
 //!
 //! Everything but [`predicates`] needs the default feature `rt` (tokio); the compiler depends on
 //! this crate without it, for the built-in predicates it shares with generated code.
