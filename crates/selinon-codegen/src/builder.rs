@@ -46,19 +46,28 @@ pub struct Builder {
 /// [`Builder::generate`] printed); `Display` holds the whole report.
 #[derive(thiserror::Error)]
 pub enum GenerateError {
+    /// No nodes file was given to the builder.
     #[error("no nodes file given: call `.nodes(\"path/to/nodes.yml\")`")]
     NoNodes,
+    /// The configuration has errors.
     #[error("the Selinon configuration has errors:\n{rendered}")]
     Invalid {
+        /// The errors rendered with file:line:col and the offending lines.
         rendered: String,
+        /// Every finding, warnings included.
         diagnostics: Diagnostics,
+        /// The files read, to render `diagnostics` again.
         sources: SourceMap,
     },
+    /// The generated file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
+        /// The file that was being written.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// `generate()` was called outside a build script: the named environment variable is not set.
     #[error(
         "{0} is not set: `generate()` runs in build scripts; use `generate_string()` elsewhere"
     )]
@@ -94,6 +103,7 @@ impl std::fmt::Debug for GenerateError {
 /// Generated code with what it was made from.
 #[derive(Debug)]
 pub struct Generated {
+    /// The IR the code was generated from.
     pub system: System,
     /// Every file read: the YAML files, the output schemas and the migration chain (to watch
     /// for changes).
@@ -102,7 +112,10 @@ pub struct Generated {
     pub migration_dir: Option<PathBuf>,
     /// Warnings (there are no errors when generation succeeds).
     pub diagnostics: Diagnostics,
+    /// Every file read, to render `diagnostics`.
     pub sources: SourceMap,
+    /// `sha256:` and 16 hex digits over the display paths and contents of every file read; written
+    /// into the generated header.
     pub content_hash: String,
     options: EmitOptions,
 }
@@ -120,6 +133,7 @@ impl Generated {
 }
 
 impl Builder {
+    /// A builder with nothing set; same as `Builder::default()`.
     pub fn new() -> Self {
         Builder::default()
     }
@@ -403,8 +417,8 @@ pub fn write_if_changed(path: &Path, content: &str) -> Result<(), GenerateError>
     std::fs::rename(&tmp, path).map_err(err)
 }
 
-/// SHA-256 over the files' (YAML, output schemas, migrations) display paths and contents, in path order (so the order the files
-/// were given in does not matter).
+/// SHA-256 over the files' (YAML, output schemas, migrations) display paths and contents, in path
+/// order (so the order the files were given in does not matter).
 fn content_hash(sources: &SourceMap) -> String {
     let mut files: Vec<(&str, &str)> = sources
         .files()

@@ -28,10 +28,15 @@ pub struct FileId(pub u32);
 /// A place in a source file. Lines and columns are 1-based; columns count characters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Span {
+    /// The file the span is in.
     pub file: FileId,
+    /// First line (1-based).
     pub line: u32,
+    /// First column (1-based, in characters).
     pub column: u32,
+    /// Last line (1-based).
     pub end_line: u32,
+    /// Column just past the end (1-based, in characters).
     pub end_column: u32,
 }
 
@@ -72,6 +77,7 @@ pub struct SourceFile {
     pub path: PathBuf,
     /// The path as shown to users and written into generated code (relative when possible).
     pub display: String,
+    /// The file's contents.
     pub text: String,
 }
 
@@ -82,6 +88,7 @@ pub struct SourceMap {
 }
 
 impl SourceMap {
+    /// Records a file read from `path` and returns its id.
     pub fn add(&mut self, path: PathBuf, text: String) -> FileId {
         let display = display_path(&path);
         self.files.push(SourceFile {
@@ -92,10 +99,12 @@ impl SourceMap {
         FileId(u32::try_from(self.files.len() - 1).expect("fewer than 4 billion files"))
     }
 
+    /// The file with id `id`; panics for an id from another map.
     pub fn get(&self, id: FileId) -> &SourceFile {
         &self.files[id.0 as usize]
     }
 
+    /// Every file with its id, in the order they were added.
     pub fn files(&self) -> impl Iterator<Item = (FileId, &SourceFile)> {
         self.files
             .iter()
@@ -128,25 +137,33 @@ pub fn display_path(path: &Path) -> String {
     shown.to_string_lossy().replace('\\', "/")
 }
 
+/// How serious a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// The configuration cannot be used; no code is generated.
     Error,
+    /// Worth fixing, but code is still generated.
     Warning,
 }
 
 /// One finding.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Diagnostic {
+    /// Error or warning.
     pub severity: Severity,
+    /// Where the problem is; `None` for a problem with no place (e.g. a file that cannot be read).
     pub span: Option<Span>,
+    /// What is wrong.
     pub message: String,
+    /// How to fix it.
     pub help: Option<String>,
     /// Other places that explain the finding (e.g. the first definition of a duplicate).
     pub related: Vec<(Span, String)>,
 }
 
 impl Diagnostic {
+    /// An error at `span`.
     pub fn error(span: impl Into<Option<Span>>, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Error,
@@ -157,6 +174,7 @@ impl Diagnostic {
         }
     }
 
+    /// A warning at `span`.
     pub fn warning(span: impl Into<Option<Span>>, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Warning,
@@ -164,6 +182,7 @@ impl Diagnostic {
         }
     }
 
+    /// Adds how to fix it (an empty `help` adds nothing).
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         let help = help.into();
         if !help.is_empty() {
@@ -172,11 +191,13 @@ impl Diagnostic {
         self
     }
 
+    /// Adds another place that explains the finding, with a label.
     pub fn with_related(mut self, span: Span, label: impl Into<String>) -> Self {
         self.related.push((span, label.into()));
         self
     }
 
+    /// Whether it is an error.
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
@@ -189,50 +210,62 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
+    /// Adds a finding.
     pub fn push(&mut self, diagnostic: Diagnostic) {
         self.items.push(diagnostic);
     }
 
+    /// Adds an error at `span` with a hint (an empty `help` adds none).
     pub fn error(&mut self, span: Span, message: impl Into<String>, help: impl Into<String>) {
         self.push(Diagnostic::error(span, message).with_help(help));
     }
 
+    /// Adds a warning at `span` with a hint (an empty `help` adds none).
     pub fn warning(&mut self, span: Span, message: impl Into<String>, help: impl Into<String>) {
         self.push(Diagnostic::warning(span, message).with_help(help));
     }
 
+    /// Appends every finding of `other`.
     pub fn extend(&mut self, other: Diagnostics) {
         self.items.extend(other.items);
     }
 
+    /// Whether any finding is an error.
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(Diagnostic::is_error)
     }
 
+    /// How many findings are errors.
     pub fn error_count(&self) -> usize {
         self.items.iter().filter(|d| d.is_error()).count()
     }
 
+    /// How many findings are warnings.
     pub fn warning_count(&self) -> usize {
         self.items.len() - self.error_count()
     }
 
+    /// Whether there is no finding at all.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
+    /// How many findings there are.
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
+    /// Every finding, in order.
     pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
         self.items.iter()
     }
 
+    /// The errors, in order.
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
         self.items.iter().filter(|d| d.is_error())
     }
 
+    /// The warnings, in order.
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
         self.items.iter().filter(|d| !d.is_error())
     }

@@ -19,7 +19,9 @@ use selinon_runtime::predicates::{self, Reads};
 pub struct Origin {
     /// The file's path as displayed (relative when possible).
     pub file: String,
+    /// Line (1-based).
     pub line: u32,
+    /// Column (1-based, in characters).
     pub column: u32,
 }
 
@@ -34,32 +36,40 @@ impl std::fmt::Display for Origin {
 pub struct System {
     /// The files the system was read from (nodes file first), as displayed.
     pub files: Vec<String>,
+    /// Every task, in nodes-file order.
     pub tasks: Vec<Task>,
+    /// Every storage, in nodes-file order.
     pub storages: Vec<Storage>,
     /// In the order of the nodes file's `flows:` list.
     pub flows: Vec<Flow>,
     /// `global.predicates_module`, when it names a user module.
     pub custom_predicates_module: Option<String>,
+    /// `global.migration_dir`, expanded when a worker starts.
     pub migration_dir: Option<Template>,
     /// The migration files found in `migration_dir` when the configuration was read (JSON
     /// text of `1.json`, `2.json`, …), embedded in the generated code.
     pub migrations: Vec<(u32, String)>,
+    /// `global.trace`: where trace events go (empty when tracing is off).
     pub trace: Vec<TraceSink>,
 }
 
 impl System {
+    /// The task named `name`.
     pub fn task(&self, name: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.name == name)
     }
 
+    /// The flow named `name`.
     pub fn flow(&self, name: &str) -> Option<&Flow> {
         self.flows.iter().find(|f| f.name == name)
     }
 
+    /// The storage named `name`.
     pub fn storage(&self, name: &str) -> Option<&Storage> {
         self.storages.iter().find(|s| s.name == name)
     }
 
+    /// Whether `name` is a task or a flow; `None` when it is neither.
     pub fn node_kind(&self, name: &str) -> Option<NodeKind> {
         if self.task(name).is_some() {
             Some(NodeKind::Task)
@@ -71,34 +81,48 @@ impl System {
     }
 }
 
+/// What a node of a flow is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum NodeKind {
+    /// A task.
     Task,
+    /// A sub-flow.
     Flow,
 }
 
 /// A module path and a name in it (`myapp.tasks`, `Fetch`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Import {
+    /// The module path as written in the YAML (`myapp.tasks`).
     pub module: String,
+    /// The item's name in the module.
     pub name: String,
 }
 
+/// A task, with its defaults filled in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Task {
+    /// The task's name.
     pub name: String,
+    /// Where the task was written.
     pub origin: Origin,
     /// The class implementing the task (`import` + `classname`).
     pub class: Import,
+    /// The storage its results are written to.
     pub storage: Option<String>,
+    /// `storage_readonly`: results are not written to the storage.
     pub storage_readonly: bool,
     /// The name results are stored under (`storage_task_name`, default the task's name).
     pub storage_task_name: String,
+    /// `output_schema`, when set.
     pub output_schema: Option<OutputSchema>,
+    /// How many times a failed run is retried (default 0).
     pub max_retry: u64,
+    /// Seconds to wait before a retry (default 0).
     pub retry_countdown_s: u64,
     /// Expanded when a worker starts.
     pub queue: Template,
+    /// The minimal interval between two starts, in microseconds (`None`: no throttling).
     pub throttling_us: Option<u64>,
     /// `None`: always run (the default).
     pub selective_run_function: Option<Import>,
@@ -116,37 +140,63 @@ pub struct OutputSchema {
     pub json: Option<String>,
 }
 
+/// A storage, with its defaults filled in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Storage {
+    /// The storage's name.
     pub name: String,
+    /// Where the storage was written.
     pub origin: Origin,
+    /// The adapter (`import` + `classname`).
     pub class: Import,
     /// A mapping (options by name) or one positional value.
     pub configuration: Json,
+    /// The cache of results in front of it.
     pub cache: Option<Cache>,
     /// Tasks storing into it, in nodes-file order.
     pub tasks: Vec<String>,
 }
 
+/// A cache of a storage (results) or a flow (node states).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cache {
+    /// The cache class (`import` + `name`).
     pub class: Import,
+    /// `configuration.max_cache_size` (default 0: nothing is cached).
     pub max_cache_size: u64,
+    /// The whole `configuration` mapping.
     pub configuration: Json,
 }
 
+/// One sink of `global.trace`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TraceSink {
+    /// `logging: true`: the `tracing` crate.
     Logging,
+    /// `json: true`: one JSON line per event.
     Json,
+    /// `function`: a user callback.
     Function(Import),
-    Storage { storage: String, method: String },
-    Sentry { dsn: Template },
+    /// `storage`: a method of a storage adapter.
+    Storage {
+        /// The storage.
+        storage: String,
+        /// The adapter's method that receives the events.
+        method: String,
+    },
+    /// `sentry`: events sent to Sentry.
+    Sentry {
+        /// Where to send events; expanded when a worker starts.
+        dsn: Template,
+    },
 }
 
+/// A flow, with its defaults filled in and its failures grouped.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Flow {
+    /// The flow's name.
     pub name: String,
+    /// Where the flow was written.
     pub origin: Origin,
     /// Every node the flow mentions, in order of first appearance (edges, then failures).
     pub nodes: Vec<FlowNode>,
@@ -154,14 +204,21 @@ pub struct Flow {
     pub edges: Vec<Edge>,
     /// Failure entries grouped by node set; sets in sorted order.
     pub failures: Vec<FailureSet>,
+    /// `nowait`: nodes the flow starts but does not wait for.
     pub nowait: BTreeSet<String>,
+    /// `eager_failures`: nodes whose failure stops the flow at once.
     pub eager_failures: BTreeSet<String>,
+    /// `node_args_from_first`: the first task's result becomes the flow's arguments.
     pub node_args_from_first: bool,
+    /// The `propagate_*` flags.
     pub propagate: Propagation,
+    /// How many times a failed flow is retried (default 0).
     pub max_retry: u64,
+    /// Seconds to wait before a retry (default 0).
     pub retry_countdown_s: u64,
     /// The dispatcher queue; expanded when a worker starts.
     pub queue: Template,
+    /// The minimal interval between two starts, in microseconds (`None`: no throttling).
     pub throttling_us: Option<u64>,
     /// Cache of node states.
     pub cache: Option<Cache>,
@@ -170,6 +227,7 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// The node named `name` of this flow.
     pub fn node(&self, name: &str) -> Option<&FlowNode> {
         self.nodes.iter().find(|n| n.name == name)
     }
@@ -179,54 +237,79 @@ impl Flow {
         self.nodes.iter().filter(|n| n.kind == NodeKind::Flow)
     }
 
+    /// The edges that start the flow (no `from`).
     pub fn starting_edges(&self) -> impl Iterator<Item = &Edge> {
         self.edges.iter().filter(|e| e.from.is_empty())
     }
 }
 
+/// A node a flow mentions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowNode {
+    /// The node's name.
     pub name: String,
+    /// Task or sub-flow.
     pub kind: NodeKind,
 }
 
 /// `propagate_*` flags resolved to the sub-flows they select (only sub-flows of this flow).
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Propagation {
+    /// `propagate_node_args`.
     pub node_args: BTreeSet<String>,
+    /// `propagate_parent`.
     pub parent: BTreeSet<String>,
+    /// `propagate_parent_failures`.
     pub parent_failures: BTreeSet<String>,
+    /// `propagate_finished`.
     pub finished: BTreeSet<String>,
+    /// `propagate_compound_finished`.
     pub compound_finished: BTreeSet<String>,
+    /// `propagate_failures`.
     pub failures: BTreeSet<String>,
+    /// `propagate_compound_failures`.
     pub compound_failures: BTreeSet<String>,
 }
 
+/// An edge of a flow.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Edge {
+    /// Position in the flow's `edges` (part of the wire format of flow states).
     pub index: usize,
+    /// Where the edge was written.
     pub origin: Origin,
+    /// `from`: the nodes that must finish first; empty for a starting edge.
     pub from: Vec<String>,
+    /// `to`: the nodes the edge starts.
     pub to: Vec<String>,
+    /// `condition`: must hold for the edge to fire.
     pub condition: Condition,
     /// The condition as the YAML writes it (`{"name": "alwaysTrue"}` when none is written):
     /// what a migration file records of a tainted edge.
     pub condition_written: Json,
+    /// `foreach`: start the `to` nodes once per item (`None`: once).
     pub foreach: Option<Foreach>,
+    /// `selective`: run only the part of the flow leading to some tasks.
     pub selective: Option<Selective>,
 }
 
+/// `foreach` of an edge.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Foreach {
+    /// The function returning the items.
     pub function: Import,
+    /// `propagate_result`: each item becomes the arguments of the sub-flows started for it.
     pub propagate_result: bool,
 }
 
+/// `selective` of an edge.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Selective {
+    /// The tasks to run (with what they depend on).
     pub tasks: Vec<String>,
     /// `None`: no subsequent runs; `Some(empty)`: all traversed flows; else the named flows.
     pub run_subsequent: Option<BTreeSet<String>>,
+    /// `follow_subflows`: look for the tasks inside sub-flows too.
     pub follow_subflows: bool,
 }
 
@@ -235,24 +318,32 @@ pub struct Selective {
 pub enum Condition {
     /// No condition written (`alwaysTrue`).
     Always,
+    /// A predicate call.
     Predicate(Predicate),
+    /// Every condition holds.
     And(Vec<Condition>),
+    /// At least one condition holds.
     Or(Vec<Condition>),
+    /// The condition does not hold.
     Not(Box<Condition>),
 }
 
+/// A predicate leaf of a condition.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Predicate {
+    /// The predicate's name.
     pub name: String,
     /// `true` for `selinon.predicates`; `false` for a user module.
     pub builtin: bool,
     /// The module a custom predicate comes from.
     pub module: String,
+    /// What the predicate reads: a task's result, the flow's arguments or nothing.
     pub reads: Reads,
     /// The task whose result the predicate reads (bound leaves only).
     pub node: Option<String>,
     /// Arguments in the order the YAML gives them.
     pub args: Vec<(String, Json)>,
+    /// Where the predicate was written.
     pub origin: Origin,
 }
 
@@ -367,24 +458,34 @@ pub struct FailureSet {
     pub alternatives: Vec<FailureAlternative>,
 }
 
+/// One `failures` entry of a [`FailureSet`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct FailureAlternative {
+    /// Where the entry was written.
     pub origin: Origin,
+    /// What to start.
     pub fallback: FallbackTarget,
+    /// Run the fallback only when it holds (`Always` when none is written).
     pub condition: Condition,
+    /// `propagate_failure`: the failure still propagates to the parent flow after the fallback ran.
     pub propagate_failure: bool,
 }
 
+/// `fallback` of a failure entry.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FallbackTarget {
     /// `fallback: true`: mark the failure handled, start nothing.
     Handled,
+    /// The nodes to start.
     Nodes(Vec<String>),
 }
 
+/// `sampling` of a flow: upstream's polling strategy (kept for reference).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sampling {
+    /// The strategy function.
     pub function: Import,
+    /// Its arguments by name.
     pub args: BTreeMap<String, Json>,
 }
 

@@ -13,6 +13,8 @@
 //! assert_eq!(system.flows[0].name, "hello");
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod builder;
 pub mod config;
 pub mod diagnostics;
@@ -39,6 +41,7 @@ pub struct Checked {
     pub config: Option<config::Config>,
     /// The IR, present when there are no errors.
     pub system: Option<ir::System>,
+    /// Every error and warning found, sorted by place.
     pub diagnostics: Diagnostics,
     /// The directory of the migration chain, when it was read (watched for new files).
     pub migration_dir: Option<PathBuf>,

@@ -48,7 +48,9 @@ impl std::str::FromStr for TaintedFlowStrategy {
 /// An edge of the old version that no edge of the new one matches.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaintedEdge {
+    /// The old edge's `from` nodes.
     pub from: Vec<String>,
+    /// The old edge's `to` nodes.
     pub to: Vec<String>,
     /// The edge's condition as written in the YAML.
     pub condition_str: Json,
@@ -59,6 +61,7 @@ pub struct TaintedEdge {
 pub struct FlowMigration {
     /// Old edge index → new index (`null`: the edge is gone).
     pub translation: BTreeMap<String, Option<usize>>,
+    /// Old edge index → the old edge, for edges that are gone.
     pub tainted_edges: BTreeMap<String, TaintedEdge>,
     /// New edge index → its sources.
     pub tainting_nodes: BTreeMap<String, Vec<String>>,
@@ -75,8 +78,11 @@ impl FlowMigration {
 /// One migration file (`<migration_dir>/<N>.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MigrationFile {
+    /// Flow name → its migration; flows that did not change are left out.
     pub migration: BTreeMap<String, FlowMigration>,
+    /// What workers do with a flow in flight that passed a tainted edge.
     pub tainted_flow_strategy: TaintedFlowStrategy,
+    /// `_meta`: free-form details of the migration as upstream writes them; kept as read, not used.
     #[serde(rename = "_meta", default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Json>,
 }
@@ -84,12 +90,23 @@ pub struct MigrationFile {
 /// Why no migration file was written.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
+    /// The old and new flows have the same edges.
     #[error("no change in the flows needs a migration (edges are the same, up to conditions)")]
     NotNeeded,
+    /// A file or directory could not be read or written.
     #[error("{path}: {message}")]
-    Io { path: PathBuf, message: String },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A file in the migration directory is not named `<N>.json`.
     #[error("{path}: not a migration file name (migration files are named 1.json, 2.json, …)")]
-    BadName { path: PathBuf },
+    BadName {
+        /// The misnamed file.
+        path: PathBuf,
+    },
 }
 
 fn sorted(v: &[String]) -> Vec<String> {

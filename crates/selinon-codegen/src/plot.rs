@@ -73,6 +73,7 @@ impl std::fmt::Display for Format {
 /// Plotting failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
+    /// SVG was asked for and Graphviz's `dot` is not on the PATH.
     #[error(
         "SVG needs Graphviz's `dot`, which is not installed (not found on PATH): install the \
          `graphviz` package (Debian/Ubuntu: `sudo apt-get install graphviz`; Fedora: `sudo dnf \
@@ -80,18 +81,35 @@ pub enum PlotError {
          DOT sources, which need nothing"
     )]
     DotMissing,
+    /// `dot` could not be started.
     #[error("cannot run Graphviz's `dot`: {0}")]
     DotRun(#[source] io::Error),
+    /// `dot` exited with an error.
     #[error("Graphviz's `dot` failed on flow `{flow}` ({status}): {stderr}")]
     DotFailed {
+        /// The flow being drawn.
         flow: String,
+        /// How `dot` exited.
         status: std::process::ExitStatus,
+        /// What `dot` printed on stderr.
         stderr: String,
     },
+    /// The output directory could not be created.
     #[error("cannot create the output directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: io::Error },
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A drawing could not be written.
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
 }
 
 /// Writes one file per flow into `out_dir` (created if missing), named `<flow>.dot` or

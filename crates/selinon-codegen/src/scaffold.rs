@@ -247,7 +247,10 @@ fn custom_predicates(
 pub struct NewProject {
     /// The directory to create (it must not exist, or be empty).
     pub dir: std::path::PathBuf,
+    /// The nodes file to copy into the project's `config/` folder.
     pub nodes: std::path::PathBuf,
+    /// The flow files or folders to copy into `config/` (the nodes file may be listed too when it
+    /// holds the flows).
     pub flows: Vec<std::path::PathBuf>,
     /// Path dependencies on this local checkout of the repository. Without it: the sources this
     /// crate was built from ([`built_from`]) when they are still there, else the repository
@@ -258,13 +261,18 @@ pub struct NewProject {
 /// Why a project could not be scaffolded.
 #[derive(Debug, thiserror::Error)]
 pub enum NewProjectError {
+    /// The configuration has errors.
     #[error(transparent)]
     Config(#[from] crate::GenerateError),
+    /// The directory exists and is not empty.
     #[error("{0} exists and is not empty: choose a new directory")]
     NotEmpty(std::path::PathBuf),
+    /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: std::path::PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
 }

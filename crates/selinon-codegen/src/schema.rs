@@ -15,6 +15,7 @@ use crate::diagnostics::display_path;
 pub struct Problem {
     /// Completes "the output schema of task `T` …".
     pub message: String,
+    /// How to fix it.
     pub help: String,
 }
 

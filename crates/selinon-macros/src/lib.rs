@@ -4,6 +4,8 @@
 //! This crate is thin glue over `selinon-codegen` (the same entry point as build.rs and the
 //! `selinon generate` command), so the three front doors cannot drift.
 
+#![warn(missing_docs)]
+
 use proc_macro::TokenStream;
 use proc_macro2::Span;
 use quote::quote;
@@ -103,7 +105,8 @@ impl Parse for Args {
 /// file, line and column, and the crate is rebuilt when a YAML file, an `output_schema` file or
 /// a migration file of `global.migration_dir` changes (a *new* migration file is seen at the
 /// next rebuild, e.g. after touching the nodes file; a `build.rs` watches the folder itself).
-/// Module paths in the YAML (`import: myapp.tasks`) are taken from the crate root (`crate::myapp::tasks`).
+/// Module paths in the YAML (`import: myapp.tasks`) are taken from the crate root
+/// (`crate::myapp::tasks`).
 #[proc_macro]
 pub fn include_flows(input: TokenStream) -> TokenStream {
     let args = syn::parse_macro_input!(input as Args);
@@ -188,8 +191,8 @@ fn expand(args: &Args) -> syn::Result<proc_macro2::TokenStream> {
 ///
 /// The YAML may be indented as a whole. Errors and the generated doc comments name the Rust
 /// file and the line and column of the YAML in it; relative paths in the YAML
-/// (`global.migration_dir`, `output_schema`) are read from the Rust file's folder. Module paths in the YAML are
-/// taken from the crate root, as with [`include_flows!`].
+/// (`global.migration_dir`, `output_schema`) are read from the Rust file's folder. Module paths in
+/// the YAML are taken from the crate root, as with [`include_flows!`].
 #[proc_macro]
 pub fn flows(input: TokenStream) -> TokenStream {
     let yaml = syn::parse_macro_input!(input as LitStr);

@@ -21,19 +21,28 @@ const MAX_DEPTH: usize = 128;
 /// One YAML node with the place it was written.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
+    /// Where the node was written.
     pub span: Span,
+    /// The resolved value.
     pub value: Value,
 }
 
 /// A YAML value after PyYAML-compatible resolution.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
+    /// `null`, `~` or an empty value.
     Null,
+    /// `true`/`false` (and the other spellings PyYAML accepts).
     Bool(bool),
+    /// An integer.
     Int(i64),
+    /// A floating-point number.
     Float(f64),
+    /// A string (any scalar that resolves to no other type).
     Str(String),
+    /// A sequence.
     Seq(Vec<Node>),
+    /// A mapping, entries in the order written.
     Map(Vec<(Node, Node)>),
 }
 
@@ -51,6 +60,7 @@ impl Node {
         }
     }
 
+    /// The text of a string node; `None` for any other kind.
     pub fn as_str(&self) -> Option<&str> {
         match &self.value {
             Value::Str(s) => Some(s),
@@ -58,6 +68,7 @@ impl Node {
         }
     }
 
+    /// Whether the node is null (an empty value counts).
     pub fn is_null(&self) -> bool {
         matches!(self.value, Value::Null)
     }
