@@ -99,7 +99,7 @@ impl SourceMap {
         FileId(u32::try_from(self.files.len() - 1).expect("fewer than 4 billion files"))
     }
 
-    /// The file with id `id`; panics for an id from another map.
+    /// The file with id `id`, which must come from this map.
     pub fn get(&self, id: FileId) -> &SourceFile {
         &self.files[id.0 as usize]
     }

@@ -41,7 +41,7 @@ pub struct Checked {
     pub config: Option<config::Config>,
     /// The IR, present when there are no errors.
     pub system: Option<ir::System>,
-    /// Every error and warning found, sorted by place.
+    /// Every error and warning found.
     pub diagnostics: Diagnostics,
     /// The directory of the migration chain, when it was read (watched for new files).
     pub migration_dir: Option<PathBuf>,

@@ -261,7 +261,7 @@ pub struct NewProject {
 /// Why a project could not be scaffolded.
 #[derive(Debug, thiserror::Error)]
 pub enum NewProjectError {
-    /// The configuration has errors.
+    /// The configuration could not be loaded, has errors, or its code could not be generated.
     #[error(transparent)]
     Config(#[from] crate::GenerateError),
     /// The directory exists and is not empty.

@@ -333,7 +333,7 @@ impl Cache {
             .unwrap_or(0)
     }
 
-    /// Whether the cache is one of the built-ins of `selinon.caches` ([`BUILTIN_CACHES`]).
+    /// Whether the cache class comes from `selinon.caches`, the built-ins ([`BUILTIN_CACHES`]).
     pub fn is_builtin(&self) -> bool {
         self.import.value == DEFAULT_CACHE_IMPORT
     }
