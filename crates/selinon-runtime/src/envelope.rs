@@ -29,13 +29,18 @@ pub enum AttemptOutcome {
     Succeeded,
     /// Run the task again after `countdown`, with `message.retried_count = retried_count`.
     Retry {
+        /// Delay before the next attempt.
         countdown: Duration,
+        /// The retry count of the next attempt.
         retried_count: u32,
         /// Asked by the task (`TaskError::Retry`), not counted against `max_retry`.
         user_retry: bool,
     },
     /// The task failed for good.
-    Failed { error: String },
+    Failed {
+        /// The task's error, as text.
+        error: String,
+    },
 }
 
 /// Runs one attempt of the task of `message`, in a `task` span (target `selinon`, level info)

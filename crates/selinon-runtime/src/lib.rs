@@ -70,6 +70,8 @@
 //! attempt), [`storage`] (the storage trait, built-in adapters, caches and the pool), [`trace`] (trace events and
 //! sinks), [`transport`] (in-process and AMQP), [`backend`] (flow state of the distributed runtime).
 
+#![warn(missing_docs)]
+
 #[cfg(feature = "amqp")]
 pub mod backend;
 #[cfg(feature = "rt")]

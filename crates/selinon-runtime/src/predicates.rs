@@ -314,6 +314,7 @@ pub struct Builtin {
     pub name: &'static str,
     /// The function of this module (`field_equal`).
     pub function: &'static str,
+    /// What the predicate reads besides its `args`.
     pub reads: Reads,
     /// The parameters that come from the condition's `args`, in the function's order.
     pub args: &'static [&'static str],

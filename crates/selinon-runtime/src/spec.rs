@@ -74,9 +74,13 @@ pub type SelectiveRunFn = &'static (dyn for<'a> Fn(&'a SelectiveRunInput<'a>, &'
 /// What a selective run function is told about the task it decides on.
 #[derive(Clone, Debug)]
 pub struct SelectiveRunInput<'a> {
+    /// The flow the task runs in.
     pub flow_name: &'a str,
+    /// The task's name in the flow.
     pub node_name: &'a str,
+    /// The arguments the task would run with.
     pub node_args: &'a Json,
+    /// `selective.tasks` of the selective run: the tasks asked for.
     pub task_names: &'a [String],
 }
 
@@ -100,9 +104,13 @@ pub struct SystemSpec {
     pub files: &'static [&'static str],
     /// Hash of the configuration's content (the generated file's header carries it too).
     pub content_hash: &'static str,
+    /// The tasks of `tasks:`, in YAML order.
     pub tasks: &'static [TaskSpec],
+    /// The flows of `flows:` (each a generated module's `SPEC`).
     pub flows: &'static [&'static FlowSpec],
+    /// The storages of `storages:`.
     pub storages: &'static [StorageSpec],
+    /// The trace sinks of `global.trace`, in YAML order.
     pub trace: &'static [TraceSpec],
     /// `global.migration_dir` and the migrations found there when the code was generated.
     pub migration_dir: Option<MigrationDir>,
@@ -132,6 +140,7 @@ pub struct MigrationDir {
 
 /// A task of `tasks:`.
 pub struct TaskSpec {
+    /// `name` of the task (also its Rust type's name unless `classname` says otherwise).
     pub name: &'static str,
     /// `file:line` of the YAML definition.
     pub origin: &'static str,
@@ -139,14 +148,19 @@ pub struct TaskSpec {
     pub run: RunTaskFn,
     /// Queue name; `{VAR}` placeholders are expanded when a worker starts.
     pub queue: &'static str,
+    /// `storage` of the task: the name of a storage of `storages:` its results go to.
     pub storage: Option<&'static str>,
+    /// `storage_readonly` of the task: results are read from the storage but never written.
     pub storage_readonly: bool,
     /// The name results are stored under, when not the task's name.
     pub storage_task_name: Option<&'static str>,
     /// `output_schema`: every result is validated against it before it is stored.
     pub output_schema: Option<OutputSchema>,
+    /// `max_retry` of the task (upstream default 0).
     pub max_retry: u32,
+    /// `retry_countdown` of the task: the delay before a retry (upstream default 0 s).
     pub retry_countdown: Duration,
+    /// `throttling` of the task: the least time between two starts of it (default none).
     pub throttling: Option<Duration>,
     /// `None`: always run (the default).
     pub selective_run_function: Option<SelectiveRunFn>,
@@ -200,12 +214,15 @@ fn no_code(ctx: TaskContext, _node_args: Json) -> BoxFuture<'static, TaskResult>
 /// A storage of `storages:`.
 #[derive(Debug)]
 pub struct StorageSpec {
+    /// `name` of the storage, as tasks refer to it.
     pub name: &'static str,
+    /// `file:line` of the YAML definition.
     pub origin: &'static str,
     /// The adapter: a built-in (`selinon.storages.redis` …) or a user type.
     pub adapter: StorageAdapter,
     /// The YAML `configuration`, as JSON text (options by name, or one value).
     pub configuration: &'static str,
+    /// `cache` of the storage: a cache of results in front of it (default none).
     pub cache: Option<CacheSpec>,
 }
 
@@ -227,7 +244,9 @@ impl StorageSpec {
 pub enum StorageAdapter {
     /// One of the runtime's adapters, by upstream's module and class name.
     Builtin {
+        /// Upstream's module, e.g. `selinon.storages.redis`.
         module: &'static str,
+        /// Upstream's class, e.g. `RedisStorage`.
         class: &'static str,
     },
     /// A user type implementing the storage trait, built from the configuration
@@ -257,20 +276,29 @@ pub fn user_storage<T: crate::storage::StorageFromConfig>(
 pub struct CacheSpec {
     /// `LRU`, `MRU`, `FIFO`, `LIFO` or `RR` (built-in caches).
     pub kind: &'static str,
+    /// `max_cache_size`: the most entries the cache holds.
     pub max_cache_size: usize,
 }
 
 /// A trace sink of `global.trace`.
 #[derive(Debug)]
 pub enum TraceSpec {
+    /// `logging: true`: events go to `tracing` (as upstream's `logging` module).
     Logging,
+    /// `json: true`: one JSON line per event on standard output.
     Json,
+    /// `function`: the user's function is called with each event's name and details.
     Function(fn(&str, &Json)),
+    /// `storage`: events are handed to a storage's method.
     Storage {
+        /// The storage's name (of `storages:`).
         storage: &'static str,
+        /// The storage method called with each event.
         method: &'static str,
     },
+    /// `sentry`: failures are reported to Sentry.
     Sentry {
+        /// The Sentry DSN; `{VAR}` placeholders are expanded from the environment.
         dsn: &'static str,
     },
 }
@@ -278,7 +306,9 @@ pub enum TraceSpec {
 /// One flow: what a flow module's `FLOW` is, and what a flow is started with
 /// (`runtime.run(&flows::ingest::FLOW, args)`).
 pub struct FlowSpec {
+    /// `name` of the flow.
     pub name: &'static str,
+    /// `file:line` of the YAML definition.
     pub origin: &'static str,
     /// Dispatcher queue; `{VAR}` placeholders are expanded when a worker starts.
     pub queue: &'static str,
@@ -287,13 +317,21 @@ pub struct FlowSpec {
     /// The entries of `failures`, in YAML order; entries for the same set of nodes are
     /// alternatives, tried in that order.
     pub failures: &'static [FailureSpec],
+    /// `nowait` of the flow: nodes the flow does not wait for.
     pub nowait: &'static [&'static str],
+    /// `eager_failures` of the flow: nodes whose failure fails the flow at once.
     pub eager_failures: &'static [&'static str],
+    /// `node_args_from_first` of the flow: a flow started with no arguments takes the first node's result as its arguments (default false).
     pub node_args_from_first: bool,
+    /// The flow's `propagate_*` flags.
     pub propagate: PropagateSpec,
+    /// `max_retry` of the flow (upstream default 0).
     pub max_retry: u32,
+    /// `retry_countdown` of the flow: the delay before a retry (upstream default 0 s).
     pub retry_countdown: Duration,
+    /// `throttling` of the flow: the least time between two starts of it (default none).
     pub throttling: Option<Duration>,
+    /// `cache` of the flow: a cache of its state (default none).
     pub cache: Option<CacheSpec>,
 }
 
@@ -387,11 +425,17 @@ impl<A: serde::Serialize> Takes<A> for Untyped {}
 /// The `propagate_*` flags of a flow, resolved to the sub-flows they select.
 #[derive(Debug, Default)]
 pub struct PropagateSpec {
+    /// `propagate_node_args`: sub-flows started with the parent's arguments.
     pub node_args: &'static [&'static str],
+    /// `propagate_parent`: sub-flows told their parents' results.
     pub parent: &'static [&'static str],
+    /// `propagate_finished`: sub-flows told the nodes that finished before them.
     pub finished: &'static [&'static str],
+    /// `propagate_compound_finished`: as `finished`, with nested sub-flows' nodes flattened.
     pub compound_finished: &'static [&'static str],
+    /// `propagate_failures`: sub-flows told the nodes that failed before them.
     pub failures: &'static [&'static str],
+    /// `propagate_compound_failures`: as `failures`, with nested sub-flows' failures flattened.
     pub compound_failures: &'static [&'static str],
 }
 
@@ -409,19 +453,24 @@ impl PropagateSpec {
 
 /// One edge.
 pub struct EdgeSpec {
+    /// `file:line` of the YAML definition.
     pub origin: &'static str,
     /// Empty for a starting edge.
     pub from: &'static [&'static str],
+    /// `to`: the nodes started when the edge fires.
     pub to: &'static [&'static str],
     /// The source tasks whose results the condition reads.
     pub reads: &'static [&'static str],
+    /// The compiled condition (see [`ConditionFn`]).
     pub condition: ConditionFn,
     /// The condition as upstream prints it in traces.
     pub condition_str: &'static str,
     /// The condition may block on I/O (it uses `httpStatus` or a user predicate): the pass
     /// evaluates it on tokio's blocking threads, never on a runtime thread.
     pub condition_blocking: bool,
+    /// `foreach` of the edge: start the `to` nodes once per item (default none).
     pub foreach: Option<ForeachSpec>,
+    /// `selective` of the edge, for selective runs (default none).
     pub selective: Option<SelectiveSpec>,
 }
 
@@ -440,23 +489,30 @@ impl EdgeSpec {
     };
 }
 
+/// An edge's `foreach`: the function that lists the items.
 pub struct ForeachSpec {
+    /// The user's function, wrapped by [`foreach!`](crate::foreach!).
     pub function: ForeachFn,
     /// `module.function`, for traces.
     pub name: &'static str,
+    /// `propagate_result`: each item becomes the arguments of the sub-flows started for it (default false).
     pub propagate_result: bool,
 }
 
 #[derive(Debug)]
+/// An edge's `selective`: which tasks a selective run of the flow runs.
 pub struct SelectiveSpec {
+    /// `tasks`: the tasks to run (with the nodes they need).
     pub tasks: &'static [&'static str],
     /// `None`: no subsequent runs; `Some([])`: in every flow; else in the named flows.
     pub run_subsequent: Option<&'static [&'static str]>,
+    /// `follow_subflows`: also run the tasks in sub-flows (default false).
     pub follow_subflows: bool,
 }
 
 /// One entry of a flow's `failures`: what to start when all of `nodes` failed.
 pub struct FailureSpec {
+    /// `file:line` of the YAML definition.
     pub origin: &'static str,
     /// The failed nodes this entry handles.
     pub nodes: &'static [&'static str],
@@ -464,9 +520,11 @@ pub struct FailureSpec {
     pub fallback: Option<&'static [&'static str]>,
     /// Failure conditions read only the flow's arguments.
     pub condition: ConditionFn,
+    /// The condition as upstream prints it in traces.
     pub condition_str: &'static str,
     /// The condition may block on I/O: see [`EdgeSpec::condition_blocking`].
     pub condition_blocking: bool,
+    /// `propagate_failure`: the fallback is told what failed (default false).
     pub propagate_failure: bool,
 }
 

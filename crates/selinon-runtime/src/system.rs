@@ -24,6 +24,7 @@ pub type NodeId = usize;
 /// A generated system with the indexes the engine runs on.
 #[derive(Debug)]
 pub struct System {
+    /// The tables the system was built from.
     pub spec: &'static SystemSpec,
     tasks: HashMap<&'static str, TaskId>,
     flow_ids: HashMap<&'static str, FlowId>,
@@ -36,7 +37,9 @@ pub struct System {
 /// What a node of a flow is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeKind {
+    /// A task of the system.
     Task(TaskId),
+    /// A sub-flow of the system.
     Flow(FlowId),
     /// Neither a task nor a flow of the system (only hand-written tables have such nodes; the
     /// generator rejects them): starting it fails the flow.
@@ -46,19 +49,28 @@ pub enum NodeKind {
 /// One node of a flow, with what the flow says about it.
 #[derive(Debug)]
 pub struct Node {
+    /// The node's name in the flow.
     pub name: &'static str,
+    /// Whether the node is a task or a sub-flow, and which.
     pub kind: NodeKind,
     /// The edges (indexes into [`FlowSpec::edges`]) that have the node as a source.
     pub edges_from: Vec<usize>,
+    /// The node is in the flow's `nowait`: the flow does not wait for it.
     pub nowait: bool,
+    /// The node is in the flow's `eager_failures`: its failure fails the flow at once.
     pub eager_failure: bool,
+    /// A sub-flow selected by the flow's `propagate_node_args`.
     pub propagate_node_args: bool,
+    /// A sub-flow selected by the flow's `propagate_parent`.
     pub propagate_parent: bool,
+    /// A sub-flow selected by the flow's `propagate_finished`.
     pub propagate_finished: bool,
+    /// A sub-flow selected by the flow's `propagate_compound_finished`.
     pub propagate_compound_finished: bool,
 }
 
 impl Node {
+    /// The node is a sub-flow.
     pub fn is_flow(&self) -> bool {
         matches!(self.kind, NodeKind::Flow(_))
     }
@@ -67,7 +79,9 @@ impl Node {
 /// One flow with its derived tables.
 #[derive(Debug)]
 pub struct Flow {
+    /// The flow's position in [`SystemSpec::flows`].
     pub id: FlowId,
+    /// The flow's table, as generated.
     pub spec: &'static FlowSpec,
     /// Every node the flow names (edges, then fallbacks), in order of first appearance.
     pub nodes: Vec<Node>,
@@ -81,18 +95,22 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// The flow's name.
     pub fn name(&self) -> &'static str {
         self.spec.name
     }
 
+    /// The id of the named node, if the flow has one.
     pub fn node_id(&self, name: &str) -> Option<NodeId> {
         self.node_ids.get(name).copied()
     }
 
+    /// The named node, if the flow has one.
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.node_id(name).map(|id| &self.nodes[id])
     }
 
+    /// The edge at `index` of [`FlowSpec::edges`], if there is one.
     pub fn edge(&self, index: usize) -> Option<&'static EdgeSpec> {
         self.spec.edges.get(index)
     }
@@ -210,14 +228,19 @@ impl System {
         flow
     }
 
+    /// The id of the named task, if the system has one.
     pub fn task_id(&self, name: &str) -> Option<TaskId> {
         self.tasks.get(name).copied()
     }
 
+    /// The named task's table, if the system has one.
     pub fn task(&self, name: &str) -> Option<&'static TaskSpec> {
         self.task_id(name).map(|id| &self.spec.tasks[id])
     }
 
+    /// The table of the task with this id.
+    ///
+    /// Panics if `id` is not a task id of this system.
     pub fn task_by_id(&self, id: TaskId) -> &'static TaskSpec {
         &self.spec.tasks[id]
     }
@@ -232,10 +255,14 @@ impl System {
         }
     }
 
+    /// The named flow, if the system has one.
     pub fn flow(&self, name: &str) -> Option<&Flow> {
         self.flow_ids.get(name).map(|&id| &self.flows[id])
     }
 
+    /// The flow with this id.
+    ///
+    /// Panics if `id` is not a flow id of this system.
     pub fn flow_by_id(&self, id: FlowId) -> &Flow {
         &self.flows[id]
     }
@@ -247,14 +274,17 @@ impl System {
             .filter(|f| std::ptr::eq(f.spec, handle))
     }
 
+    /// Every flow, by id.
     pub fn flows(&self) -> &[Flow] {
         &self.flows
     }
 
+    /// Whether the system has a flow of this name.
     pub fn is_flow(&self, name: &str) -> bool {
         self.flow_ids.contains_key(name)
     }
 
+    /// The named storage's table, if the system has one.
     pub fn storage(&self, name: &str) -> Option<&'static StorageSpec> {
         self.storages.get(name).map(|&i| &self.spec.storages[i])
     }

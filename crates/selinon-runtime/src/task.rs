@@ -116,7 +116,9 @@ impl<A: Serialize> AcceptsArgs<A> for AnyArgs {}
     note = "`Output` is any `Serialize` type; `E` any error that converts into `TaskError`"
 )]
 pub trait TaskReturn: Send {
+    /// The task's result type, stored as JSON.
     type Output: Serialize + Send + 'static;
+    /// The result as a [`TaskResult`].
     fn into_task_result(self) -> TaskResult<Self::Output>;
 }
 
@@ -172,7 +174,10 @@ pub fn encode_output<T: Serialize + 'static>(output: T) -> Result<Json, String> 
 pub enum TaskError {
     /// The task asks to be run again after `countdown` (upstream `self.retry()`); this does
     /// not count against `max_retry`.
-    Retry { countdown: Duration },
+    Retry {
+        /// Delay before the task is run again.
+        countdown: Duration,
+    },
     /// A failure that retrying cannot fix: the task fails at once (upstream `FatalTaskError`).
     Fatal(String),
     /// Any other failure: retried up to `max_retry` times, then the task fails.
@@ -261,22 +266,30 @@ impl fmt::Debug for TaskContext {
 /// Why a task's result could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ResultError {
+    /// The parent map has no node of this name (the map is shown).
     #[error("no parent node `{0}` (the parent map is {1})")]
     NoParentNode(String, Json),
     /// A flow's outcome has no finished instance of the task.
     #[error("task `{task}` did not finish in flow `{flow}` (finished: {finished})")]
     NotFinished {
+        /// The task's name.
         task: String,
+        /// The flow's name.
         flow: String,
+        /// The task's finished instances in the outcome, as text.
         finished: String,
     },
+    /// The task's storage could not be read.
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// The stored result does not fit the task's `Output` type.
     #[error("the result of task `{task}` does not fit `{ty}`: {error}")]
     Decode {
+        /// The task's name.
         task: String,
+        /// The Rust type asked for.
         ty: &'static str,
+        /// What does not fit (with the field path).
         error: String,
     },
 }

@@ -2,8 +2,8 @@
 //! starts, and with which arguments) and selective run functions (whether a task of a
 //! selective run reuses an earlier result).
 //!
-//! Each comes in two shapes, and generated code accepts either (the [`foreach!`] and
-//! [`selective_run!`] macros pick the shape from the function's signature):
+//! Each comes in two shapes, and generated code accepts either (the [`foreach!`](crate::foreach!) and
+//! [`selective_run!`](crate::selective_run!) macros pick the shape from the function's signature):
 //!
 //! * synchronous, reading only what the engine fetched before the call:
 //!   `fn(db: &Db<'_>, node_args: &Json) -> impl IntoIterator<Item = Json>` and
@@ -239,10 +239,14 @@ where
 /// An `async` `foreach` function for one lifetime of its arguments (so that its future may
 /// borrow them); implemented for every `async fn(&StorageView<'_>, &Json) -> Result<…>`.
 pub trait AsyncForeach<'a>: Send + Sync {
+    /// The items the function returns.
     type Items: IntoIterator<Item = Json>;
+    /// The function's error.
     type Error: Into<UserFnError>;
+    /// The function's future.
     type Future: Future<Output = Result<Self::Items, Self::Error>> + Send + 'a;
 
+    /// Calls the function.
     fn call_async(&self, pool: &'a StorageView<'a>, node_args: &'a Json) -> Self::Future;
 }
 
@@ -304,9 +308,12 @@ where
 /// An `async` selective run function for one lifetime of its arguments; implemented for every
 /// `async fn(&SelectiveRunInput<'_>, &StorageView<'_>) -> Result<Option<String>, E>`.
 pub trait AsyncSelectiveRun<'a>: Send + Sync {
+    /// The function's error.
     type Error: Into<UserFnError>;
+    /// The function's future.
     type Future: Future<Output = Result<Option<String>, Self::Error>> + Send + 'a;
 
+    /// Calls the function.
     fn call_async(
         &self,
         input: &'a SelectiveRunInput<'a>,

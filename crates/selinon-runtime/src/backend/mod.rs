@@ -28,7 +28,9 @@ use crate::transport::amqp::wire::ParentRef;
 #[derive(Debug, thiserror::Error)]
 #[error("flow-state backend ({backend}): {message}")]
 pub struct BackendError {
+    /// The backend's name (`redis`, `memory`).
     pub backend: &'static str,
+    /// What failed.
     pub message: String,
 }
 
@@ -36,8 +38,11 @@ pub struct BackendError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordStatus {
+    /// The flow is running.
     Running,
+    /// The flow finished.
     Finished,
+    /// The flow failed.
     Failed,
 }
 
@@ -49,12 +54,14 @@ pub struct FlowRecord {
     /// The parent flow to report the end to (none for roots and `nowait` sub-flows).
     #[serde(default)]
     pub report_to: Option<ParentRef>,
+    /// Running, finished or failed.
     pub status: RecordStatus,
     /// Set when the flow ended.
     #[serde(default)]
     pub result: Option<FlowResult>,
     /// Milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// When the record last changed: milliseconds since the Unix epoch.
     pub updated_ms: u64,
     /// When each node instance (by id) was scheduled and when its end was applied.
     #[serde(default)]
@@ -64,10 +71,14 @@ pub struct FlowRecord {
 /// When a node instance was scheduled and ended (ms since the Unix epoch).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeTiming {
+    /// The node's name in the flow.
     pub node: String,
+    /// When the instance was scheduled.
     pub scheduled_ms: u64,
+    /// When its end was applied (none while it runs).
     #[serde(default)]
     pub ended_ms: Option<u64>,
+    /// How it ended (none while it runs).
     #[serde(default)]
     pub status: Option<NodeStatus>,
 }
@@ -97,7 +108,9 @@ fn yes() -> bool {
 /// A record with the version it was read at.
 #[derive(Clone, Debug)]
 pub struct Versioned {
+    /// The record's version: a commit succeeds only if it is still the stored one.
     pub version: u64,
+    /// The record.
     pub record: FlowRecord,
 }
 
@@ -107,6 +120,7 @@ pub trait FlowBackend: Send + Sync + 'static {
     /// A name for messages (`redis`, `memory`).
     fn name(&self) -> &'static str;
 
+    /// The record of a flow instance, if there is one.
     async fn load(&self, flow_id: &str) -> Result<Option<Versioned>, BackendError>;
 
     /// Writes `record` if the stored version is still `expected` (`None`: no record yet),
@@ -128,11 +142,13 @@ pub trait FlowBackend: Send + Sync + 'static {
         trigger: &str,
     ) -> Result<Option<Vec<Outgoing>>, BackendError>;
 
+    /// Drops the outbox a pass left for `trigger` (once its messages are confirmed).
     async fn clear_outbox(&self, flow_id: &str, trigger: &str) -> Result<(), BackendError>;
 
     /// How a task instance ended, if a worker already ran it to its end.
     async fn task_status(&self, task_id: &str) -> Result<Option<NodeStatus>, BackendError>;
 
+    /// Marks a task instance as ended, so that a redelivered message does not run it again.
     async fn set_task_status(&self, task_id: &str, status: NodeStatus) -> Result<(), BackendError>;
 }
 
@@ -163,6 +179,7 @@ pub struct MemoryBackend {
 }
 
 impl MemoryBackend {
+    /// An empty backend.
     pub fn new() -> Self {
         Self::default()
     }

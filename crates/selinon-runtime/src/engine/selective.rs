@@ -28,19 +28,33 @@ pub struct SelectiveMap {
 /// Why a selective run cannot be computed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SelectiveError {
+    /// No flow of the system has this name.
     #[error("unknown flow `{0}`")]
     UnknownFlow(String),
+    /// A task asked for is not in the flow.
     #[error("`{task}` is not a task of flow `{flow}`{hint} (its tasks: {known})")]
     UnknownTask {
+        /// The task asked for.
         task: String,
+        /// The flow of the selective run.
         flow: String,
+        /// A hint: where the task is, if in a sub-flow, or a close name.
         hint: String,
+        /// The flow's tasks, comma-separated.
         known: String,
     },
+    /// No edge path from the flow's start reaches the task.
     #[error("no path from the start of flow `{flow}` leads to `{task}`")]
-    NoPath { task: String, flow: String },
+    NoPath {
+        /// The task asked for.
+        task: String,
+        /// The flow of the selective run.
+        flow: String,
+    },
+    /// No task was asked for.
     #[error("no tasks named: a selective run needs at least one task")]
     Empty,
+    /// `run_subsequent` names a flow the selective run does not reach.
     #[error("`run_subsequent` names `{0}`, which is not a flow of this selective run")]
     UnknownSubsequentFlow(String),
 }
@@ -48,8 +62,11 @@ pub enum SelectiveError {
 /// Subsequent runs: none, in every traversed flow, or in the named flows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RunSubsequent {
+    /// `run_subsequent: false`: no subsequent runs.
     No,
+    /// `run_subsequent: true`: subsequent runs in every flow traversed.
     All,
+    /// `run_subsequent: [flows]`: subsequent runs in the named flows.
     Flows(Vec<String>),
 }
 
@@ -204,6 +221,7 @@ impl SelectiveMap {
         self.waiting_edges_subset.contains_key(flow)
     }
 
+    /// Whether the task was asked for by the selective run.
     pub fn is_requested(&self, task: &str) -> bool {
         self.task_names.iter().any(|t| t == task)
     }

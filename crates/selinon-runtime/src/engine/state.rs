@@ -10,11 +10,14 @@ use serde_json::Value as Json;
 /// One node instance: its name in the flow and its id (task id or sub-flow id).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodeRef {
+    /// The node's name in the flow.
     pub name: String,
+    /// The instance's id: a task id or a sub-flow's flow id.
     pub id: String,
 }
 
 impl NodeRef {
+    /// A node instance from its name and id.
     pub fn new(name: impl Into<String>, id: impl Into<String>) -> Self {
         NodeRef {
             name: name.into(),
@@ -65,10 +68,13 @@ impl FlowState {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowResult {
     #[serde(default)]
+    /// Ids of the flow's finished node instances.
     pub finished_nodes: NodeIds,
     #[serde(default)]
+    /// Ids of the flow's failed node instances that no fallback handled.
     pub failed_nodes: NodeIds,
     #[serde(default)]
+    /// Node instances still running when the flow ended (`nowait` nodes are never here).
     pub active_nodes: Vec<NodeRef>,
     /// Why the instances of `failed_nodes` failed, by node id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -129,6 +135,7 @@ impl std::fmt::Display for FailureReason {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct FlowFailure {
+    /// Node name → the reasons of its failed instances, oldest first.
     pub nodes: BTreeMap<String, Vec<FailureReason>>,
 }
 
@@ -190,6 +197,7 @@ impl std::fmt::Display for FlowFailure {
 /// The message a dispatcher pass runs on (upstream's dispatcher task arguments, plus its id).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DispatcherMessage {
+    /// The flow's name.
     pub flow_name: String,
     /// The flow instance's id (upstream: the dispatcher task id).
     pub flow_id: String,
@@ -254,6 +262,7 @@ pub enum NodeStatus {
 pub struct NodeEvent {
     /// The node instance's id.
     pub id: String,
+    /// Whether the instance finished or failed.
     pub status: NodeStatus,
     /// Why it failed, when known (absent in messages of older workers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -261,6 +270,7 @@ pub struct NodeEvent {
 }
 
 impl NodeEvent {
+    /// A node instance that finished.
     pub fn finished(id: impl Into<String>) -> Self {
         NodeEvent {
             id: id.into(),
@@ -291,14 +301,19 @@ impl NodeEvent {
 /// A task to run (upstream's task envelope arguments).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskMessage {
+    /// The task's name in the flow.
     pub task_name: String,
+    /// The flow the task runs in.
     pub flow_name: String,
+    /// The task instance's id (its results are stored under it).
     pub task_id: String,
     /// The flow instance the task reports to.
     pub dispatcher_id: String,
     #[serde(default)]
+    /// Results of the parent nodes (`propagate_parent`): node name → id, nested for sub-flows.
     pub parent: Json,
     #[serde(default)]
+    /// The arguments the task runs with.
     pub node_args: Json,
     /// Failed attempts so far (user retries do not count).
     #[serde(default)]
@@ -313,9 +328,11 @@ pub struct TaskMessage {
 pub enum Action {
     /// Run a task (after `countdown`, from throttling).
     StartTask {
+        /// The message of the task to run.
         message: TaskMessage,
         /// Task queue (unexpanded `{VAR}` placeholders).
         queue: &'static str,
+        /// Delay before the task is sent (throttling), zero if none.
         countdown: Duration,
         /// `nowait`: its completion is never reported to the flow.
         nowait: bool,
@@ -327,8 +344,11 @@ pub enum Action {
         message: Box<DispatcherMessage>,
         /// The flow that starts it.
         parent_flow_id: String,
+        /// Dispatcher queue of the sub-flow (unexpanded `{VAR}` placeholders).
         queue: &'static str,
+        /// Delay before the sub-flow starts (throttling), zero if none.
         countdown: Duration,
+        /// `nowait`: its completion is never reported to the parent flow.
         nowait: bool,
     },
 }
@@ -344,10 +364,16 @@ pub enum PassOutcome {
     Failed(FlowResult),
     /// The flow failed and restarts from scratch after `countdown`: the returned message is
     /// the restart's (fresh state, `retried_count + 1`); run a pass on it with no events.
-    Restart { countdown: Duration },
+    Restart {
+        /// Delay before the restart (the flow's `retry_countdown`).
+        countdown: Duration,
+    },
     /// The pass could not complete (a storage could not be read): run it again after
     /// `countdown` on the same input message and the same events. Nothing was started.
-    RetryPass { countdown: Duration },
+    RetryPass {
+        /// Delay before the pass is run again.
+        countdown: Duration,
+    },
 }
 
 /// What one pass produced.
@@ -357,6 +383,7 @@ pub struct PassOutput {
     pub message: DispatcherMessage,
     /// What to start, in order (empty for [`PassOutcome::RetryPass`]).
     pub actions: Vec<Action>,
+    /// Whether the flow is still running, ended, or is run again.
     pub outcome: PassOutcome,
     /// Why the dispatcher itself failed the flow (`DISPATCHER_FAILURE`: an unknown flow, a
     /// migration that cannot apply, the node limit), for the transport to report.

@@ -14,6 +14,7 @@ pub struct Throttler {
 }
 
 impl Throttler {
+    /// No task or flow throttled yet.
     pub fn new() -> Self {
         Throttler::default()
     }

@@ -16,10 +16,15 @@ use serde_json::Value as Json;
 /// How a cache chooses what to evict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheKind {
+    /// Least recently used is evicted first (`LRU`).
     Lru,
+    /// Most recently used is evicted first (`MRU`).
     Mru,
+    /// The oldest entry is evicted first (`FIFO`).
     Fifo,
+    /// The newest entry is evicted first (`LIFO`).
     Lifo,
+    /// A random entry is evicted (`RR`).
     Rr,
 }
 
@@ -60,6 +65,7 @@ impl std::fmt::Debug for ResultCache {
 }
 
 impl ResultCache {
+    /// An empty cache of at most `max_cache_size` entries (0 caches nothing).
     pub fn new(kind: CacheKind, max_cache_size: usize) -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -85,10 +91,12 @@ impl ResultCache {
         self.lock().entries.iter().map(|(k, _)| k.clone()).collect()
     }
 
+    /// How many entries are cached.
     pub fn len(&self) -> usize {
         self.lock().entries.len()
     }
 
+    /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

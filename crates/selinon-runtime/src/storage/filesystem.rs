@@ -18,6 +18,7 @@ pub struct Filesystem {
 }
 
 impl Filesystem {
+    /// Results under `path`, used as given (no placeholder expansion).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Filesystem {
             path: path.into(),

@@ -48,6 +48,7 @@ impl Default for InMemoryStorage {
 }
 
 impl InMemoryStorage {
+    /// An empty storage.
     pub fn new() -> Self {
         InMemoryStorage::default()
     }
@@ -86,6 +87,7 @@ impl InMemoryStorage {
         self.lock().len()
     }
 
+    /// Whether no result is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

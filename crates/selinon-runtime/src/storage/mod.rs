@@ -32,18 +32,30 @@ use serde_json::Value as Json;
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// The storage holds no result for this task instance.
     #[error("no record for task `{task_name}` id `{task_id}` in flow `{flow_name}`")]
     Missing {
+        /// The flow the task ran in.
         flow_name: String,
+        /// The task's name (or its `storage_task_name`).
         task_name: String,
+        /// The task instance's id.
         task_id: String,
     },
+    /// The adapter does not implement this operation (named).
     #[error("the storage does not support `{0}`")]
     NotSupported(&'static str),
+    /// The storage's `configuration` is wrong: what is wrong and how to fix it.
     #[error("storage configuration: {0}")]
     Configuration(String),
+    /// The storage's server or files failed (unreachable, refused, unreadable).
     #[error("storage `{storage}`: {message}")]
-    Backend { storage: String, message: String },
+    Backend {
+        /// The storage's name.
+        storage: String,
+        /// What failed.
+        message: String,
+    },
 }
 
 /// A storage adapter (upstream `DataStorage`). Built-in adapters and user types implement it.
@@ -52,8 +64,10 @@ pub trait DataStorage: std::any::Any + Send + Sync {
     /// Connects; called lazily, once per worker, before first use.
     async fn connect(&self) -> Result<(), StorageError>;
 
+    /// Whether [`DataStorage::connect`] succeeded and no disconnect followed.
     fn is_connected(&self) -> bool;
 
+    /// Closes connections; the storage may be connected again.
     async fn disconnect(&self) -> Result<(), StorageError>;
 
     /// The stored result of a task run.
@@ -119,5 +133,6 @@ pub trait DataStorage: std::any::Any + Send + Sync {
 
 /// A user storage type that the YAML names: built from its `configuration`.
 pub trait StorageFromConfig: DataStorage + Sized {
+    /// Builds the storage from the YAML `configuration` (as JSON); a wrong value is [`StorageError::Configuration`].
     fn from_config(configuration: &Json) -> Result<Self, StorageError>;
 }

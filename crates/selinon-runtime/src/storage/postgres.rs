@@ -63,6 +63,7 @@ impl std::fmt::Debug for PostgreSql {
 }
 
 impl PostgreSql {
+    /// A client for the database at `connection_string`; `label` names the storage in errors. Nothing is connected until first use.
     pub fn new(connection_string: impl Into<String>, label: impl Into<String>) -> Self {
         PostgreSql {
             connection_string: connection_string.into(),

@@ -80,6 +80,7 @@ fn text<'a>(details: &'a Json, key: &str) -> &'a str {
 }
 
 impl MetricsSink {
+    /// A sink with its own registry and no metric observed yet.
     pub fn new() -> Self {
         let registry = Registry::new();
         MetricsSink(Arc::new(Inner {

@@ -159,6 +159,7 @@ impl fmt::Display for TraceEvent {
 
 /// Receives trace events. A panicking sink is reported on stderr and skipped.
 pub trait TraceSink: Send + Sync {
+    /// Receives one event with its details (upstream's trace message fields).
     fn trace(&self, event: TraceEvent, details: &Json);
 
     /// Whether the sink logs every event through [`tracing`] (then the tracer does not log
@@ -582,6 +583,7 @@ pub struct TraceRecorder {
 }
 
 impl TraceRecorder {
+    /// An empty recorder.
     pub fn new() -> Self {
         TraceRecorder::default()
     }

@@ -54,12 +54,26 @@ use crate::trace::{TraceEvent, TraceSink, Tracer};
 /// Why a flow could not be run to an end.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RunError {
+    /// No flow of the system has this name.
     #[error("unknown flow `{name}` (flows: {known})")]
-    UnknownFlow { name: String, known: String },
+    UnknownFlow {
+        /// The name asked for.
+        name: String,
+        /// The system's flows, comma-separated.
+        known: String,
+    },
+    /// The flow's arguments could not be serialized to JSON.
     #[error("the arguments of flow `{flow}` are not JSON: {error}")]
-    Arguments { flow: String, error: String },
+    Arguments {
+        /// The flow's name.
+        flow: String,
+        /// The serializer's message.
+        error: String,
+    },
+    /// The runtime stopped before the named flow ended.
     #[error("flow `{0}` was abandoned before it ended (its runtime stopped)")]
     Aborted(String),
+    /// A selective run could not be planned.
     #[error("selective run: {0}")]
     Selective(#[from] SelectiveError),
     /// The root flow had not ended within [`RuntimeBuilder::flow_timeout`]; it was stopped with
@@ -68,22 +82,32 @@ pub enum RunError {
         "flow `{flow}` did not end within {} (the runtime's flow_timeout): it was stopped, with its sub-flows and tasks",
         humantime::format_duration(*after)
     )]
-    TimedOut { flow: String, after: Duration },
+    TimedOut {
+        /// The flow's name.
+        flow: String,
+        /// The runtime's `flow_timeout`.
+        after: Duration,
+    },
 }
 
 /// How a flow ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlowStatus {
+    /// The flow succeeded: nothing failed that a fallback did not handle.
     Finished,
+    /// The flow failed: a node failed unhandled, or eagerly, or the dispatcher failed it.
     Failed,
 }
 
 /// The final state of a flow instance.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FlowOutcome {
+    /// The flow's name.
     pub flow_name: String,
+    /// The flow instance's id.
     pub flow_id: String,
+    /// How the flow ended.
     pub status: FlowStatus,
     /// The flow's arguments at the end (changed by `node_args_from_first`).
     pub node_args: Json,
@@ -101,10 +125,12 @@ pub struct FlowOutcome {
 }
 
 impl FlowOutcome {
+    /// Whether the flow finished.
     pub fn is_finished(&self) -> bool {
         self.status == FlowStatus::Finished
     }
 
+    /// Whether the flow failed.
     pub fn is_failed(&self) -> bool {
         self.status == FlowStatus::Failed
     }
@@ -208,6 +234,7 @@ impl FlowHandle {
         &self.flow_id
     }
 
+    /// The flow's name.
     pub fn flow_name(&self) -> &str {
         &self.flow_name
     }
@@ -300,6 +327,7 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The runtime, with its trace sinks (those of `global.trace`, unless turned off, and those added).
     pub fn build(mut self) -> Runtime {
         let mut sinks = if self.config_trace {
             let mut sinks = Tracer::sinks_from_spec(self.system);
@@ -352,6 +380,7 @@ impl Runtime {
         Runtime::builder(system).build()
     }
 
+    /// A builder for a runtime of `system`.
     pub fn builder(system: &'static SystemSpec) -> RuntimeBuilder {
         RuntimeBuilder {
             system,
@@ -365,6 +394,7 @@ impl Runtime {
         }
     }
 
+    /// The tables the runtime was built from.
     pub fn system(&self) -> &'static SystemSpec {
         self.inner.system.spec
     }

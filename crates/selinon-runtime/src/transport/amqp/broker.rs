@@ -62,7 +62,9 @@ pub fn amqp_url_from_env() -> String {
 #[derive(Debug, thiserror::Error)]
 #[error("AMQP broker at {url}: {message}")]
 pub struct BrokerError {
+    /// The broker's URL.
     pub url: String,
+    /// What failed.
     pub message: String,
 }
 
@@ -321,10 +323,12 @@ impl Broker {
         self
     }
 
+    /// The delay queue settings in use.
     pub fn delay_queues(&self) -> &DelayQueues {
         &self.delays
     }
 
+    /// The broker's URL.
     pub fn url(&self) -> &str {
         &self.url
     }

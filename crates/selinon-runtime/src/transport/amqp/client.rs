@@ -30,20 +30,43 @@ use serde::de::DeserializeOwned;
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// No flow of the system has this name.
     #[error("unknown flow `{name}` (flows: {known})")]
-    UnknownFlow { name: String, known: String },
+    UnknownFlow {
+        /// The name asked for.
+        name: String,
+        /// The system's flows, comma-separated.
+        known: String,
+    },
+    /// The flow's arguments could not be serialized to JSON.
     #[error("the arguments of flow `{flow}` are not JSON: {error}")]
-    Arguments { flow: String, error: String },
+    Arguments {
+        /// The flow's name.
+        flow: String,
+        /// The serializer's message.
+        error: String,
+    },
+    /// The flow did not end within the time waited for it.
     #[error("flow {flow_id} did not end within {after:?} (ask `status` what it is doing)")]
-    TimedOut { flow_id: String, after: Duration },
+    TimedOut {
+        /// The flow instance's id.
+        flow_id: String,
+        /// How long was waited.
+        after: Duration,
+    },
+    /// The result backend has no record of this flow id.
     #[error("no record of flow {0} (never submitted, or ended more than a day ago)")]
     NoRecord(String),
+    /// The broker could not be reached or refused a message.
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// The result backend could not be read or written.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The client could not be set up (queues, storages).
     #[error(transparent)]
     Setup(#[from] WorkerError),
+    /// A selective run could not be planned.
     #[error("selective run: {0}")]
     Selective(#[from] SelectiveError),
 }
@@ -51,20 +74,28 @@ pub enum ClientError {
 /// What a flow instance is doing ("what is my flow doing").
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FlowReport {
+    /// The flow's name.
     pub flow_name: String,
+    /// The flow instance's id.
     pub flow_id: String,
+    /// Running, finished or failed.
     pub status: RecordStatus,
+    /// The flow's arguments.
     pub node_args: Json,
     /// Running nodes (tasks and sub-flows).
     pub active_nodes: Vec<NodeRef>,
+    /// Ids of finished instances per node name.
     pub finished_nodes: NodeIds,
+    /// Ids of failed instances not handled by a fallback, per node name.
     pub failed_nodes: NodeIds,
     /// Why the instances of `failed_nodes` failed, by node id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub failure_reasons: BTreeMap<String, FailureReason>,
+    /// Flow restarts (`max_retry` of the flow) so far.
     pub retried_count: u32,
-    /// Milliseconds since the Unix epoch.
+    /// When the flow was submitted: milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// When the record last changed: milliseconds since the Unix epoch.
     pub updated_ms: u64,
     /// Per node instance id: when it was scheduled and ended.
     pub timings: std::collections::BTreeMap<String, crate::backend::NodeTiming>,

@@ -22,7 +22,9 @@ pub const WIRE_VERSION: u32 = 1;
 /// The flow a node reports its end to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParentRef {
+    /// The parent flow's name.
     pub flow_name: String,
+    /// The parent flow instance's id.
     pub flow_id: String,
 }
 
@@ -32,12 +34,15 @@ pub struct ParentRef {
 pub enum Body {
     /// Run a task; `report` is false for `nowait` tasks, whose end no flow waits for.
     Task {
+        /// The task to run.
         #[serde(flatten)]
         message: TaskMessage,
+        /// Whether the task's end is reported to its flow.
         report: bool,
     },
     /// Start a flow instance: its first dispatcher pass.
     Start {
+        /// The first dispatcher message of the flow.
         message: Box<DispatcherMessage>,
         /// The parent flow waiting for this one (not for roots and `nowait` sub-flows).
         #[serde(default)]
@@ -45,16 +50,22 @@ pub enum Body {
     },
     /// Nodes of a flow ended (a sub-flow), or a pass to repeat (`id` names the trigger).
     Event {
+        /// The flow's name.
         flow_name: String,
+        /// The flow instance's id.
         flow_id: String,
         /// What caused this message; a redelivery has the same id.
         id: String,
+        /// The node instances that ended.
         events: Vec<NodeEvent>,
     },
     /// Run the first pass of a restarted flow (flow `max_retry`), after its countdown.
     Kick {
+        /// The flow's name.
         flow_name: String,
+        /// The flow instance's id.
         flow_id: String,
+        /// The retry count of the restarted flow.
         retried_count: u32,
     },
 }
@@ -72,6 +83,7 @@ struct VersionOnly {
 }
 
 impl Body {
+    /// The message as JSON bytes, with the wire format version.
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(&Versioned {
             v: WIRE_VERSION,

@@ -54,8 +54,10 @@ use crate::trace::{TraceSink, Tracer};
 /// Why a message could not be handled now (it is requeued and handled again).
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
+    /// The broker failed (unreachable, or a publish was not confirmed).
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// The flow-state backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -63,12 +65,26 @@ pub enum HandleError {
 /// Why a worker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
+    /// A queue name could not be expanded (a `{VAR}` placeholder is not set).
     #[error("queue name of {what}: {error}")]
-    Queue { what: String, error: String },
+    Queue {
+        /// The task or flow whose queue it is.
+        what: String,
+        /// What is wrong with it.
+        error: String,
+    },
+    /// The worker was asked to consume a queue no task or flow uses.
     #[error("unknown queue `{queue}` (queues of this system: {known})")]
-    UnknownQueue { queue: String, known: String },
+    UnknownQueue {
+        /// The queue asked for.
+        queue: String,
+        /// The system's queues, comma-separated.
+        known: String,
+    },
+    /// The broker could not be reached or set up.
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// The flow-state backend could not be reached.
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -192,6 +208,7 @@ impl WorkerBuilder {
         self
     }
 
+    /// Also sends trace events to `sink` (after the sinks of `global.trace`).
     pub fn trace_sink(mut self, sink: impl TraceSink + 'static) -> Self {
         self.sinks.push(Arc::new(sink));
         self
@@ -229,6 +246,7 @@ impl WorkerBuilder {
         self
     }
 
+    /// The worker; fails if a queue name cannot be expanded or names no queue of the system.
     pub fn build(mut self) -> Result<Worker, WorkerError> {
         let queues = Queues::new(self.system)?;
         let consume = match self.queues {
@@ -326,6 +344,7 @@ pub(crate) struct Shared {
 }
 
 impl Worker {
+    /// A builder for a worker of `system`.
     pub fn builder(system: &'static SystemSpec) -> WorkerBuilder {
         WorkerBuilder::new(system)
     }
