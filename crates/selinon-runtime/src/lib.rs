@@ -67,8 +67,9 @@
 //! this crate without it, for the built-in predicates it shares with generated code.
 //!
 //! The pieces: [`engine`] (one dispatcher pass, transport-independent), [`envelope`] (one task
-//! attempt), [`storage`] (the storage trait, built-in adapters, caches and the pool), [`trace`] (trace events and
-//! sinks), [`transport`] (in-process and AMQP), [`backend`] (flow state of the distributed runtime).
+//! attempt), [`storage`] (the storage trait, built-in adapters, caches and the pool), [`trace`]
+//! (trace events and sinks), [`transport`] (in-process and AMQP), `backend` (feature `amqp`: flow
+//! state of the distributed runtime).
 
 #![warn(missing_docs)]
 

@@ -80,7 +80,7 @@ pub struct SelectiveRunInput<'a> {
     pub node_name: &'a str,
     /// The arguments the task would run with.
     pub node_args: &'a Json,
-    /// `selective.tasks` of the selective run: the tasks asked for.
+    /// The tasks the selective run was asked to run.
     pub task_names: &'a [String],
 }
 
@@ -140,7 +140,7 @@ pub struct MigrationDir {
 
 /// A task of `tasks:`.
 pub struct TaskSpec {
-    /// `name` of the task (also its Rust type's name unless `classname` says otherwise).
+    /// `name` of the task, as flows refer to it.
     pub name: &'static str,
     /// `file:line` of the YAML definition.
     pub origin: &'static str,
@@ -283,7 +283,7 @@ pub struct CacheSpec {
 /// A trace sink of `global.trace`.
 #[derive(Debug)]
 pub enum TraceSpec {
-    /// `logging: true`: events go to `tracing` (as upstream's `logging` module).
+    /// `logging`: events go to `tracing`.
     Logging,
     /// `json: true`: one JSON line per event on standard output.
     Json,
@@ -321,7 +321,8 @@ pub struct FlowSpec {
     pub nowait: &'static [&'static str],
     /// `eager_failures` of the flow: nodes whose failure fails the flow at once.
     pub eager_failures: &'static [&'static str],
-    /// `node_args_from_first` of the flow: a flow started with no arguments takes the first node's result as its arguments (default false).
+    /// `node_args_from_first` of the flow: when the first node finishes alone, its stored result
+    /// becomes the flow's arguments (default false).
     pub node_args_from_first: bool,
     /// The flow's `propagate_*` flags.
     pub propagate: PropagateSpec,
@@ -425,17 +426,19 @@ impl<A: serde::Serialize> Takes<A> for Untyped {}
 /// The `propagate_*` flags of a flow, resolved to the sub-flows they select.
 #[derive(Debug, Default)]
 pub struct PropagateSpec {
-    /// `propagate_node_args`: sub-flows started with the parent's arguments.
+    /// `propagate_node_args`: sub-flows started with this flow's arguments (else none).
     pub node_args: &'static [&'static str],
-    /// `propagate_parent`: sub-flows told their parents' results.
+    /// `propagate_parent`: sub-flows given the `parent` map of the edge that starts them.
     pub parent: &'static [&'static str],
-    /// `propagate_finished`: sub-flows told the nodes that finished before them.
+    /// `propagate_finished`: sub-flows whose finished nodes (nested per sub-flow) go into the
+    /// `parent` map of the nodes started after them.
     pub finished: &'static [&'static str],
-    /// `propagate_compound_finished`: as `finished`, with nested sub-flows' nodes flattened.
+    /// `propagate_compound_finished`: as `finished`, with the tasks of nested sub-flows merged
+    /// under the sub-flow's name.
     pub compound_finished: &'static [&'static str],
-    /// `propagate_failures`: sub-flows told the nodes that failed before them.
+    /// `propagate_failures`: checked, but without effect at run time (as upstream).
     pub failures: &'static [&'static str],
-    /// `propagate_compound_failures`: as `failures`, with nested sub-flows' failures flattened.
+    /// `propagate_compound_failures`: checked, but without effect at run time (as upstream).
     pub compound_failures: &'static [&'static str],
 }
 
@@ -524,7 +527,7 @@ pub struct FailureSpec {
     pub condition_str: &'static str,
     /// The condition may block on I/O: see [`EdgeSpec::condition_blocking`].
     pub condition_blocking: bool,
-    /// `propagate_failure`: the fallback is told what failed (default false).
+    /// `propagate_failure` of the entry: parsed, but without effect at run time (as upstream).
     pub propagate_failure: bool,
 }
 

@@ -59,13 +59,15 @@ pub struct Node {
     pub nowait: bool,
     /// The node is in the flow's `eager_failures`: its failure fails the flow at once.
     pub eager_failure: bool,
-    /// A sub-flow selected by the flow's `propagate_node_args`.
+    /// A sub-flow selected by the flow's `propagate_node_args`: started with the flow's arguments.
     pub propagate_node_args: bool,
-    /// A sub-flow selected by the flow's `propagate_parent`.
+    /// A sub-flow selected by the flow's `propagate_parent`: given the `parent` map of its edge.
     pub propagate_parent: bool,
-    /// A sub-flow selected by the flow's `propagate_finished`.
+    /// A sub-flow selected by the flow's `propagate_finished`: its finished nodes go into the
+    /// `parent` map of the nodes started after it.
     pub propagate_finished: bool,
-    /// A sub-flow selected by the flow's `propagate_compound_finished`.
+    /// A sub-flow selected by the flow's `propagate_compound_finished` (as `propagate_finished`,
+    /// nested sub-flows merged).
     pub propagate_compound_finished: bool,
 }
 

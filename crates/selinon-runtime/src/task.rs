@@ -266,7 +266,7 @@ impl fmt::Debug for TaskContext {
 /// Why a task's result could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ResultError {
-    /// The parent map has no node of this name (the map is shown).
+    /// The parent map (the second field) has no node of this name.
     #[error("no parent node `{0}` (the parent map is {1})")]
     NoParentNode(String, Json),
     /// A flow's outcome has no finished instance of the task.
@@ -276,7 +276,7 @@ pub enum ResultError {
         task: String,
         /// The flow's name.
         flow: String,
-        /// The task's finished instances in the outcome, as text.
+        /// The nodes that did finish in the flow, comma-separated.
         finished: String,
     },
     /// The task's storage could not be read.

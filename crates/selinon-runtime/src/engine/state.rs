@@ -67,14 +67,14 @@ impl FlowState {
 /// parent flow reads `finished_nodes` for `propagate_finished`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowResult {
-    #[serde(default)]
     /// Ids of the flow's finished node instances.
+    #[serde(default)]
     pub finished_nodes: NodeIds,
-    #[serde(default)]
     /// Ids of the flow's failed node instances that no fallback handled.
-    pub failed_nodes: NodeIds,
     #[serde(default)]
+    pub failed_nodes: NodeIds,
     /// Node instances still running when the flow ended (`nowait` nodes are never here).
+    #[serde(default)]
     pub active_nodes: Vec<NodeRef>,
     /// Why the instances of `failed_nodes` failed, by node id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -309,11 +309,12 @@ pub struct TaskMessage {
     pub task_id: String,
     /// The flow instance the task reports to.
     pub dispatcher_id: String,
+    /// The parent map: ids of the nodes whose results the task may read (node name → id,
+    /// nested for sub-flows); `null` for none.
     #[serde(default)]
-    /// Results of the parent nodes (`propagate_parent`): node name → id, nested for sub-flows.
     pub parent: Json,
-    #[serde(default)]
     /// The arguments the task runs with.
+    #[serde(default)]
     pub node_args: Json,
     /// Failed attempts so far (user retries do not count).
     #[serde(default)]

@@ -18,7 +18,7 @@ pub struct Filesystem {
 }
 
 impl Filesystem {
-    /// Results under `path`, used as given (no placeholder expansion).
+    /// Results under `path`, used as given (`from_config` expands placeholders first).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Filesystem {
             path: path.into(),

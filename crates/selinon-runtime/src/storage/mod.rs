@@ -42,10 +42,10 @@ pub enum StorageError {
         /// The task instance's id.
         task_id: String,
     },
-    /// The adapter does not implement this operation (named).
+    /// The adapter does not implement the named operation.
     #[error("the storage does not support `{0}`")]
     NotSupported(&'static str),
-    /// The storage's `configuration` is wrong: what is wrong and how to fix it.
+    /// The storage's `configuration` does not fit the adapter; the message says what is wrong.
     #[error("storage configuration: {0}")]
     Configuration(String),
     /// The storage's server or files failed (unreachable, refused, unreadable).

@@ -63,7 +63,7 @@ pub enum ClientError {
     /// The result backend could not be read or written.
     #[error(transparent)]
     Backend(#[from] BackendError),
-    /// The client could not be set up (queues, storages).
+    /// The client could not be set up (a queue name, the broker or the backend).
     #[error(transparent)]
     Setup(#[from] WorkerError),
     /// A selective run could not be planned.

@@ -208,7 +208,7 @@ impl WorkerBuilder {
         self
     }
 
-    /// Also sends trace events to `sink` (after the sinks of `global.trace`).
+    /// Also sends trace events to `sink` (besides the sinks of `global.trace`).
     pub fn trace_sink(mut self, sink: impl TraceSink + 'static) -> Self {
         self.sinks.push(Arc::new(sink));
         self
@@ -246,7 +246,8 @@ impl WorkerBuilder {
         self
     }
 
-    /// The worker; fails if a queue name cannot be expanded or names no queue of the system.
+    /// The worker; fails if a queue name cannot be expanded, a chosen queue is no queue of the
+    /// system, or no flow-state backend was given.
     pub fn build(mut self) -> Result<Worker, WorkerError> {
         let queues = Queues::new(self.system)?;
         let consume = match self.queues {
