@@ -497,12 +497,7 @@ fn plot(args: PlotArgs, color: bool) -> ExitCode {
     };
     use selinon_codegen::plot::Format as PlotFormat;
     let format = args.format.unwrap_or_else(|| {
-        let dot = std::process::Command::new("dot")
-            .arg("-V")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-        if dot.is_ok_and(|s| s.success()) {
+        if selinon_codegen::plot::dot_installed() {
             PlotFormat::Svg
         } else {
             eprintln!(

@@ -545,35 +545,44 @@ impl Emitter<'_> {
         }
         let module = task_nodes_module(s);
         let names = task_node_names(s);
-        let nodes = s.tasks.iter().zip(&names).map(|(t, name)| {
-            let ty = self.options.nested_type_path(&t.class);
-            let task = &t.name;
-            let d = doc(format!(
-                "Task `{}` ({}), run by `{}`.",
-                t.name,
-                t.origin,
-                ty.to_string().replace(' ', "")
-            ));
-            quote! {
-                #d
-                pub enum #name {}
-
-                impl selinon_runtime::TaskNode for #name {
-                    const NAME: &'static str = #task;
-                    type Task = #ty;
-                }
-            }
+        let types: Vec<TokenStream> = s
+            .tasks
+            .iter()
+            .map(|t| self.options.nested_type_path(&t.class))
+            .collect();
+        // Relative paths (not from `crate` or an extern crate) need the parent's names.
+        let relative = types.iter().any(|ty| {
+            let path = ty.to_string();
+            !path.starts_with("crate") && !path.starts_with(":: ")
         });
+        let nodes = s
+            .tasks
+            .iter()
+            .zip(&names)
+            .zip(&types)
+            .map(|((t, name), ty)| {
+                let task = &t.name;
+                let d = doc(format!(
+                    "Task `{}` ({}), run by `{}`.",
+                    t.name,
+                    t.origin,
+                    ty.to_string().replace(' ', "")
+                ));
+                quote! {
+                    #d
+                    pub enum #name {}
+
+                    impl selinon_runtime::TaskNode for #name {
+                        const NAME: &'static str = #task;
+                        type Task = #ty;
+                    }
+                }
+            });
         let d = doc(format!(
             "The tasks, to read their results as their types: \
              `ctx.parent_result::<{module}::{}>()`.",
             names[0]
         ));
-        // Relative paths (not from `crate` or an extern crate) need the parent's names.
-        let relative = s.tasks.iter().any(|t| {
-            let path = self.options.nested_type_path(&t.class).to_string();
-            !path.starts_with("crate") && !path.starts_with(":: ")
-        });
         let glob = relative.then(|| {
             quote!(
                 use super::*;

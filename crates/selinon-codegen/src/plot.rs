@@ -129,6 +129,16 @@ pub fn render(
 }
 
 /// The flows that get a picture of their own (see [`render`]).
+/// Whether Graphviz's `dot` is installed (on the PATH and runs): what SVG needs.
+pub fn dot_installed() -> bool {
+    Command::new("dot")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 fn pictured(system: &System, options: Options) -> Vec<&Flow> {
     let all: Vec<&Flow> = system.flows.iter().collect();
     if !options.expand {
@@ -1482,12 +1492,7 @@ flow-definitions:
     /// Whether Graphviz's `dot` can run. Without it the SVG test is skipped locally, but in CI
     /// (`CI` set) a missing `dot` fails the test.
     fn dot_available() -> bool {
-        let found = Command::new("dot")
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let found = super::dot_installed();
         if !found {
             assert!(
                 std::env::var_os("CI").is_none(),

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use crate::config::model::{Condition, ConditionKind, Config, Name};
 use crate::diagnostics::Span;
@@ -60,7 +61,9 @@ pub fn default_roots(manifest_dir: &Path, calling_file: Option<&Path>) -> Vec<Pa
         }
     }
     roots.retain(|p| p.is_file() && !p.ends_with("build.rs"));
-    roots.dedup();
+    // The calling file may also be one of the usual roots: keep its first place only.
+    let mut seen = std::collections::HashSet::new();
+    roots.retain(|p| seen.insert(p.canonicalize().unwrap_or_else(|_| p.clone())));
     roots
 }
 
@@ -223,58 +226,55 @@ fn user_predicates<'a>(condition: &'a Condition, out: &mut Vec<&'a Name>) {
 /// Parsed source files, read once.
 #[derive(Default)]
 struct Sources {
-    files: HashMap<PathBuf, Option<syn::File>>,
+    files: HashMap<PathBuf, Option<Rc<[syn::Item]>>>,
 }
 
 /// Where a module's items are, and where its child modules' files are.
 struct Module<'a> {
     items: &'a [syn::Item],
-    file: PathBuf,
+    file: &'a Path,
     /// The folder `mod child;` looks in.
-    dir: PathBuf,
+    dir: &'a Path,
     /// Inside an inline `mod m { … }` (child files are not looked for).
     inline: bool,
 }
 
 impl Sources {
-    fn parse(&mut self, path: &Path) -> Option<&syn::File> {
+    /// The items of a source file, parsed once.
+    fn parse(&mut self, path: &Path) -> Option<Rc<[syn::Item]>> {
         self.files
             .entry(path.to_path_buf())
             .or_insert_with(|| {
                 let text = std::fs::read_to_string(path).ok()?;
-                syn::parse_file(&text).ok()
+                Some(syn::parse_file(&text).ok()?.items.into())
             })
-            .as_ref()
+            .clone()
     }
 
     fn lookup(&mut self, root: &Path, segments: &[&str], item: &str, kind: Kind) -> Lookup {
-        // Walk file by file; each step may read a new file, so the parsed files are cloned
-        // out of the cache (they are small).
-        let Some(file) = self.parse(root).cloned() else {
+        let Some(mut items) = self.parse(root) else {
             return Lookup::Unknown;
         };
-        let dir = root.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut current_file = root.to_path_buf();
-        let mut current_dir = dir;
-        let mut items: Vec<syn::Item> = file.items;
+        let mut current_dir = root.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut inline = false;
         for seg in segments {
             let module = Module {
                 items: &items,
-                file: current_file.clone(),
-                dir: current_dir.clone(),
+                file: &current_file,
+                dir: &current_dir,
                 inline,
             };
             match find_module(&module, seg) {
                 Step::Unknown => return Lookup::Unknown,
                 Step::Missing => return Lookup::NoModule,
                 Step::Inline(inner) => {
-                    items = inner;
+                    items = inner.into();
                     current_dir = current_dir.join(seg);
                     inline = true;
                 }
                 Step::File(path) => {
-                    let Some(parsed) = self.parse(&path).cloned() else {
+                    let Some(parsed) = self.parse(&path) else {
                         return Lookup::Unknown;
                     };
                     let is_mod_rs = path.file_name().is_some_and(|n| n == "mod.rs");
@@ -284,7 +284,7 @@ impl Sources {
                         path.with_extension("")
                     };
                     current_file = path;
-                    items = parsed.items;
+                    items = parsed;
                     inline = false;
                 }
             }

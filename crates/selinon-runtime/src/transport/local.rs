@@ -175,10 +175,21 @@ impl FlowOutcome {
     {
         let mut out = Vec::new();
         for id in self.finished(N::NAME) {
-            let json = pool.retrieve(&self.flow_name, N::NAME, id).await?;
-            out.push(decode_result::<N>(json)?);
+            out.push(self.read::<N>(pool, id).await?);
         }
         Ok(out)
+    }
+
+    /// The stored result of instance `id` of task `N` of this flow, typed.
+    async fn read<N: TaskNode>(
+        &self,
+        pool: &StoragePool,
+        id: &str,
+    ) -> Result<OutputOf<N>, ResultError>
+    where
+        OutputOf<N>: DeserializeOwned,
+    {
+        decode_result::<N>(pool.retrieve(&self.flow_name, N::NAME, id).await?)
     }
 
     /// The result of task `N` in this flow (its first finished instance), typed; an error when
@@ -199,8 +210,7 @@ impl FlowOutcome {
                     .join(", "),
             });
         };
-        let json = pool.retrieve(&self.flow_name, N::NAME, id).await?;
-        decode_result::<N>(json)
+        self.read::<N>(pool, id).await
     }
 }
 
