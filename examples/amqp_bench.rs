@@ -36,10 +36,26 @@ mod bench {
         use selinon_runtime::{Task, TaskContext, TaskResult};
         use serde::{Deserialize, Serialize};
 
-        /// What a benchmark flow is started with (upstream's harness passes `{"i": i}`).
+        /// What a benchmark flow is started with (upstream's harness passes `{"i": i}`); the
+        /// `foreach` shape adds how many `Work` instances its `foreach` edge starts.
         #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
         pub struct Item {
             pub i: u64,
+            #[serde(default, skip_serializing_if = "is_zero")]
+            pub width: u64,
+        }
+
+        fn is_zero(n: &u64) -> bool {
+            *n == 0
+        }
+
+        /// `foreach` of the `foreach_fan` flow: `width` items (from the flow arguments).
+        pub fn width_items(
+            _db: &selinon_runtime::Db<'_>,
+            node_args: &selinon_runtime::Json,
+        ) -> Vec<selinon_runtime::Json> {
+            let width = node_args["width"].as_u64().unwrap_or(0);
+            (0..width).map(selinon_runtime::Json::from).collect()
         }
 
         /// What every task returns (typed, so decoding and encoding are part of the figures).
@@ -367,7 +383,13 @@ async fn run_bench(o: Options) {
 
     // Warm-up, then N flows at once.
     let warm = client
-        .submit_many(&flow, (0..20).map(|i| bench::tasks::Item { i: i as u64 }))
+        .submit_many(
+            &flow,
+            (0..20).map(|i| bench::tasks::Item {
+                i: i as u64,
+                width: 0,
+            }),
+        )
         .await
         .unwrap();
     client
@@ -378,7 +400,10 @@ async fn run_bench(o: Options) {
     let ids = client
         .submit_many(
             &flow,
-            (0..o.flows).map(|i| bench::tasks::Item { i: i as u64 }),
+            (0..o.flows).map(|i| bench::tasks::Item {
+                i: i as u64,
+                width: 0,
+            }),
         )
         .await
         .unwrap();
@@ -393,7 +418,13 @@ async fn run_bench(o: Options) {
     let mut single = Vec::new();
     for i in 0..50 {
         let id = client
-            .submit(&flow, bench::tasks::Item { i: i as u64 })
+            .submit(
+                &flow,
+                bench::tasks::Item {
+                    i: i as u64,
+                    width: 0,
+                },
+            )
             .await
             .unwrap();
         client.wait(&id, Duration::from_secs(60)).await.unwrap();

@@ -2,7 +2,11 @@
 //! time from a task's end to its successor's start (hop), for the shapes of upstream's harness.
 //!
 //! `cargo run --release --example local_bench -- [--flows N] [--repeat R]` prints one JSON line
-//! per shape with the median of R runs (and min–max).
+//! per shape with the median of R runs (and min–max). The `foreach` shape (a sub-flow whose
+//! `foreach` edge starts `--width W` instances of a task, default 100, then a join) runs about
+//! as many tasks as N chains of ten: it shows how a pass grows with the size of its flow.
+//! `--shape chain10,fanout,foreach` picks shapes; `--no-latency` skips the one-at-a-time runs
+//! (for instruction counts under callgrind).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,10 +17,26 @@ mod bench {
         use selinon_runtime::{Task, TaskContext, TaskResult};
         use serde::{Deserialize, Serialize};
 
-        /// What a benchmark flow is started with (upstream's harness passes `{"i": i}`).
+        /// What a benchmark flow is started with (upstream's harness passes `{"i": i}`); the
+        /// `foreach` shape adds how many `Work` instances its `foreach` edge starts.
         #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
         pub struct Item {
             pub i: u64,
+            #[serde(default, skip_serializing_if = "is_zero")]
+            pub width: u64,
+        }
+
+        fn is_zero(n: &u64) -> bool {
+            *n == 0
+        }
+
+        /// `foreach` of the `foreach_fan` flow: `width` items (from the flow arguments).
+        pub fn width_items(
+            _db: &selinon_runtime::Db<'_>,
+            node_args: &selinon_runtime::Json,
+        ) -> Vec<selinon_runtime::Json> {
+            let width = node_args["width"].as_u64().unwrap_or(0);
+            (0..width).map(selinon_runtime::Json::from).collect()
         }
 
         /// What every task returns (typed, so decoding and encoding are part of the figures).
@@ -99,46 +119,74 @@ fn hops(flow: &str, id: &str, times: &Times, out: &mut Vec<f64>) {
 async fn main() {
     let mut n = 2000usize;
     let mut repeat = 3usize;
+    let mut width = 100u64;
+    let mut shapes: Option<Vec<String>> = None;
+    let mut latency_runs = true;
     let mut args = std::env::args().skip(1);
+    let usage = "use --flows N --repeat R --width W --shape chain10,fanout,foreach --no-latency";
     while let Some(a) = args.next() {
+        let mut value = |what: &str| args.next().unwrap_or_else(|| panic!("{what}; {usage}"));
         match a.as_str() {
-            "--flows" => n = args.next().and_then(|v| v.parse().ok()).expect("--flows N"),
-            "--repeat" => {
-                repeat = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--repeat R")
-            }
-            other => panic!("unknown argument {other}; use --flows N --repeat R"),
+            "--flows" => n = value("--flows N").parse().expect("--flows N"),
+            "--repeat" => repeat = value("--repeat R").parse().expect("--repeat R"),
+            "--width" => width = value("--width W").parse().expect("--width W"),
+            "--shape" => shapes = Some(value("--shape S").split(',').map(str::to_string).collect()),
+            "--no-latency" => latency_runs = false,
+            other => panic!("unknown argument {other}; {usage}"),
         }
     }
-    for (flow, tasks_per_flow) in [
-        (flows::chain10::FLOW.untyped(), 10.0),
-        (flows::fanout::FLOW.untyped(), 12.0),
-    ] {
+    let all = [
+        (flows::chain10::FLOW.untyped(), 10u64),
+        (flows::fanout::FLOW.untyped(), 12),
+        // foreach_fan: Split + `width` Work; then Join in the parent.
+        (flows::foreach::FLOW.untyped(), width + 2),
+    ];
+    for (flow, tasks_per_flow) in all {
+        if shapes
+            .as_ref()
+            .is_some_and(|s| !s.iter().any(|s| s == flow.name))
+        {
+            continue;
+        }
+        let foreach = flow.name == "foreach";
+        // The foreach shape runs about as many tasks as `--flows` chains of ten (at least two flows).
+        let n = if foreach {
+            (n as u64 * 10).div_ceil(tasks_per_flow).max(2) as usize
+        } else {
+            n
+        };
+        let item = |i: usize| bench::tasks::Item {
+            i: i as u64,
+            width: if foreach { width } else { 0 },
+        };
         let mut rates = Vec::new();
         for _ in 0..repeat {
             let runtime = selinon_runtime::Runtime::new(&flows::SYSTEM);
             let t0 = Instant::now();
-            let handles: Vec<_> = (0..n)
-                .map(|i| runtime.run(&flow, bench::tasks::Item { i: i as u64 }))
-                .collect();
+            let handles: Vec<_> = (0..n).map(|i| runtime.run(&flow, item(i))).collect();
             for h in handles {
-                assert!(h.await.expect("runs").is_finished());
+                let outcome = h.await.expect("runs");
+                assert!(outcome.is_finished());
+                if foreach {
+                    assert_eq!(outcome.finished("Join").len(), 1);
+                }
             }
             rates.push(n as f64 / t0.elapsed().as_secs_f64());
         }
-        // Hops: one flow at a time, so a hop is the engine's own latency.
-        TIMING.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Hops: one flow at a time, so a hop is the engine's own latency (none for foreach,
+        // whose tasks run in a sub-flow).
+        TIMING.store(!foreach, std::sync::atomic::Ordering::Relaxed);
         let runtime = selinon_runtime::Runtime::new(&flows::SYSTEM);
         let mut hop_ms = Vec::new();
         let mut latency = Vec::new();
-        for i in 0..200 {
+        let singles = match (latency_runs, foreach) {
+            (false, _) => 0,
+            (true, false) => 200,
+            (true, true) => 5,
+        };
+        for i in 0..singles {
             let t0 = Instant::now();
-            let outcome = runtime
-                .run(&flow, bench::tasks::Item { i: i as u64 })
-                .await
-                .expect("runs");
+            let outcome = runtime.run(&flow, item(i)).await.expect("runs");
             latency.push(t0.elapsed().as_secs_f64() * 1e3);
             let times = TIMES.lock().unwrap_or_else(|e| e.into_inner());
             hops(flow.name, &outcome.flow_id, &times, &mut hop_ms);
@@ -146,19 +194,21 @@ async fn main() {
         TIMING.store(false, std::sync::atomic::Ordering::Relaxed);
         TIMES.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let (flows_per_s, lo, hi) = median(rates);
-        println!(
-            "{}",
-            selinon_runtime::json!({
-                "shape": flow.name,
-                "flows": n,
-                "runs": repeat,
-                "flows_per_s": flows_per_s.round(),
-                "flows_per_s_min_max": [lo.round(), hi.round()],
-                "tasks_per_s": (flows_per_s * tasks_per_flow).round(),
-                "single_flow_latency_ms_p50": percentile(latency, 0.5),
-                "hop_p50_ms": percentile(hop_ms.clone(), 0.5),
-                "hop_p99_ms": percentile(hop_ms, 0.99),
-            })
-        );
+        let p = |v: &[f64], q: f64| (!v.is_empty()).then(|| percentile(v.to_vec(), q));
+        let mut line = selinon_runtime::json!({
+            "shape": flow.name,
+            "flows": n,
+            "runs": repeat,
+            "flows_per_s": flows_per_s.round(),
+            "flows_per_s_min_max": [lo.round(), hi.round()],
+            "tasks_per_s": (flows_per_s * tasks_per_flow as f64).round(),
+            "single_flow_latency_ms_p50": p(&latency, 0.5),
+            "hop_p50_ms": p(&hop_ms, 0.5),
+            "hop_p99_ms": p(&hop_ms, 0.99),
+        });
+        if foreach {
+            line["width"] = width.into();
+        }
+        println!("{line}");
     }
 }
