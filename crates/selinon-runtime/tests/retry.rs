@@ -23,7 +23,7 @@ mod config {
             import: selinon.storages.memory
             classname: InMemoryStorage
             configuration: {echo: false}
-        flows: [retrying, once, flaky_flow, panicking, reading]
+        flows: [retrying, once, flaky_flow, panicking, reading, reading_after_others]
         flow-definitions:
           - name: retrying
             edges:
@@ -42,6 +42,13 @@ mod config {
           - name: reading
             edges:
               - {from: , to: Task1}
+              - from: Task1
+                to: Task2
+                condition: {name: fieldExist, args: {key: ok}}
+          - name: reading_after_others
+            edges:
+              - {from: , to: [Retrying, Task1, Once, Panicky]}
+              - {from: Retrying, to: Task2}
               - from: Task1
                 to: Task2
                 condition: {name: fieldExist, args: {key: ok}}
@@ -247,6 +254,30 @@ async fn storage_issue_in_a_condition_repeats_the_pass() {
     s.env.broken.lock().unwrap().clear();
     s.pass().await;
     assert_eq!(s.started_names(), ["Task2"]);
+}
+
+// A pass that starts nodes, records a failure and then cannot read a storage gives back the
+// state it was given, to the node (the pass changes its message in place and undoes that).
+#[tokio::test]
+async fn storage_issue_after_other_changes_keeps_the_input_state() {
+    let mut s = Stepper::start(&SYSTEM, "reading_after_others", Json::Null).await;
+    let (retrying, t1, once) = (s.id("Retrying"), s.id("Task1"), s.id("Once"));
+    s.env.broken.lock().unwrap().push(t1.clone());
+    s.set_finished(&retrying, json!({}));
+    s.set_finished(&t1, json!({"ok": true}));
+    s.set_failed(&once);
+    let before = s.message.clone();
+    s.pass().await;
+    assert!(matches!(s.outcome, PassOutcome::RetryPass { .. }));
+    assert!(s.started.is_empty());
+    assert_eq!(s.message, before, "the input state is kept");
+    s.env.broken.lock().unwrap().clear();
+    s.pass().await;
+    assert_eq!(s.started_names(), ["Task2", "Task2"]);
+    let state = s.state();
+    assert_eq!(state.failed_nodes["Once"], [once]);
+    let active: Vec<&str> = state.active_nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(active, ["Panicky", "Task2", "Task2"]);
 }
 
 // upstream: test_dispatcher.py::test_dispacher_error (a failing pass fails the flow at once)

@@ -145,13 +145,27 @@ fn parse(system: &SystemSpec) -> Result<Arc<Chain>, String> {
     Ok(Arc::new(Chain { files }))
 }
 
+/// Whether [`migrate`] may change more of `msg` than its `migration_version`: the message
+/// has a state written at another version than the latest.
+pub(crate) fn pending(system: &'static SystemSpec, msg: &DispatcherMessage) -> bool {
+    system.migration_dir.is_some()
+        && msg.state.is_some()
+        && msg
+            .migration_version
+            .is_some_and(|v| load(system).is_ok_and(|chain| chain.latest() != v))
+}
+
 /// Brings `msg` to the latest migration version.
 pub(crate) fn migrate(system: &'static SystemSpec, msg: &mut DispatcherMessage) -> Migrated {
-    let chain = match load(system) {
-        Ok(c) => c,
-        Err(e) => return Migrated::Error(e),
+    // Without a migration directory the chain is empty: nothing to load.
+    let chain = match &system.migration_dir {
+        None => None,
+        Some(_) => match load(system) {
+            Ok(c) => Some(c),
+            Err(e) => return Migrated::Error(e),
+        },
     };
-    let latest = chain.latest();
+    let latest = chain.as_ref().map_or(0, |c| c.latest());
     // With a migration directory, every flow records its version (0: none yet).
     let current = system.migration_dir.is_some().then_some(latest);
     let Some(state) = msg.state.as_mut() else {
@@ -173,6 +187,10 @@ pub(crate) fn migrate(system: &'static SystemSpec, msg: &mut DispatcherMessage) 
             latest,
         };
     }
+    let Some(chain) = chain else {
+        // No chain: the latest version is 0, and no version is below it.
+        return Migrated::Unchanged;
+    };
     let mut tainted = false;
     for v in version + 1..=latest {
         let Some(file) = chain.files.get(&v) else {

@@ -36,9 +36,25 @@ enum PassError {
 ///
 /// The pass runs in a `dispatcher` span (target `selinon`, level info) with fields
 /// `flow_name` and `dispatcher_id`.
+///
+/// This clones `input`; [`dispatch_owned`] takes it by value, which a transport that is done
+/// with the message should prefer: a pass then costs in proportion to what changed, not to the
+/// size of the flow's state.
 pub async fn dispatch(
     system: &System,
     input: &DispatcherMessage,
+    events: &[NodeEvent],
+    env: &dyn EngineEnv,
+) -> PassOutput {
+    dispatch_owned(system, input.clone(), events, env).await
+}
+
+/// [`dispatch`], taking the message by value: the pass changes it in place. When the pass must
+/// be run again ([`PassOutcome::RetryPass`]) or the dispatcher fails the flow, the returned
+/// message is `input` as it was given (the pass undoes what it did).
+pub async fn dispatch_owned(
+    system: &System,
+    input: DispatcherMessage,
     events: &[NodeEvent],
     env: &dyn EngineEnv,
 ) -> PassOutput {
@@ -51,9 +67,104 @@ pub async fn dispatch(
     tracing::Instrument::instrument(dispatch_in_span(system, input, events, env), span).await
 }
 
+/// What a pass changed in the message it was given, to give it back as it was when the pass
+/// must be run again or fails as a dispatcher: the changes of a pass are few (the nodes that
+/// ended, those it started), so undoing them costs far less than a copy of the whole state.
+#[derive(Default)]
+struct Undo {
+    /// The whole input, kept when a migration changes the message (rare).
+    input: Option<DispatcherMessage>,
+    /// Whether the input had a state (`None` before the first pass).
+    had_state: bool,
+    /// The input's migration version (set on the first pass).
+    migration_version: Option<u32>,
+    /// `node_args` and `initial_node_args` before `node_args_from_first` replaced them.
+    node_args: Option<(Json, Option<Json>)>,
+    /// Active nodes that ended in this pass, at their positions in the input (ascending).
+    removed_active: Vec<(usize, NodeRef)>,
+    /// How many active nodes were left after the ended ones were taken out (nodes started by
+    /// the pass come after them).
+    active_base: usize,
+    /// Names whose finished ids grew, with how many they had (`None`: the name was absent).
+    finished: Vec<(String, Option<usize>)>,
+    waiting_edges: usize,
+    triggered_edges: usize,
+    /// `failed_nodes` and `failure_reasons` before the pass changed either (copied once, by the
+    /// first change: failures are rare).
+    failures: Option<(
+        NodeIds,
+        std::collections::BTreeMap<String, super::FailureReason>,
+    )>,
+}
+
+impl Undo {
+    fn of(msg: &DispatcherMessage) -> Self {
+        let state = msg.state.as_ref();
+        Undo {
+            had_state: state.is_some(),
+            migration_version: msg.migration_version,
+            active_base: state.map_or(0, |s| s.active_nodes.len()),
+            waiting_edges: state.map_or(0, |s| s.waiting_edges.len()),
+            triggered_edges: state.map_or(0, |s| s.triggered_edges.len()),
+            ..Undo::default()
+        }
+    }
+
+    /// Notes that the finished ids of `name` are about to grow.
+    fn finished(&mut self, state: &FlowState, name: &str) {
+        if !self.finished.iter().any(|(n, _)| n == name) {
+            let len = state.finished_nodes.get(name).map(Vec::len);
+            self.finished.push((name.to_string(), len));
+        }
+    }
+
+    /// Notes that the failed nodes or their reasons are about to change.
+    fn failures(&mut self, state: &FlowState) {
+        if self.failures.is_none() {
+            self.failures = Some((state.failed_nodes.clone(), state.failure_reasons.clone()));
+        }
+    }
+
+    /// The message as the pass was given it.
+    fn restore(self, mut msg: DispatcherMessage, mut state: FlowState) -> DispatcherMessage {
+        if let Some(input) = self.input {
+            return input;
+        }
+        if let Some((node_args, initial)) = self.node_args {
+            msg.node_args = node_args;
+            msg.initial_node_args = initial;
+        }
+        msg.migration_version = self.migration_version;
+        state.active_nodes.truncate(self.active_base);
+        for (at, node) in self.removed_active {
+            state.active_nodes.insert(at, node);
+        }
+        for (name, len) in self.finished {
+            match len {
+                Some(len) => {
+                    if let Some(ids) = state.finished_nodes.get_mut(&name) {
+                        ids.truncate(len);
+                    }
+                }
+                None => {
+                    state.finished_nodes.remove(&name);
+                }
+            }
+        }
+        state.waiting_edges.truncate(self.waiting_edges);
+        state.triggered_edges.truncate(self.triggered_edges);
+        if let Some((failed, reasons)) = self.failures {
+            state.failed_nodes = failed;
+            state.failure_reasons = reasons;
+        }
+        msg.state = self.had_state.then_some(state);
+        msg
+    }
+}
+
 async fn dispatch_in_span(
     system: &System,
-    input: &DispatcherMessage,
+    input: DispatcherMessage,
     events: &[NodeEvent],
     env: &dyn EngineEnv,
 ) -> PassOutput {
@@ -74,12 +185,17 @@ async fn dispatch_in_span(
         return dispatcher_failure(&tracer, input, what);
     };
 
-    let mut msg = input.clone();
-    if let Some(output) = apply_migrations(system, flow.spec, input, &mut msg, &tracer) {
-        return output;
+    let mut undo = Undo::of(&input);
+    if migration::pending(system.spec, &input) {
+        undo.input = Some(input.clone());
     }
+    let mut msg = match apply_migrations(system, flow.spec, input, &mut undo, &tracer) {
+        Ok(msg) => msg,
+        Err(output) => return *output,
+    };
     // The pass owns the state; the message gets it back when the pass ends.
     let state = msg.state.take().unwrap_or_default();
+    let retried_count = msg.retried_count;
     let mut pass = Pass {
         system,
         flow,
@@ -91,6 +207,7 @@ async fn dispatch_in_span(
         actions: Vec::new(),
         reused: Vec::new(),
         nowait_started: 0,
+        undo,
     };
     let run = AssertUnwindSafe(pass.update(events)).catch_unwind().await;
     let result = match run {
@@ -105,6 +222,7 @@ async fn dispatch_in_span(
         mut msg,
         state,
         actions,
+        undo,
         ..
     } = pass;
 
@@ -157,7 +275,7 @@ async fn dispatch_in_span(
             }
         }
         Err(PassError::Flow(reported)) => {
-            let will_retry = input.retried_count < flow.spec.max_retry;
+            let will_retry = retried_count < flow.spec.max_retry;
             tracer.emit_with(TraceEvent::FlowFailure, || {
                 json!({
                     "flow_name": msg.flow_name,
@@ -177,7 +295,7 @@ async fn dispatch_in_span(
                     flow_id: msg.flow_id,
                     node_args,
                     parent: msg.parent,
-                    retried_count: input.retried_count + 1,
+                    retried_count: retried_count + 1,
                     state: None,
                     initial_node_args: None,
                     selective: msg.selective,
@@ -212,6 +330,7 @@ async fn dispatch_in_span(
             }
         }
         Err(PassError::Retry(what)) => {
+            let input = undo.restore(msg, state);
             let countdown = flow.spec.retry_countdown.max(MIN_PASS_RETRY);
             tracer.emit_with(TraceEvent::FlowRetry, || {
                 let mut info = json!({
@@ -231,27 +350,34 @@ async fn dispatch_in_span(
             });
             PassOutput {
                 failure: None,
-                message: input.clone(),
+                message: input,
                 actions: Vec::new(),
                 outcome: PassOutcome::RetryPass { countdown },
             }
         }
-        Err(PassError::Dispatcher(what)) => dispatcher_failure(&tracer, input, what),
+        Err(PassError::Dispatcher(what)) => {
+            dispatcher_failure(&tracer, undo.restore(msg, state), what)
+        }
     }
 }
 
-/// Brings the message to the latest migration (§3.17); `Some` when the pass must not go on.
+/// Brings the message to the latest migration (§3.17); `Err` when the pass must not go on.
 fn apply_migrations(
     system: &System,
     flow: &crate::spec::FlowSpec,
-    input: &DispatcherMessage,
-    msg: &mut DispatcherMessage,
+    mut msg: DispatcherMessage,
+    undo: &mut Undo,
     tracer: &Tracer,
-) -> Option<PassOutput> {
+) -> Result<DispatcherMessage, Box<PassOutput>> {
+    let migrated = migration::migrate(system.spec, &mut msg);
+    if migrated == Migrated::Unchanged {
+        return Ok(msg);
+    }
+    let (flow_name, flow_id) = (msg.flow_name.clone(), msg.flow_id.clone());
     let info = |extra: Json| {
         let mut info = json!({
-            "flow_name": input.flow_name,
-            "dispatcher_id": input.flow_id,
+            "flow_name": flow_name,
+            "dispatcher_id": flow_id,
             "queue": flow.queue,
         });
         if let (Some(map), Json::Object(extra)) = (info.as_object_mut(), extra) {
@@ -259,16 +385,26 @@ fn apply_migrations(
         }
         info
     };
-    let retry_pass = || PassOutput {
-        failure: None,
-        message: input.clone(),
-        actions: Vec::new(),
-        outcome: PassOutcome::RetryPass {
-            countdown: flow.retry_countdown.max(MIN_PASS_RETRY),
-        },
+    // The message as the pass was given it (a migration that changed more than the version
+    // only happens with a copy of the input at hand).
+    let input = |undo: &mut Undo, mut msg: DispatcherMessage| {
+        undo.input.take().unwrap_or_else(|| {
+            msg.migration_version = undo.migration_version;
+            msg
+        })
     };
-    match migration::migrate(system.spec, msg) {
-        Migrated::Unchanged => None,
+    let retry_pass = |message: DispatcherMessage| {
+        Box::new(PassOutput {
+            failure: None,
+            message,
+            actions: Vec::new(),
+            outcome: PassOutcome::RetryPass {
+                countdown: flow.retry_countdown.max(MIN_PASS_RETRY),
+            },
+        })
+    };
+    match migrated {
+        Migrated::Unchanged => Ok(msg),
         Migrated::Applied { from, to, tainted } => {
             tracer.emit_with(TraceEvent::Migration, || {
                 info(json!({
@@ -277,7 +413,7 @@ fn apply_migrations(
                     "tainted_flow": tainted,
                 }))
             });
-            None
+            Ok(msg)
         }
         Migrated::Skew { message, latest } => {
             tracer.emit_with(TraceEvent::MigrationSkew, || {
@@ -287,11 +423,11 @@ fn apply_migrations(
                     "what": "the message comes from a newer configuration than this worker's; it is put back",
                 }))
             });
-            Some(retry_pass())
+            Err(retry_pass(input(undo, msg)))
         }
         Migrated::Error(what) => {
             tracer.emit_with(TraceEvent::MigrationError, || info(json!({"what": what})));
-            Some(retry_pass())
+            Err(retry_pass(input(undo, msg)))
         }
         Migrated::Tainted {
             strategy,
@@ -307,37 +443,38 @@ fn apply_migrations(
             });
             if strategy == TaintedFlowStrategy::Retry {
                 // From scratch, not counted as a flow retry.
-                let mut restart = msg.clone();
+                let mut restart = msg;
                 restart.node_args = restart
                     .initial_node_args
                     .take()
                     .unwrap_or(restart.node_args);
                 restart.state = None;
                 restart.migration_version = None;
-                return Some(PassOutput {
+                return Err(Box::new(PassOutput {
                     failure: None,
                     message: restart,
                     actions: Vec::new(),
                     outcome: PassOutcome::Restart {
                         countdown: Duration::ZERO,
                     },
-                });
+                }));
             }
+            let input = input(undo, msg);
             let state = input.state.clone().unwrap_or_default();
-            Some(PassOutput {
+            Err(Box::new(PassOutput {
                 failure: None,
-                message: input.clone(),
+                message: input,
                 actions: Vec::new(),
                 outcome: PassOutcome::Failed(FlowResult::of_state(
                     &state,
                     state.active_nodes.clone(),
                 )),
-            })
+            }))
         }
     }
 }
 
-fn dispatcher_failure(tracer: &Tracer, input: &DispatcherMessage, what: String) -> PassOutput {
+fn dispatcher_failure(tracer: &Tracer, input: DispatcherMessage, what: String) -> PassOutput {
     tracer.emit_with(TraceEvent::DispatcherFailure, || {
         json!({
             "flow_name": input.flow_name,
@@ -349,12 +486,15 @@ fn dispatcher_failure(tracer: &Tracer, input: &DispatcherMessage, what: String) 
             "what": what,
         })
     });
-    let state = input.state.clone().unwrap_or_default();
+    let outcome = match &input.state {
+        Some(state) => FlowResult::of_state(state, state.active_nodes.clone()),
+        None => FlowResult::default(),
+    };
     PassOutput {
         failure: Some(what),
-        message: input.clone(),
+        message: input,
         actions: Vec::new(),
-        outcome: PassOutcome::Failed(FlowResult::of_state(&state, state.active_nodes.clone())),
+        outcome: PassOutcome::Failed(outcome),
     }
 }
 
@@ -382,6 +522,8 @@ struct Pass<'a> {
     reused: Vec<NodeRef>,
     /// `nowait` nodes this pass started (they are not in the state).
     nowait_started: usize,
+    /// How to give the input back when the pass must not change it.
+    undo: Undo,
 }
 
 /// What a selective run lets an edge do.
@@ -395,8 +537,8 @@ enum Allowed<'m> {
 }
 
 /// The product of the candidate id lists, in `itertools.product` order (last varies fastest).
-fn cartesian(lists: &[Vec<String>]) -> Vec<Vec<String>> {
-    if lists.iter().any(Vec::is_empty) {
+fn cartesian(lists: &[&[String]]) -> Vec<Vec<String>> {
+    if lists.iter().any(|l| l.is_empty()) {
         return Vec::new();
     }
     let mut out = Vec::new();
@@ -437,6 +579,28 @@ fn combinations<'s>(items: &[&'s str], k: usize) -> Vec<Vec<&'s str>> {
             idx[j] = idx[j - 1] + 1;
         }
     }
+}
+
+/// The positions of the nodes of `active` that an event of `events` ended, with the event (the
+/// first one for the node's id), in the order of `active`. The look-up stops once every event
+/// found its node: nodes mostly end in the order they started, so it seldom goes far into a
+/// long list of active nodes.
+fn ended_nodes<'e>(active: &[NodeRef], events: &'e [NodeEvent]) -> Vec<(usize, &'e NodeEvent)> {
+    // The first event of each id, sorted by id.
+    let mut by_id: Vec<&NodeEvent> = events.iter().collect();
+    by_id.sort_by(|a, b| a.id.cmp(&b.id)); // stable: the first event of an id comes first
+    by_id.dedup_by(|later, first| later.id == first.id);
+    let mut ended = Vec::with_capacity(by_id.len());
+    for (at, node) in active.iter().enumerate() {
+        if ended.len() == by_id.len() {
+            break;
+        }
+        let i = by_id.partition_point(|e| e.id < node.id);
+        if let Some(event) = by_id.get(i).filter(|e| e.id == node.id) {
+            ended.push((at, *event));
+        }
+    }
+    ended
 }
 
 impl Pass<'_> {
@@ -539,21 +703,22 @@ impl Pass<'_> {
 
     /// CONTINUE: collect the ended nodes, fire edges, then handle failures.
     async fn continue_flow(&mut self, events: &[NodeEvent]) -> Result<(), PassError> {
-        let mut finished = Vec::new();
+        // The active nodes that ended (by their position), in scheduling order.
+        let ended = ended_nodes(&self.state.active_nodes, events);
+        if ended.is_empty() {
+            return Ok(());
+        }
         let mut something_failed = false;
-        let mut still_active = Vec::new();
-        let active = std::mem::take(&mut self.state.active_nodes);
-        for node in &active {
-            let event = events.iter().find(|e| e.id == node.id);
-            match event.map(|e| e.status) {
-                Some(NodeStatus::Finished) => {
+        for &(at, event) in &ended {
+            let node = &self.state.active_nodes[at];
+            match event.status {
+                NodeStatus::Finished => {
                     self.tracer.emit_with(TraceEvent::NodeSuccessful, || {
                         self.info_with(json!({"node_name": node.name, "node_id": node.id}))
                     });
-                    finished.push(node.clone());
                 }
-                Some(NodeStatus::Failed) => {
-                    let reason = event.and_then(|e| e.reason.as_ref());
+                NodeStatus::Failed => {
+                    let reason = event.reason.as_ref();
                     self.tracer.emit_with(TraceEvent::NodeFailure, || {
                         let mut info = json!({"node_name": node.name, "node_id": node.id});
                         if let Some(reason) = reason {
@@ -561,6 +726,8 @@ impl Pass<'_> {
                         }
                         self.info_with(info)
                     });
+                    self.undo.failures(&self.state);
+                    let node = &self.state.active_nodes[at];
                     self.state
                         .failed_nodes
                         .entry(node.name.clone())
@@ -575,25 +742,75 @@ impl Pass<'_> {
                         self.tracer.emit_with(TraceEvent::EagerFailure, || {
                             self.info_with(json!({"node_name": node.name, "node_id": node.id}))
                         });
-                        let reported = FlowResult::of_state(
-                            &self.state,
-                            active.iter().filter(|n| *n != node).cloned().collect(),
-                        );
+                        let mut others = std::mem::take(&mut self.state.active_nodes);
+                        others.remove(at);
+                        let reported = FlowResult::of_state(&self.state, others);
                         self.state.active_nodes = reported.active_nodes.clone();
                         return Err(PassError::Flow(reported));
                     }
                     something_failed = true;
                 }
-                None => still_active.push(node.clone()),
             }
         }
-        self.state.active_nodes = still_active;
+        // Out of the active nodes (the failed ones to the undo record).
+        let ended: Vec<(usize, NodeStatus)> = ended.iter().map(|(at, e)| (*at, e.status)).collect();
+        let finished = self.take_ended(&ended);
+        self.after_ended(&finished, something_failed).await
+    }
 
+    /// Takes the ended nodes (positions in scheduling order) out of the active ones, in one
+    /// sweep from the first, and notes them in the undo record; returns the finished ones.
+    fn take_ended(&mut self, ended: &[(usize, NodeStatus)]) -> Vec<NodeRef> {
+        let Some(&(first, _)) = ended.first() else {
+            return Vec::new();
+        };
+        let active = &mut self.state.active_nodes;
+        let removed: Vec<NodeRef> = if ended.len() <= 8 {
+            // A few: one move of the rest of the list each.
+            let mut removed: Vec<NodeRef> = ended
+                .iter()
+                .rev()
+                .map(|&(at, _)| active.remove(at))
+                .collect();
+            removed.reverse();
+            removed
+        } else {
+            let mut at = first;
+            let mut next = ended.iter().map(|(at, _)| *at).peekable();
+            active
+                .extract_if(first.., |_| {
+                    let here = at;
+                    at += 1;
+                    next.next_if(|e| *e == here).is_some()
+                })
+                .collect()
+        };
+        self.undo.active_base = self.state.active_nodes.len();
+        let mut finished = Vec::with_capacity(removed.len());
+        for (&(at, status), node) in ended.iter().zip(removed) {
+            if status == NodeStatus::Finished {
+                // A copy: the pass may stop (even panic) while it uses the finished nodes.
+                self.undo.removed_active.push((at, node.clone()));
+                finished.push(node);
+            } else {
+                self.undo.removed_active.push((at, node));
+            }
+        }
+        finished
+    }
+
+    /// What follows the end of `finished` nodes (and the failure of others): fire edges, run
+    /// fallbacks.
+    async fn after_ended(
+        &mut self,
+        finished: &[NodeRef],
+        something_failed: bool,
+    ) -> Result<(), PassError> {
         if finished.is_empty() && !something_failed {
             return Ok(());
         }
-        self.update_waiting_edges(&finished);
-        self.start_new(&finished).await?;
+        self.update_waiting_edges(finished);
+        self.start_new(finished).await?;
         self.finish_reused().await?;
         if self.state.active_nodes.is_empty() && !self.state.failed_nodes.is_empty() {
             let fallbacks = self.run_fallbacks().await?;
@@ -708,6 +925,12 @@ impl Pass<'_> {
                 .retrieve(&self.msg.flow_name, &first.name, &first.id)
                 .await
                 .map_err(|e| PassError::Dispatcher(format!("node_args_from_first: {e}")))?;
+            if self.undo.node_args.is_none() {
+                self.undo.node_args = Some((
+                    self.msg.node_args.clone(),
+                    self.msg.initial_node_args.clone(),
+                ));
+            }
             if self.msg.initial_node_args.is_none() {
                 self.msg.initial_node_args = Some(self.msg.node_args.clone());
             }
@@ -734,24 +957,25 @@ impl Pass<'_> {
                         self.spec.name
                     )));
                 };
-                let lists: Vec<Vec<String>> = edge
+                let lists: Vec<&[String]> = edge
                     .from
                     .iter()
                     .map(|&s| {
                         if s == node.name {
-                            vec![node.id.clone()]
+                            std::slice::from_ref(&node.id)
                         } else {
                             self.state
                                 .finished_nodes
                                 .get(s)
-                                .cloned()
+                                .map(Vec::as_slice)
                                 .unwrap_or_default()
                         }
                     })
                     .collect();
                 let combinations = lists.iter().fold(1usize, |n, l| n.saturating_mul(l.len()));
+                let combos = cartesian(&lists);
                 self.check_size(i, combinations)?;
-                for (k, combo) in cartesian(&lists).into_iter().enumerate() {
+                for (k, combo) in combos.into_iter().enumerate() {
                     if k % 256 == 255 {
                         // A long pass lets the runtime's timers (flow timeouts) fire.
                         tokio::task::yield_now().await;
@@ -791,6 +1015,7 @@ impl Pass<'_> {
                     }
                 }
             }
+            self.undo.finished(&self.state, &node.name);
             self.state
                 .finished_nodes
                 .entry(node.name.clone())
@@ -1299,6 +1524,7 @@ impl Pass<'_> {
             }
         }
         if ran {
+            self.undo.failures(&self.state);
             for name in combo {
                 if let Some(ids) = self.state.failed_nodes.get_mut(*name) {
                     let handled = ids.remove(0);
@@ -1343,13 +1569,14 @@ mod tests {
 
     #[test]
     fn product_and_combinations_follow_itertools() {
-        let l = vec![
+        let l = [
             vec!["a".to_string(), "b".into()],
             vec!["1".into(), "2".into()],
         ];
+        let l: Vec<&[String]> = l.iter().map(Vec::as_slice).collect();
         let p: Vec<String> = cartesian(&l).into_iter().map(|c| c.concat()).collect();
         assert_eq!(p, ["a1", "a2", "b1", "b2"]);
-        assert!(cartesian(&[vec!["a".to_string()], vec![]]).is_empty());
+        assert!(cartesian(&[&["a".to_string()][..], &[]]).is_empty());
         let c: Vec<String> = combinations(&["A", "B", "C"], 2)
             .into_iter()
             .map(|c| c.concat())

@@ -1,7 +1,7 @@
 //! The in-process runtime: the embedded default. Tokio tasks and channels, no server.
 //!
 //! Each flow instance is one tokio task that owns the flow's state (the single state writer)
-//! and runs a dispatcher pass ([`crate::engine::dispatch`]) whenever completions of its nodes
+//! and runs a dispatcher pass ([`crate::engine::dispatch_owned`]) whenever completions of its nodes
 //! arrive on its channel; completions that arrive together are handled in one pass. Tasks run
 //! as tokio tasks that report their final status to their flow's channel; a sub-flow reports
 //! its end to its parent flow's channel. Countdowns (throttling, retries) are timers, not
@@ -889,13 +889,13 @@ async fn run_flow_instance(
         if root.is_set() {
             return None;
         }
-        let out = engine::dispatch(&inner.system, &message, &events, &**inner).await;
+        let out = engine::dispatch_owned(&inner.system, message, &events, &**inner).await;
+        message = out.message;
         if let PassOutcome::RetryPass { countdown } = out.outcome {
             tokio::time::sleep(countdown).await;
             drain(&mut rx, &mut events);
             continue;
         }
-        message = out.message;
         for action in out.actions {
             execute(inner, action, &tx, &root_id, root);
         }

@@ -300,6 +300,13 @@ impl Stepper {
     pub async fn pass(&mut self) -> &PassOutcome {
         let events: Vec<NodeEvent> = self.pending.drain(..).collect();
         let out = dispatch(&self.system, &self.message, &events, &self.env).await;
+        if matches!(out.outcome, PassOutcome::RetryPass { .. }) || out.failure.is_some() {
+            // The pass changes its message in place and must undo what it did.
+            assert_eq!(
+                out.message, self.message,
+                "a pass to repeat, or failed as a dispatcher, gives its input back"
+            );
+        }
         self.started = out
             .actions
             .iter()

@@ -783,7 +783,7 @@ impl Shared {
                     }
                 };
 
-            let out = engine::dispatch(&self.system, &input, &events, self).await;
+            let out = engine::dispatch_owned(&self.system, input, &events, self).await;
             let failure = out.failure.clone();
             if let PassOutcome::RetryPass { countdown } = out.outcome {
                 // Nothing was decided: the same step again later.
