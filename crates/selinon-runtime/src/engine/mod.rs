@@ -58,9 +58,9 @@ pub trait EngineEnv: Send + Sync {
         None
     }
 
-    /// A new, unique node id.
+    /// A new, unique node id (a random UUID, [`random_id`]).
     fn new_id(&self) -> String {
-        uuid::Uuid::new_v4().to_string()
+        random_id()
     }
 
     /// The countdown before a throttled node may start now (§3.14).
@@ -76,6 +76,37 @@ pub trait EngineEnv: Send + Sync {
     }
 }
 
+/// A random (version 4) UUID, hyphenated, as `uuid::Uuid::new_v4` makes it, from random bytes
+/// the OS gives in blocks: one `getrandom` call per 64 ids, not one per id.
+///
+/// The block is the calling thread's: a process forked without `exec` must not make ids from
+/// the thread that forked it before that thread makes 64 new ones (no runtime here forks).
+pub fn random_id() -> String {
+    use std::cell::RefCell;
+    const BLOCK: usize = 64 * 16;
+    thread_local! {
+        /// Random bytes, and how many of them were used.
+        static POOL: RefCell<([u8; BLOCK], usize)> = const { RefCell::new(([0; BLOCK], BLOCK)) };
+    }
+    let bytes = POOL.with(|pool| {
+        let (bytes, used) = &mut *pool.borrow_mut();
+        if *used == BLOCK {
+            getrandom::fill(bytes).ok()?;
+            *used = 0;
+        }
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&bytes[*used..*used + 16]);
+        *used += 16;
+        Some(id)
+    });
+    let id = match bytes {
+        Some(bytes) => uuid::Builder::from_random_bytes(bytes).into_uuid(),
+        None => uuid::Uuid::new_v4(),
+    };
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    id.hyphenated().encode_lower(&mut text).to_string()
+}
+
 /// The default of [`EngineEnv::max_nodes`]: far beyond any real flow, well below what a join
 /// on a cycle reaches when its instances multiply.
 pub const DEFAULT_MAX_NODES: usize = 100_000;
@@ -83,3 +114,18 @@ pub const DEFAULT_MAX_NODES: usize = 100_000;
 /// Shortest wait before repeating a pass that could not read a storage, so that a flow whose
 /// `retry_countdown` is 0 does not spin.
 pub const MIN_PASS_RETRY: Duration = Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn random_ids_are_distinct_v4_uuids() {
+        let ids: Vec<String> = (0..200).map(|_| super::random_id()).collect();
+        for id in &ids {
+            let parsed = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(parsed.get_version_num(), 4);
+            assert_eq!(parsed.hyphenated().to_string(), *id);
+        }
+        let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
+}

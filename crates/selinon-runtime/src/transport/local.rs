@@ -528,7 +528,7 @@ impl Runtime {
         node_args: Json,
         selective: Option<SelectiveMap>,
     ) -> FlowHandle {
-        let flow_id = uuid::Uuid::new_v4().to_string();
+        let flow_id = engine::random_id();
         let flow_name = flow.name();
         self.inner.tracer.emit_with(TraceEvent::FlowSchedule, || {
             json!({
