@@ -85,8 +85,9 @@ struct Undo {
     /// How many active nodes were left after the ended ones were taken out (nodes started by
     /// the pass come after them).
     active_base: usize,
-    /// Names whose finished ids grew, with how many they had (`None`: the name was absent).
-    finished: Vec<(String, Option<usize>)>,
+    /// One entry per id pushed to the finished ids, in order: the node's name, and whether
+    /// the push made the name's list.
+    finished: Vec<(Cow<'static, str>, bool)>,
     waiting_edges: usize,
     triggered_edges: usize,
     /// `failed_nodes` and `failure_reasons` before the pass changed either (copied once, by the
@@ -110,12 +111,15 @@ impl Undo {
         }
     }
 
-    /// Notes that the finished ids of `name` are about to grow.
-    fn finished(&mut self, state: &FlowState, name: &str) {
-        if !self.finished.iter().any(|(n, _)| n == name) {
-            let len = state.finished_nodes.get(name).map(Vec::len);
-            self.finished.push((name.to_string(), len));
-        }
+    /// Notes that an id is about to be pushed to the finished ids of `name` (the flow's own
+    /// name for the node, when it has one: no copy).
+    fn finished(&mut self, state: &FlowState, name: &str, of_flow: Option<&'static str>) {
+        let created = !state.finished_nodes.contains_key(name);
+        let name = match of_flow {
+            Some(name) => Cow::Borrowed(name),
+            None => Cow::Owned(name.to_string()),
+        };
+        self.finished.push((name, created));
     }
 
     /// Notes that the failed nodes or their reasons are about to change.
@@ -139,16 +143,11 @@ impl Undo {
         for (at, node) in self.removed_active {
             state.active_nodes.insert(at, node);
         }
-        for (name, len) in self.finished {
-            match len {
-                Some(len) => {
-                    if let Some(ids) = state.finished_nodes.get_mut(&name) {
-                        ids.truncate(len);
-                    }
-                }
-                None => {
-                    state.finished_nodes.remove(&name);
-                }
+        for (name, created) in self.finished.into_iter().rev() {
+            if created {
+                state.finished_nodes.remove(&*name);
+            } else if let Some(ids) = state.finished_nodes.get_mut(&*name) {
+                ids.pop();
             }
         }
         state.waiting_edges.truncate(self.waiting_edges);
@@ -541,6 +540,9 @@ fn cartesian(lists: &[&[String]]) -> Vec<Vec<String>> {
     if lists.iter().any(|l| l.is_empty()) {
         return Vec::new();
     }
+    if lists.iter().all(|l| l.len() == 1) {
+        return vec![lists.iter().map(|l| l[0].clone()).collect()];
+    }
     let mut out = Vec::new();
     let mut idx = vec![0usize; lists.len()];
     loop {
@@ -659,7 +661,7 @@ impl Pass<'_> {
                 .await?
             {
                 let db = Db::new(results.iter().map(|(n, v)| (*n, v)));
-                let s = self.fire(i, &db, &parent).await?;
+                let s = self.fire(i, &db, &parent, true).await?;
                 started.extend(s);
                 self.trigger(i);
             } else {
@@ -755,11 +757,27 @@ impl Pass<'_> {
         // Out of the active nodes (the failed ones to the undo record).
         let ended: Vec<(usize, NodeStatus)> = ended.iter().map(|(at, e)| (*at, e.status)).collect();
         let finished = self.take_ended(&ended);
-        self.after_ended(&finished, something_failed).await
+        let run = AssertUnwindSafe(self.after_ended(&finished, something_failed))
+            .catch_unwind()
+            .await;
+        if !matches!(run, Ok(Ok(()))) {
+            // The pass gives its input back: the finished nodes go back among the active ones.
+            let at = ended
+                .iter()
+                .filter(|(_, status)| *status == NodeStatus::Finished)
+                .map(|(at, _)| *at);
+            self.undo.removed_active.extend(at.zip(finished));
+            self.undo.removed_active.sort_unstable_by_key(|(at, _)| *at);
+        }
+        match run {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
     /// Takes the ended nodes (positions in scheduling order) out of the active ones, in one
-    /// sweep from the first, and notes them in the undo record; returns the finished ones.
+    /// sweep from the first; returns the finished ones, and notes the failed ones in the undo
+    /// record (the finished ones join them only when the pass must give its input back).
     fn take_ended(&mut self, ended: &[(usize, NodeStatus)]) -> Vec<NodeRef> {
         let Some(&(first, _)) = ended.first() else {
             return Vec::new();
@@ -789,8 +807,6 @@ impl Pass<'_> {
         let mut finished = Vec::with_capacity(removed.len());
         for (&(at, status), node) in ended.iter().zip(removed) {
             if status == NodeStatus::Finished {
-                // A copy: the pass may stop (even panic) while it uses the finished nodes.
-                self.undo.removed_active.push((at, node.clone()));
                 finished.push(node);
             } else {
                 self.undo.removed_active.push((at, node));
@@ -939,10 +955,8 @@ impl Pass<'_> {
 
         for node in finished {
             let flow = self.flow;
-            let from_edges = flow
-                .node(&node.name)
-                .map(|n| n.edges_from.as_slice())
-                .unwrap_or_default();
+            let of_flow = flow.node(&node.name);
+            let from_edges = of_flow.map(|n| n.edges_from.as_slice()).unwrap_or_default();
             let edges: Vec<usize> = self
                 .state
                 .waiting_edges
@@ -1008,14 +1022,15 @@ impl Pass<'_> {
                         .await?
                     {
                         let db = Db::new(results.iter().map(|(n, v)| (*n, v)));
-                        self.fire(i, &db, &parent).await?;
+                        self.fire(i, &db, &parent, false).await?;
                         self.trigger(i);
                     } else {
                         self.edge_cond_false(edge, &parent);
                     }
                 }
             }
-            self.undo.finished(&self.state, &node.name);
+            self.undo
+                .finished(&self.state, &node.name, of_flow.map(|n| n.name));
             self.state
                 .finished_nodes
                 .entry(node.name.clone())
@@ -1158,12 +1173,14 @@ impl Pass<'_> {
         }
     }
 
-    /// Starts the destinations of edge `index` (once, or once per `foreach` item).
+    /// Starts the destinations of edge `index` (once, or once per `foreach` item); returns
+    /// them when the caller `keep`s them.
     async fn fire(
         &mut self,
         index: usize,
         db: &Db<'_>,
         parent: &Json,
+        keep: bool,
     ) -> Result<Vec<NodeRef>, PassError> {
         let flow = self.flow;
         let edge: &'static EdgeSpec = &self.spec.edges[index];
@@ -1215,8 +1232,9 @@ impl Pass<'_> {
                         } else {
                             self.msg.node_args.clone()
                         };
-                        started.push(
-                            self.start_node(to, parent, args, Some(edge), foreach.propagate_result)
+                        let force = foreach.propagate_result;
+                        started.extend(
+                            self.start_node(to, parent, args, Some(edge), force, keep)
                                 .await?,
                         );
                     }
@@ -1225,14 +1243,18 @@ impl Pass<'_> {
             None => {
                 for &to in to.iter() {
                     let args = self.msg.node_args.clone();
-                    started.push(self.start_node(to, parent, args, Some(edge), false).await?);
+                    started.extend(
+                        self.start_node(to, parent, args, Some(edge), false, keep)
+                            .await?,
+                    );
                 }
             }
         }
         Ok(started)
     }
 
-    /// Schedules one node: a task, or a sub-flow (§3.9 decides its arguments and parent).
+    /// Schedules one node: a task, or a sub-flow (§3.9 decides its arguments and parent);
+    /// returns it when the caller `keep`s it.
     async fn start_node(
         &mut self,
         node: NodeId,
@@ -1240,7 +1262,8 @@ impl Pass<'_> {
         node_args: Json,
         edge: Option<&'static EdgeSpec>,
         force_node_args: bool,
-    ) -> Result<NodeRef, PassError> {
+        keep: bool,
+    ) -> Result<Option<NodeRef>, PassError> {
         let node = &self.flow.nodes[node];
         let name = node.name;
         let id = self.env.new_id();
@@ -1326,8 +1349,9 @@ impl Pass<'_> {
                 let task = self.system.task_by_id(task);
                 if let Some(reused) = self.selective_reuse(task, &node_args, parent).await? {
                     let record = NodeRef::new(name, reused);
-                    self.reused.push(record.clone());
-                    return Ok(record);
+                    let kept = keep.then(|| record.clone());
+                    self.reused.push(record);
+                    return Ok(kept);
                 }
                 let countdown = task
                     .throttling
@@ -1371,10 +1395,12 @@ impl Pass<'_> {
             }
         }
         let record = NodeRef::new(name, id);
-        if !nowait {
-            self.state.active_nodes.push(record.clone());
+        if nowait {
+            return Ok(keep.then_some(record));
         }
-        Ok(record)
+        let kept = keep.then(|| record.clone());
+        self.state.active_nodes.push(record);
+        Ok(kept)
     }
 
     /// In a selective run, a task that was not asked for may reuse an earlier run: its
@@ -1510,7 +1536,10 @@ impl Pass<'_> {
                     )));
                 };
                 let args = self.msg.node_args.clone();
-                let record = self.start_node(node, &no_parent, args, None, false).await?;
+                let record = self
+                    .start_node(node, &no_parent, args, None, false, true)
+                    .await?
+                    .expect("kept");
                 if let Some(Action::StartTask { message, .. }) = self.actions.last_mut() {
                     if message.task_id == record.id {
                         message.fallback_for = Some(fallback_for.clone());
