@@ -146,6 +146,10 @@ pub fn decode_args<T: DeserializeOwned + 'static>(node_args: Json) -> Result<T, 
 
 /// Decodes JSON into `T`, naming the field path under `root` when it does not fit.
 pub(crate) fn decode_json<T: DeserializeOwned>(value: Json, root: &str) -> Result<T, String> {
+    // Straight through first; only an error pays for tracking the path (same error, with it).
+    if let Ok(decoded) = T::deserialize(&value) {
+        return Ok(decoded);
+    }
     serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
