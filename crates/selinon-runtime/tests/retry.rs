@@ -23,7 +23,7 @@ mod config {
             import: selinon.storages.memory
             classname: InMemoryStorage
             configuration: {echo: false}
-        flows: [retrying, once, flaky_flow, panicking, reading, reading_after_others]
+        flows: [retrying, once, flaky_flow, panicking, reading, reading_after_others, panicking_foreach]
         flow-definitions:
           - name: retrying
             edges:
@@ -52,13 +52,25 @@ mod config {
               - from: Task1
                 to: Task2
                 condition: {name: fieldExist, args: {key: ok}}
+          - name: panicking_foreach
+            edges:
+              - {from: , to: [Retrying, Task1]}
+              - {from: Retrying, to: Task2}
+              - from: Task1
+                to: Task2
+                foreach: {function: boom, import: tasks}
         "#
     );
 }
 use config::SYSTEM;
 
 mod tasks {
-    use selinon_runtime::{json, Json, Task, TaskContext, TaskResult};
+    use selinon_runtime::{json, Db, Json, Task, TaskContext, TaskResult};
+
+    /// A foreach function that panics.
+    pub fn boom(_db: &Db<'_>, _node_args: &Json) -> Vec<Json> {
+        panic!("boom")
+    }
 
     /// A task that panics on its first two runs of a flow argument `panics`, then succeeds.
     #[derive(Default)]
@@ -278,6 +290,21 @@ async fn storage_issue_after_other_changes_keeps_the_input_state() {
     assert_eq!(state.failed_nodes["Once"], [once]);
     let active: Vec<&str> = state.active_nodes.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(active, ["Panicky", "Task2", "Task2"]);
+}
+
+// A pass that panics after it started nodes fails the flow with the state it was given.
+#[tokio::test]
+async fn a_panic_after_other_changes_fails_with_the_input_state() {
+    let mut s = Stepper::start(&SYSTEM, "panicking_foreach", Json::Null).await;
+    let (retrying, t1) = (s.id("Retrying"), s.id("Task1"));
+    s.set_finished(&retrying, json!({}));
+    s.set_finished(&t1, json!({}));
+    let before = s.message.clone();
+    s.pass().await;
+    assert!(s.is_failed());
+    assert!(s.started.is_empty());
+    assert_eq!(s.message, before, "the input state is reported");
+    assert_eq!(s.env.recorder.count(TraceEvent::DispatcherFailure), 1);
 }
 
 // upstream: test_dispatcher.py::test_dispacher_error (a failing pass fails the flow at once)
