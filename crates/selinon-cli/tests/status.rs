@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use selinon_runtime::amqp::{FlowBackend, RedisBackend};
-use selinon_runtime::backend::{FlowRecord, NodeTiming, RecordStatus};
+use selinon_runtime::backend::{Commit, FlowRecord, NodeTiming, RecordStatus, RecordWrite};
 use selinon_runtime::engine::{DispatcherMessage, FailureReason, FlowState, NodeRef, NodeStatus};
 
 #[tokio::test]
@@ -65,7 +65,15 @@ async fn status_shows_running_finished_and_failed_nodes_with_timings() {
         .into(),
     };
     assert!(backend
-        .commit(&flow_id, None, &record, "test", &[])
+        .commit(&Commit {
+            flow_id: &flow_id,
+            expected: None,
+            write: RecordWrite::Snapshot(&record),
+            ended: false,
+            triggers: &["test".to_string()],
+            outbox: &[],
+            task_marks: &[],
+        })
         .await
         .unwrap());
 
@@ -156,7 +164,15 @@ async fn status_reads_the_database_named_in_the_url() {
         timings: Default::default(),
     };
     assert!(backend
-        .commit(&flow_id, None, &record, "test", &[])
+        .commit(&Commit {
+            flow_id: &flow_id,
+            expected: None,
+            write: RecordWrite::Snapshot(&record),
+            ended: false,
+            triggers: &["test".to_string()],
+            outbox: &[],
+            task_marks: &[],
+        })
         .await
         .unwrap());
     let status = |env: &str, extra: &[&str]| {

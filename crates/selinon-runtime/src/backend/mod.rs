@@ -24,6 +24,10 @@ use crate::engine::{DispatcherMessage, FlowResult, NodeStatus};
 
 use crate::transport::amqp::wire::ParentRef;
 
+mod record;
+
+pub use record::{snapshot_due, DeltaMismatch, FlowDelta};
+
 /// A backend failure (the server is unreachable, a record is unreadable).
 #[derive(Debug, thiserror::Error)]
 #[error("flow-state backend ({backend}): {message}")]
@@ -114,26 +118,78 @@ pub struct Versioned {
     pub record: FlowRecord,
 }
 
+/// What [`FlowBackend::read`] found.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The record's version now.
+    pub version: u64,
+    /// The version of the stored snapshot (the deltas follow it).
+    pub snapshot_version: u64,
+    /// The snapshot, unless the reader's version is still covered by the deltas: then
+    /// `deltas` are the ones written after that version.
+    pub snapshot: Option<FlowRecord>,
+    /// The deltas to apply, oldest first.
+    pub deltas: Vec<FlowDelta>,
+}
+
+/// How a commit writes the record.
+#[derive(Clone, Copy, Debug)]
+pub enum RecordWrite<'a> {
+    /// The whole record: a new snapshot (the deltas before it are dropped).
+    Snapshot(&'a FlowRecord),
+    /// What the pass changed, appended after the last snapshot.
+    Delta(&'a FlowDelta),
+}
+
+/// One committed pass: the record, its outbox and the task marks, written in one atomic step.
+#[derive(Clone, Copy, Debug)]
+pub struct Commit<'a> {
+    /// The flow instance.
+    pub flow_id: &'a str,
+    /// The version the pass read (`None`: there is no record yet).
+    pub expected: Option<u64>,
+    /// The record or what changed in it.
+    pub write: RecordWrite<'a>,
+    /// The flow ended: its record expires after [`KEEP`].
+    pub ended: bool,
+    /// What triggered the pass (task ids, sub-flow ids, `start`, `restart-N`): the outbox is
+    /// kept under the first, and found from each of them.
+    pub triggers: &'a [String],
+    /// The messages the pass publishes.
+    pub outbox: &'a [Outgoing],
+    /// Task instances whose end the pass applied, marked so that a redelivered message does
+    /// not run them again.
+    pub task_marks: &'a [(String, NodeStatus)],
+}
+
+/// An outbox whose messages the broker confirmed: the key trigger and the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Confirmed {
+    /// The flow instance.
+    pub flow_id: String,
+    /// The triggers of the pass (see [`Commit::triggers`]).
+    pub triggers: Vec<String>,
+}
+
 /// A store for flow records, outboxes and task completion marks.
+///
+/// A flow's record is stored as a snapshot and the deltas written after it (see
+/// [`FlowDelta`]), so that a pass writes what it changed, not the whole record, and a worker
+/// that holds a recent version of the record reads only what changed since.
 #[async_trait]
 pub trait FlowBackend: Send + Sync + 'static {
     /// A name for messages (`redis`, `memory`).
     fn name(&self) -> &'static str;
 
-    /// The record of a flow instance, if there is one.
-    async fn load(&self, flow_id: &str) -> Result<Option<Versioned>, BackendError>;
+    /// The record of a flow instance, if there is one: only the deltas after `since` when
+    /// they are all still stored, else the snapshot and the deltas after it.
+    async fn read(&self, flow_id: &str, since: Option<u64>)
+        -> Result<Option<Loaded>, BackendError>;
 
-    /// Writes `record` if the stored version is still `expected` (`None`: no record yet),
-    /// with `outbox` under `trigger`, atomically; `Ok(false)` on a version conflict.
-    /// Ended flows' records expire after `keep`.
-    async fn commit(
-        &self,
-        flow_id: &str,
-        expected: Option<u64>,
-        record: &FlowRecord,
-        trigger: &str,
-        outbox: &[Outgoing],
-    ) -> Result<bool, BackendError>;
+    /// Writes the record if the stored version is still `commit.expected`, with the outbox
+    /// and the task marks, atomically; `Ok(false)` on a version conflict. Ended flows'
+    /// records expire after [`KEEP`].
+    async fn commit(&self, commit: &Commit<'_>) -> Result<bool, BackendError>;
 
     /// The outbox a committed pass left for `trigger`, if not yet cleared.
     async fn outbox(
@@ -142,14 +198,47 @@ pub trait FlowBackend: Send + Sync + 'static {
         trigger: &str,
     ) -> Result<Option<Vec<Outgoing>>, BackendError>;
 
-    /// Drops the outbox a pass left for `trigger` (once its messages are confirmed).
-    async fn clear_outbox(&self, flow_id: &str, trigger: &str) -> Result<(), BackendError>;
+    /// Drops outboxes whose messages the broker confirmed.
+    async fn clear_outboxes(&self, confirmed: &[Confirmed]) -> Result<(), BackendError>;
 
-    /// How a task instance ended, if a worker already ran it to its end.
-    async fn task_status(&self, task_id: &str) -> Result<Option<NodeStatus>, BackendError>;
+    /// How a task instance of the flow ended, if a worker already ran it to its end.
+    async fn task_status(
+        &self,
+        flow_id: &str,
+        task_id: &str,
+    ) -> Result<Option<NodeStatus>, BackendError>;
 
-    /// Marks a task instance as ended, so that a redelivered message does not run it again.
-    async fn set_task_status(&self, task_id: &str, status: NodeStatus) -> Result<(), BackendError>;
+    /// Marks a task instance as ended outside a pass (a `nowait` task, an event no pass
+    /// applied).
+    async fn set_task_status(
+        &self,
+        flow_id: &str,
+        task_id: &str,
+        status: NodeStatus,
+    ) -> Result<(), BackendError>;
+
+    /// The whole record of a flow instance: the snapshot with the deltas applied.
+    async fn load(&self, flow_id: &str) -> Result<Option<Versioned>, BackendError> {
+        let Some(loaded) = self.read(flow_id, None).await? else {
+            return Ok(None);
+        };
+        let Some(mut record) = loaded.snapshot else {
+            return Err(BackendError {
+                backend: self.name(),
+                message: format!("the record of flow {flow_id} has deltas but no snapshot"),
+            });
+        };
+        for delta in loaded.deltas {
+            record.apply(delta).map_err(|e| BackendError {
+                backend: self.name(),
+                message: format!("the record of flow {flow_id}: {e}"),
+            })?;
+        }
+        Ok(Some(Versioned {
+            version: loaded.version,
+            record,
+        }))
+    }
 }
 
 /// How long records of ended flows, outboxes and task marks are kept.
@@ -170,12 +259,24 @@ fn parse_status(text: &str) -> Option<NodeStatus> {
     }
 }
 
-/// Records in this process only: for tests and several workers in one process.
+/// One flow in a [`MemoryBackend`], stored as it would be in Redis (JSON text).
+#[derive(Debug, Default)]
+struct MemoryFlow {
+    version: u64,
+    snapshot_version: u64,
+    snapshot: String,
+    deltas: Vec<String>,
+    /// Outboxes by key trigger, and key trigger by other trigger.
+    outboxes: HashMap<String, String>,
+    aliases: HashMap<String, String>,
+    marks: HashMap<String, NodeStatus>,
+}
+
+/// Records in this process only: for tests and several workers in one process. Records,
+/// deltas and outboxes are kept as JSON text, as Redis keeps them.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    flows: Mutex<HashMap<String, (u64, FlowRecord)>>,
-    outboxes: Mutex<HashMap<(String, String), Vec<Outgoing>>>,
-    tasks: Mutex<HashMap<String, NodeStatus>>,
+    flows: Mutex<HashMap<String, MemoryFlow>>,
 }
 
 impl MemoryBackend {
@@ -189,40 +290,114 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn memory_error(message: impl std::fmt::Display) -> BackendError {
+    BackendError {
+        backend: "memory",
+        message: message.to_string(),
+    }
+}
+
+/// Decodes a snapshot and deltas read from a backend.
+fn decode_loaded(
+    backend: &'static str,
+    flow_id: &str,
+    version: u64,
+    snapshot_version: u64,
+    snapshot: Option<&str>,
+    deltas: &[String],
+) -> Result<Loaded, BackendError> {
+    let unreadable = |what: &str, e: serde_json::Error| BackendError {
+        backend,
+        message: format!("the {what} of flow {flow_id} is unreadable: {e}"),
+    };
+    let snapshot = snapshot
+        .map(|text| serde_json::from_str(text).map_err(|e| unreadable("record", e)))
+        .transpose()?;
+    let deltas = deltas
+        .iter()
+        .map(|text| serde_json::from_str(text).map_err(|e| unreadable("record delta", e)))
+        .collect::<Result<_, _>>()?;
+    Ok(Loaded {
+        version,
+        snapshot_version,
+        snapshot,
+        deltas,
+    })
+}
+
+fn encode_write(write: RecordWrite<'_>) -> Result<String, serde_json::Error> {
+    match write {
+        RecordWrite::Snapshot(record) => serde_json::to_string(record),
+        RecordWrite::Delta(delta) => serde_json::to_string(delta),
+    }
+}
+
 #[async_trait]
 impl FlowBackend for MemoryBackend {
     fn name(&self) -> &'static str {
         "memory"
     }
 
-    async fn load(&self, flow_id: &str) -> Result<Option<Versioned>, BackendError> {
-        Ok(lock(&self.flows)
-            .get(flow_id)
-            .map(|(version, record)| Versioned {
-                version: *version,
-                record: record.clone(),
-            }))
-    }
-
-    async fn commit(
+    async fn read(
         &self,
         flow_id: &str,
-        expected: Option<u64>,
-        record: &FlowRecord,
-        trigger: &str,
-        outbox: &[Outgoing],
-    ) -> Result<bool, BackendError> {
+        since: Option<u64>,
+    ) -> Result<Option<Loaded>, BackendError> {
+        let flows = lock(&self.flows);
+        let Some(flow) = flows.get(flow_id).filter(|f| f.version > 0) else {
+            return Ok(None);
+        };
+        let loaded = match since {
+            Some(v) if v >= flow.snapshot_version && v <= flow.version => decode_loaded(
+                "memory",
+                flow_id,
+                flow.version,
+                flow.snapshot_version,
+                None,
+                &flow.deltas[(v - flow.snapshot_version) as usize..],
+            ),
+            _ => decode_loaded(
+                "memory",
+                flow_id,
+                flow.version,
+                flow.snapshot_version,
+                Some(&flow.snapshot),
+                &flow.deltas,
+            ),
+        }?;
+        Ok(Some(loaded))
+    }
+
+    async fn commit(&self, commit: &Commit<'_>) -> Result<bool, BackendError> {
+        let text = encode_write(commit.write).map_err(memory_error)?;
+        let outbox = if commit.outbox.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(commit.outbox).map_err(memory_error)?)
+        };
         let mut flows = lock(&self.flows);
-        let current = flows.get(flow_id).map(|(v, _)| *v);
-        if current != expected {
+        let flow = flows.entry(commit.flow_id.to_string()).or_default();
+        let current = (flow.version > 0).then_some(flow.version);
+        if current != commit.expected {
             return Ok(false);
         }
-        flows.insert(
-            flow_id.to_string(),
-            (expected.map_or(1, |v| v + 1), record.clone()),
-        );
-        if !outbox.is_empty() {
-            lock(&self.outboxes).insert((flow_id.into(), trigger.into()), outbox.to_vec());
+        flow.version += 1;
+        match commit.write {
+            RecordWrite::Snapshot(_) => {
+                flow.snapshot = text;
+                flow.snapshot_version = flow.version;
+                flow.deltas.clear();
+            }
+            RecordWrite::Delta(_) => flow.deltas.push(text),
+        }
+        if let (Some(outbox), Some((key, others))) = (outbox, commit.triggers.split_first()) {
+            flow.outboxes.insert(key.clone(), outbox);
+            for other in others {
+                flow.aliases.insert(other.clone(), key.clone());
+            }
+        }
+        for (task, status) in commit.task_marks {
+            flow.marks.insert(task.clone(), *status);
         }
         Ok(true)
     }
@@ -232,22 +407,53 @@ impl FlowBackend for MemoryBackend {
         flow_id: &str,
         trigger: &str,
     ) -> Result<Option<Vec<Outgoing>>, BackendError> {
-        Ok(lock(&self.outboxes)
-            .get(&(flow_id.to_string(), trigger.to_string()))
-            .cloned())
+        let flows = lock(&self.flows);
+        let Some(flow) = flows.get(flow_id) else {
+            return Ok(None);
+        };
+        let key = flow.aliases.get(trigger).map_or(trigger, String::as_str);
+        flow.outboxes
+            .get(key)
+            .map(|text| serde_json::from_str(text).map_err(memory_error))
+            .transpose()
     }
 
-    async fn clear_outbox(&self, flow_id: &str, trigger: &str) -> Result<(), BackendError> {
-        lock(&self.outboxes).remove(&(flow_id.to_string(), trigger.to_string()));
+    async fn clear_outboxes(&self, confirmed: &[Confirmed]) -> Result<(), BackendError> {
+        let mut flows = lock(&self.flows);
+        for c in confirmed {
+            if let (Some(flow), Some((key, others))) =
+                (flows.get_mut(&c.flow_id), c.triggers.split_first())
+            {
+                flow.outboxes.remove(key);
+                for other in others {
+                    flow.aliases.remove(other);
+                }
+            }
+        }
         Ok(())
     }
 
-    async fn task_status(&self, task_id: &str) -> Result<Option<NodeStatus>, BackendError> {
-        Ok(lock(&self.tasks).get(task_id).copied())
+    async fn task_status(
+        &self,
+        flow_id: &str,
+        task_id: &str,
+    ) -> Result<Option<NodeStatus>, BackendError> {
+        Ok(lock(&self.flows)
+            .get(flow_id)
+            .and_then(|f| f.marks.get(task_id).copied()))
     }
 
-    async fn set_task_status(&self, task_id: &str, status: NodeStatus) -> Result<(), BackendError> {
-        lock(&self.tasks).insert(task_id.to_string(), status);
+    async fn set_task_status(
+        &self,
+        flow_id: &str,
+        task_id: &str,
+        status: NodeStatus,
+    ) -> Result<(), BackendError> {
+        lock(&self.flows)
+            .entry(flow_id.to_string())
+            .or_default()
+            .marks
+            .insert(task_id.to_string(), status);
         Ok(())
     }
 }
@@ -266,14 +472,25 @@ pub fn redis_url_from_env() -> String {
         .unwrap_or_else(|| DEFAULT_REDIS_URL.to_string())
 }
 
-/// Records in Redis: a hash per flow (`selinon:flow:{ID}` with fields `v` and `rec`), the
-/// outbox of a pass as `selinon:outbox:{ID}:TRIGGER` and task marks as `selinon:task:ID`.
-/// The commit is one Lua script (check the version, write the record and the outbox), and
-/// the keys of a flow share a hash tag so that it also works on Redis Cluster.
+/// Records in Redis. A flow is one hash, `selinon:flow:{ID}`, with the fields
+///
+/// - `v`: the record's version; `sv`: the version of the snapshot; `rec`: the snapshot
+///   ([`FlowRecord`] as JSON);
+/// - `o:TRIGGER`: the outbox of a pass (JSON), and `a:TRIGGER` → the trigger it is kept under,
+///   for the other triggers of that pass;
+/// - `k:TASK_ID`: how a task instance ended (`finished`, `failed`);
+///
+/// and the deltas after the snapshot are the list `selinon:log:{ID}` (JSON each). A commit is
+/// one Lua script (check the version, write the snapshot or append the delta, the outbox and
+/// the marks); a read is one script too. Both keys of a flow share a hash tag, so that it
+/// also works on Redis Cluster. Records written before deltas existed (no `sv`) read as a
+/// snapshot.
 pub struct RedisBackend {
     url: String,
     conn: redis::aio::ConnectionManager,
     commit: redis::Script,
+    read: redis::Script,
+    mark: redis::Script,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -284,6 +501,9 @@ impl std::fmt::Debug for RedisBackend {
     }
 }
 
+// KEYS: flow hash, log. ARGV: expected version ('' = no record yet), 's' (snapshot) or 'd'
+// (delta), the JSON, expiry in seconds ('' = none), outbox JSON ('' = none), the number of
+// triggers, the triggers, then (task id, status) pairs.
 const COMMIT_SCRIPT: &str = r"
 local current = redis.call('HGET', KEYS[1], 'v')
 if ARGV[1] == '' then
@@ -291,12 +511,52 @@ if ARGV[1] == '' then
 elseif current ~= ARGV[1] then
   return 0
 end
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'rec', ARGV[3])
-if ARGV[5] ~= '' then
-  redis.call('EXPIRE', KEYS[1], ARGV[5])
+local v = (tonumber(current) or 0) + 1
+if ARGV[2] == 's' then
+  redis.call('HSET', KEYS[1], 'v', v, 'sv', v, 'rec', ARGV[3])
+  redis.call('DEL', KEYS[2])
+else
+  redis.call('HSET', KEYS[1], 'v', v)
+  redis.call('RPUSH', KEYS[2], ARGV[3])
+end
+local n = tonumber(ARGV[6])
+if ARGV[5] ~= '' and n > 0 then
+  local key = ARGV[7]
+  redis.call('HSET', KEYS[1], 'o:' .. key, ARGV[5])
+  for i = 2, n do
+    redis.call('HSET', KEYS[1], 'a:' .. ARGV[6 + i], key)
+  end
+end
+for i = 7 + n, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], 'k:' .. ARGV[i], ARGV[i + 1])
 end
 if ARGV[4] ~= '' then
-  redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[6])
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
+return 1
+";
+
+// KEYS: flow hash, log. ARGV: the reader's version ('' = none). Returns nil, or
+// {v, sv, snapshot or nil, deltas}.
+const READ_SCRIPT: &str = r"
+local h = redis.call('HMGET', KEYS[1], 'v', 'sv')
+if not h[1] then return false end
+local v = tonumber(h[1])
+local sv = tonumber(h[2]) or v
+local since = tonumber(ARGV[1])
+if since and since >= sv and since <= v then
+  return {h[1], tostring(sv), false, redis.call('LRANGE', KEYS[2], since - sv, -1)}
+end
+return {h[1], tostring(sv), redis.call('HGET', KEYS[1], 'rec'), redis.call('LRANGE', KEYS[2], 0, -1)}
+";
+
+// KEYS: flow hash. ARGV: field, status, expiry. A mark for a flow whose record is gone
+// expires by itself.
+const MARK_SCRIPT: &str = r"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('HEXISTS', KEYS[1], 'v') == 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
 end
 return 1
 ";
@@ -320,6 +580,8 @@ impl RedisBackend {
             url: url.to_string(),
             conn,
             commit: redis::Script::new(COMMIT_SCRIPT),
+            read: redis::Script::new(READ_SCRIPT),
+            mark: redis::Script::new(MARK_SCRIPT),
         })
     }
 
@@ -327,12 +589,8 @@ impl RedisBackend {
         format!("selinon:flow:{{{flow_id}}}")
     }
 
-    fn outbox_key(flow_id: &str, trigger: &str) -> String {
-        format!("selinon:outbox:{{{flow_id}}}:{trigger}")
-    }
-
-    fn task_key(task_id: &str) -> String {
-        format!("selinon:task:{task_id}")
+    fn log_key(flow_id: &str) -> String {
+        format!("selinon:log:{{{flow_id}}}")
     }
 
     fn error(&self, e: impl std::fmt::Display) -> BackendError {
@@ -343,62 +601,75 @@ impl RedisBackend {
     }
 }
 
+type ReadReply = Option<(u64, u64, Option<String>, Vec<String>)>;
+
 #[async_trait]
 impl FlowBackend for RedisBackend {
     fn name(&self) -> &'static str {
         "redis"
     }
 
-    async fn load(&self, flow_id: &str) -> Result<Option<Versioned>, BackendError> {
-        let mut conn = self.conn.clone();
-        let (version, record): (Option<u64>, Option<String>) = redis::cmd("HMGET")
-            .arg(Self::flow_key(flow_id))
-            .arg("v")
-            .arg("rec")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error(e))?;
-        match (version, record) {
-            (Some(version), Some(text)) => {
-                let record = serde_json::from_str(&text).map_err(|e| {
-                    self.error(format!("the record of flow {flow_id} is unreadable: {e}"))
-                })?;
-                Ok(Some(Versioned { version, record }))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    async fn commit(
+    async fn read(
         &self,
         flow_id: &str,
-        expected: Option<u64>,
-        record: &FlowRecord,
-        trigger: &str,
-        outbox: &[Outgoing],
-    ) -> Result<bool, BackendError> {
+        since: Option<u64>,
+    ) -> Result<Option<Loaded>, BackendError> {
         let mut conn = self.conn.clone();
-        let text = serde_json::to_string(record).map_err(|e| self.error(e))?;
-        let outbox_text = if outbox.is_empty() {
-            String::new()
-        } else {
-            serde_json::to_string(outbox).map_err(|e| self.error(e))?
-        };
-        let expire = if record.status == RecordStatus::Running {
-            String::new()
-        } else {
-            KEEP.as_secs().to_string()
-        };
-        let done: i64 = self
-            .commit
+        let reply: ReadReply = self
+            .read
             .key(Self::flow_key(flow_id))
-            .key(Self::outbox_key(flow_id, trigger))
-            .arg(expected.map(|v| v.to_string()).unwrap_or_default())
-            .arg(expected.map_or(1, |v| v + 1))
+            .key(Self::log_key(flow_id))
+            .arg(since.map(|v| v.to_string()).unwrap_or_default())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        let Some((version, snapshot_version, snapshot, deltas)) = reply else {
+            return Ok(None);
+        };
+        let loaded = decode_loaded(
+            "redis",
+            flow_id,
+            version,
+            snapshot_version,
+            snapshot.as_deref(),
+            &deltas,
+        )
+        .map_err(|e| self.error(e.message))?;
+        Ok(Some(loaded))
+    }
+
+    async fn commit(&self, commit: &Commit<'_>) -> Result<bool, BackendError> {
+        let mut conn = self.conn.clone();
+        let text = encode_write(commit.write).map_err(|e| self.error(e))?;
+        let outbox_text = if commit.outbox.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(commit.outbox).map_err(|e| self.error(e))?
+        };
+        let mut invocation = self.commit.prepare_invoke();
+        invocation
+            .key(Self::flow_key(commit.flow_id))
+            .key(Self::log_key(commit.flow_id))
+            .arg(commit.expected.map(|v| v.to_string()).unwrap_or_default())
+            .arg(match commit.write {
+                RecordWrite::Snapshot(_) => "s",
+                RecordWrite::Delta(_) => "d",
+            })
             .arg(text)
+            .arg(if commit.ended {
+                KEEP.as_secs().to_string()
+            } else {
+                String::new()
+            })
             .arg(outbox_text)
-            .arg(expire)
-            .arg(KEEP.as_secs())
+            .arg(commit.triggers.len());
+        for trigger in commit.triggers {
+            invocation.arg(trigger);
+        }
+        for (task, status) in commit.task_marks {
+            invocation.arg(task).arg(status_str(*status));
+        }
+        let done: i64 = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.error(e))?;
@@ -411,43 +682,83 @@ impl FlowBackend for RedisBackend {
         trigger: &str,
     ) -> Result<Option<Vec<Outgoing>>, BackendError> {
         let mut conn = self.conn.clone();
-        let text: Option<String> = redis::cmd("GET")
-            .arg(Self::outbox_key(flow_id, trigger))
+        let key = Self::flow_key(flow_id);
+        let (text, alias): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(&key)
+            .arg(format!("o:{trigger}"))
+            .arg(format!("a:{trigger}"))
             .query_async(&mut conn)
             .await
             .map_err(|e| self.error(e))?;
+        let text = match (text, alias) {
+            (Some(text), _) => Some(text),
+            (None, Some(key_trigger)) => redis::cmd("HGET")
+                .arg(&key)
+                .arg(format!("o:{key_trigger}"))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.error(e))?,
+            (None, None) => None,
+        };
         text.map(|t| serde_json::from_str(&t).map_err(|e| self.error(e)))
             .transpose()
     }
 
-    async fn clear_outbox(&self, flow_id: &str, trigger: &str) -> Result<(), BackendError> {
+    async fn clear_outboxes(&self, confirmed: &[Confirmed]) -> Result<(), BackendError> {
+        if confirmed.is_empty() {
+            return Ok(());
+        }
         let mut conn = self.conn.clone();
-        let _: i64 = redis::cmd("DEL")
-            .arg(Self::outbox_key(flow_id, trigger))
+        let mut pipe = redis::pipe();
+        for c in confirmed {
+            let Some((key, others)) = c.triggers.split_first() else {
+                continue;
+            };
+            let cmd = pipe
+                .cmd("HDEL")
+                .arg(Self::flow_key(&c.flow_id))
+                .arg(format!("o:{key}"));
+            for other in others {
+                cmd.arg(format!("a:{other}"));
+            }
+            cmd.ignore();
+        }
+        let _: () = pipe
             .query_async(&mut conn)
             .await
             .map_err(|e| self.error(e))?;
         Ok(())
     }
 
-    async fn task_status(&self, task_id: &str) -> Result<Option<NodeStatus>, BackendError> {
+    async fn task_status(
+        &self,
+        flow_id: &str,
+        task_id: &str,
+    ) -> Result<Option<NodeStatus>, BackendError> {
         let mut conn = self.conn.clone();
-        let text: Option<String> = redis::cmd("GET")
-            .arg(Self::task_key(task_id))
+        let text: Option<String> = redis::cmd("HGET")
+            .arg(Self::flow_key(flow_id))
+            .arg(format!("k:{task_id}"))
             .query_async(&mut conn)
             .await
             .map_err(|e| self.error(e))?;
         Ok(text.as_deref().and_then(parse_status))
     }
 
-    async fn set_task_status(&self, task_id: &str, status: NodeStatus) -> Result<(), BackendError> {
+    async fn set_task_status(
+        &self,
+        flow_id: &str,
+        task_id: &str,
+        status: NodeStatus,
+    ) -> Result<(), BackendError> {
         let mut conn = self.conn.clone();
-        let _: () = redis::cmd("SET")
-            .arg(Self::task_key(task_id))
+        let _: i64 = self
+            .mark
+            .key(Self::flow_key(flow_id))
+            .arg(format!("k:{task_id}"))
             .arg(status_str(status))
-            .arg("EX")
             .arg(KEEP.as_secs())
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| self.error(e))?;
         Ok(())

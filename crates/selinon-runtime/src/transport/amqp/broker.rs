@@ -58,6 +58,18 @@ pub fn amqp_url_from_env() -> String {
         .unwrap_or_else(|| DEFAULT_AMQP_URL.to_string())
 }
 
+/// Whether a delivery may repeat a task that already ran: the broker redelivers it, or it
+/// was published again from an outbox ([`REPUBLISHED_HEADER`]).
+pub(crate) fn is_republished(delivery: &lapin::message::Delivery) -> bool {
+    delivery.redelivered
+        || delivery
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get(REPUBLISHED_HEADER))
+            .is_some_and(|v| matches!(v, AMQPValue::Boolean(true)))
+}
+
 /// A broker failure.
 #[derive(Debug, thiserror::Error)]
 #[error("AMQP broker at {url}: {message}")]
@@ -250,6 +262,10 @@ fn now_ms() -> u64 {
 /// The header of a delayed message that still has this many milliseconds to wait when its
 /// current hop ends.
 pub const REMAINING_DELAY_HEADER: &str = "x-selinon-delay-remaining-ms";
+/// Set on messages published again from an outbox (after a worker died between a pass's
+/// commit and its publish): the task they start may have run already, so the worker
+/// checks the task's mark before running it, as it does for a redelivered message.
+pub const REPUBLISHED_HEADER: &str = "x-selinon-republished";
 
 fn long_string(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.to_string()))
@@ -462,31 +478,43 @@ impl Broker {
 
     /// Where a message for `queue` due in `delay_ms` goes: the queue itself, or the delay
     /// queue of its first hop (with the rest of the delay in a header).
-    fn route<'a>(&self, queue: &str, delay_ms: u64, body: &'a [u8], durable: bool) -> Route<'a> {
+    /// Where a message for `queue` goes (a delay queue when `delay_ms` is not 0), marked
+    /// [`REPUBLISHED_HEADER`] if `republished`.
+    fn route<'a>(
+        &self,
+        queue: &str,
+        delay_ms: u64,
+        body: &'a [u8],
+        durable: bool,
+        republished: bool,
+    ) -> Route<'a> {
+        let mark = republished.then(|| (REPUBLISHED_HEADER, AMQPValue::Boolean(true)));
         if delay_ms == 0 {
             return Route {
                 exchange: "",
                 routing_key: queue.to_string(),
                 queue: Some(FieldTable::default()),
                 delay_target: None,
-                headers: None,
+                headers: mark.map(|m| field_table(&[m])),
                 body,
                 durable,
                 mandatory: true,
             };
         }
         let (bucket, remaining) = self.delays.hop(delay_ms);
+        let mut headers: Vec<(&str, AMQPValue)> = mark.into_iter().collect();
+        if remaining > 0 {
+            headers.push((
+                REMAINING_DELAY_HEADER,
+                AMQPValue::LongLongInt(remaining as i64),
+            ));
+        }
         Route {
             exchange: "",
             routing_key: self.delays.queue_name(queue, bucket, now_ms()),
             queue: Some(self.delays.arguments(queue, bucket)),
             delay_target: Some(queue.to_string()),
-            headers: (remaining > 0).then(|| {
-                field_table(&[(
-                    REMAINING_DELAY_HEADER,
-                    AMQPValue::LongLongInt(remaining as i64),
-                )])
-            }),
+            headers: (!headers.is_empty()).then(|| field_table(&headers)),
             body,
             durable,
             mandatory: true,
@@ -496,6 +524,15 @@ impl Broker {
     /// Publishes a batch and waits for all its confirms; an error means some message may not
     /// have been stored, so the caller must not acknowledge what caused the batch.
     pub async fn publish_all(&self, batch: &[Outgoing]) -> Result<(), BrokerError> {
+        self.publish_batch(batch, false).await
+    }
+
+    /// Publishes an outbox again (see [`REPUBLISHED_HEADER`]).
+    pub async fn republish_all(&self, batch: &[Outgoing]) -> Result<(), BrokerError> {
+        self.publish_batch(batch, true).await
+    }
+
+    async fn publish_batch(&self, batch: &[Outgoing], republished: bool) -> Result<(), BrokerError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -508,6 +545,7 @@ impl Broker {
                         out.delay_ms,
                         out.body.as_bytes(),
                         out.durable,
+                        republished,
                     )
                 } else {
                     Route {
@@ -550,7 +588,13 @@ impl Broker {
             return Ok(false);
         }
         let durable = delivery.properties.delivery_mode() != &Some(1);
-        self.send(vec![self.route(queue, remaining, &delivery.data, durable)])
+        self.send(vec![self.route(
+            queue,
+            remaining,
+            &delivery.data,
+            durable,
+            is_republished(delivery),
+        )])
             .await?;
         Ok(true)
     }

@@ -43,8 +43,8 @@ pub use crate::backend::{
 };
 pub use broker::{
     amqp_url_from_env, Broker, BrokerError, DelayQueues, DEAD_LETTER_QUEUE, DEFAULT_AMQP_URL,
-    DELAY_BUCKETS_MS, REMAINING_DELAY_HEADER,
+    DELAY_BUCKETS_MS, REMAINING_DELAY_HEADER, REPUBLISHED_HEADER,
 };
 pub use cli::{worker_main, WORKER_USAGE};
 pub use client::{flow_status, Client, ClientError, FlowReport};
-pub use worker::{Worker, WorkerBuilder, WorkerError};
+pub use worker::{Worker, WorkerBuilder, WorkerError, DEFAULT_FLOW_CACHE};

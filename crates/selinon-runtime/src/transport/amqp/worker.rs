@@ -22,9 +22,10 @@
 //! steps.
 
 use std::any::{Any, TypeId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -34,11 +35,14 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use serde_json::{json, Value as Json};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::broker::{Broker, BrokerError, DelayQueues, FLOW_ENDED_EXCHANGE};
+use super::broker::{is_republished, Broker, BrokerError, DelayQueues, FLOW_ENDED_EXCHANGE};
 use super::wire::{Body, ParentRef};
-use crate::backend::{BackendError, FlowBackend, FlowRecord, NodeTiming, Outgoing, RecordStatus};
+use crate::backend::{
+    self, BackendError, Commit, Confirmed, FlowBackend, FlowDelta, FlowRecord, NodeTiming,
+    Outgoing, RecordStatus, RecordWrite,
+};
 use crate::engine::{
     self, Action, DispatcherMessage, EngineEnv, FailureReason, FlowResult, NodeEvent, NodeStatus,
     PassOutcome, TaskMessage, Throttler,
@@ -60,6 +64,12 @@ pub enum HandleError {
     /// The flow-state backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The pass that was to apply the message failed (for all the messages it applied).
+    #[error(transparent)]
+    Pass(Arc<HandleError>),
+    /// The pass that was to apply the message was interrupted (a panic in it).
+    #[error("the dispatcher pass was interrupted")]
+    Interrupted,
 }
 
 /// Why a worker could not start.
@@ -158,6 +168,7 @@ pub struct WorkerBuilder {
     name: String,
     delay_queues: DelayQueues,
     max_nodes: usize,
+    flow_cache: usize,
 }
 
 impl WorkerBuilder {
@@ -175,6 +186,7 @@ impl WorkerBuilder {
             name: format!("selinon-worker-{}", std::process::id()),
             delay_queues: DelayQueues::default(),
             max_nodes: crate::engine::DEFAULT_MAX_NODES,
+            flow_cache: DEFAULT_FLOW_CACHE,
         }
     }
 
@@ -240,6 +252,15 @@ impl WorkerBuilder {
         self
     }
 
+    /// How many flows' records the worker keeps in memory between their passes (default
+    /// [`DEFAULT_FLOW_CACHE`]). A pass that starts from a kept record reads nothing from the
+    /// backend unless another worker wrote the flow since; an ended flow is forgotten at once,
+    /// and beyond this many the least recently used are.
+    pub fn flow_cache(mut self, flows: usize) -> Self {
+        self.flow_cache = flows.max(1);
+        self
+    }
+
     /// The connection name shown by RabbitMQ.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -297,8 +318,12 @@ impl WorkerBuilder {
         };
         sinks.extend(self.sinks);
         let tracer = Tracer::new(sinks);
+        let (clearer, confirmed) = mpsc::unbounded_channel();
         Ok(Worker {
+            confirmed: Mutex::new(Some(confirmed)),
             shared: Arc::new(Shared {
+                slots: FlowSlots::new(self.flow_cache),
+                clearer,
                 system: System::new(self.system),
                 broker: Broker::new(self.amqp_url, self.name).with_delay_queues(self.delay_queues),
                 backend,
@@ -319,6 +344,8 @@ impl WorkerBuilder {
 /// broker goes away.
 pub struct Worker {
     shared: Arc<Shared>,
+    /// Confirmed outboxes, for the task that clears them (taken when the worker runs).
+    confirmed: Mutex<Option<mpsc::UnboundedReceiver<Confirmed>>>,
     consume: Vec<String>,
     concurrency: usize,
 }
@@ -342,6 +369,8 @@ pub(crate) struct Shared {
     pub resources: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     pub queues: Queues,
     pub max_nodes: usize,
+    pub slots: FlowSlots,
+    pub clearer: mpsc::UnboundedSender<Confirmed>,
 }
 
 impl Worker {
@@ -364,6 +393,14 @@ impl Worker {
     /// in hand.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
         let permits = Arc::new(Semaphore::new(self.concurrency));
+        let (stop_clearing, clearing_stopped) = oneshot::channel();
+        let clearing = lock(&self.confirmed).take().map(|rx| {
+            tokio::spawn(clear_outboxes(
+                self.shared.backend.clone(),
+                rx,
+                clearing_stopped,
+            ))
+        });
         let prefetch = u16::try_from(self.concurrency * 2).unwrap_or(u16::MAX);
         tokio::pin!(shutdown);
         let mut wait = Duration::from_millis(100);
@@ -458,8 +495,12 @@ impl Worker {
             self.shared.broker.drop_link(&link).await;
             tokio::time::sleep(wait).await;
         }
-        // Wait for the messages in hand.
+        // Wait for the messages in hand, then for the last outboxes to be cleared.
         let _ = permits.acquire_many(self.concurrency as u32).await;
+        let _ = stop_clearing.send(());
+        if let Some(clearing) = clearing {
+            let _ = clearing.await;
+        }
         self.shared.pool.disconnect_all().await;
         self.shared.broker.close().await;
         Ok(())
@@ -520,6 +561,138 @@ impl Step {
     }
 }
 
+/// A step waiting for its flow's next pass, with the task mark it brings and where to say
+/// that it is done.
+struct Queued {
+    trigger: String,
+    step: Step,
+    /// The task whose end the step reports (marked in the same commit).
+    mark: Option<(String, NodeStatus)>,
+    done: oneshot::Sender<Result<(), Arc<HandleError>>>,
+}
+
+/// The last committed record of a flow, as this worker wrote or read it.
+struct Cached {
+    version: u64,
+    record: FlowRecord,
+    /// Entries written as deltas since the last snapshot (see [`backend::snapshot_due`]).
+    delta_entries: usize,
+}
+
+#[derive(Default)]
+struct SlotInner {
+    /// A pump runs this flow's passes.
+    busy: bool,
+    queue: VecDeque<Queued>,
+    cached: Option<Cached>,
+    /// When the slot was last used (a counter), to evict the least recent idle slots.
+    used: u64,
+}
+
+/// One flow this worker passes for: passes of a flow run one at a time here, on the record
+/// the last one committed, and the steps that arrive while one runs go into the next pass
+/// together (a group commit).
+#[derive(Default)]
+struct FlowSlot {
+    inner: Mutex<SlotInner>,
+}
+
+/// The flows this worker passes for, at most `capacity` of them kept when idle.
+pub(crate) struct FlowSlots {
+    slots: Mutex<HashMap<String, Arc<FlowSlot>>>,
+    capacity: usize,
+    clock: AtomicU64,
+}
+
+/// The default of [`WorkerBuilder::flow_cache`].
+pub const DEFAULT_FLOW_CACHE: usize = 4096;
+
+/// At most this many steps go into one pass.
+const MAX_BATCH: usize = 512;
+
+impl FlowSlots {
+    pub(crate) fn new(capacity: usize) -> Self {
+        FlowSlots {
+            slots: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+            clock: AtomicU64::new(0),
+        }
+    }
+
+    fn slot(&self, flow_id: &str) -> Arc<FlowSlot> {
+        let now = self.clock.fetch_add(1, Ordering::Relaxed);
+        let mut slots = lock(&self.slots);
+        if let Some(slot) = slots.get(flow_id) {
+            lock(&slot.inner).used = now;
+            return slot.clone();
+        }
+        if slots.len() >= self.capacity {
+            Self::evict(&mut slots, self.capacity);
+        }
+        let slot = Arc::new(FlowSlot::default());
+        lock(&slot.inner).used = now;
+        slots.insert(flow_id.to_string(), slot.clone());
+        slot
+    }
+
+    /// Drops the least recently used idle slots, down to three quarters of `capacity`.
+    fn evict(slots: &mut HashMap<String, Arc<FlowSlot>>, capacity: usize) {
+        let mut idle: Vec<(u64, String)> = slots
+            .iter()
+            .filter_map(|(id, slot)| {
+                let inner = lock(&slot.inner);
+                (!inner.busy && inner.queue.is_empty()).then(|| (inner.used, id.clone()))
+            })
+            .collect();
+        let excess = slots.len().saturating_sub(capacity * 3 / 4);
+        idle.sort_unstable();
+        for (_, id) in idle.into_iter().take(excess) {
+            slots.remove(&id);
+        }
+    }
+
+    /// Forgets an ended flow.
+    fn remove(&self, flow_id: &str, slot: &Arc<FlowSlot>) {
+        let mut slots = lock(&self.slots);
+        if slots.get(flow_id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            let inner = lock(&slot.inner);
+            if inner.queue.is_empty() {
+                drop(inner);
+                slots.remove(flow_id);
+            }
+        }
+    }
+
+    /// How many flows are kept.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.slots).len()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Clears a slot's `busy` flag however its pump ends (a panic included): the steps still
+/// queued are dropped, so their messages are requeued and handled again.
+struct PumpGuard(Arc<FlowSlot>);
+
+impl Drop for PumpGuard {
+    fn drop(&mut self) {
+        let mut inner = lock(&self.0.inner);
+        if inner.busy {
+            inner.busy = false;
+            inner.queue.clear();
+            inner.cached = None;
+        }
+    }
+}
+
+/// The steps of one pass and what is known of the flow.
+struct Batch {
+    items: Vec<Queued>,
+}
+
 impl Shared {
     async fn handle_delivery(self: &Arc<Self>, queue: &str, delivery: lapin::message::Delivery) {
         let handled = match self.broker.delay_rest(queue, &delivery).await {
@@ -554,7 +727,10 @@ impl Shared {
         delivery: &lapin::message::Delivery,
     ) -> Result<(), String> {
         match Body::decode(&delivery.data, &self.system) {
-            Ok(body) => self.handle(body).await.map_err(|e| e.to_string()),
+            Ok(body) => self
+                .handle(body, is_republished(delivery))
+                .await
+                .map_err(|e| e.to_string()),
             Err(reason) => {
                 tracing::error!(
                     queue,
@@ -568,9 +744,11 @@ impl Shared {
         }
     }
 
-    async fn handle(self: &Arc<Self>, body: Body) -> Result<(), HandleError> {
+    /// Handles a message; `repeated` when it may repeat work already done (redelivered, or
+    /// published again from an outbox).
+    async fn handle(self: &Arc<Self>, body: Body, repeated: bool) -> Result<(), HandleError> {
         match body {
-            Body::Task { message, report } => self.run_task(message, report).await,
+            Body::Task { message, report } => self.run_task(message, report, repeated).await,
             Body::Start { message, report_to } => {
                 let flow_name = message.flow_name.clone();
                 let flow_id = message.flow_id.clone();
@@ -579,6 +757,7 @@ impl Shared {
                     &flow_id,
                     "start",
                     Step::Start { message, report_to },
+                    None,
                 )
                 .await
             }
@@ -588,7 +767,7 @@ impl Shared {
                 id,
                 events,
             } => {
-                self.advance(&flow_name, &flow_id, &id, Step::Events(events))
+                self.advance(&flow_name, &flow_id, &id, Step::Events(events), None)
                     .await
             }
             Body::Kick {
@@ -597,8 +776,14 @@ impl Shared {
                 retried_count,
             } => {
                 let trigger = format!("restart-{retried_count}");
-                self.advance(&flow_name, &flow_id, &trigger, Step::Kick(retried_count))
-                    .await
+                self.advance(
+                    &flow_name,
+                    &flow_id,
+                    &trigger,
+                    Step::Kick(retried_count),
+                    None,
+                )
+                .await
             }
         }
     }
@@ -607,12 +792,22 @@ impl Shared {
         self: &Arc<Self>,
         mut message: TaskMessage,
         report: bool,
+        repeated: bool,
     ) -> Result<(), HandleError> {
         let mut why = None;
-        let status = match self.backend.task_status(&message.task_id).await? {
+        // Only a message that may repeat one already handled can find its task marked: a
+        // first delivery skips the read.
+        let known = if repeated {
+            self.backend
+                .task_status(&message.dispatcher_id, &message.task_id)
+                .await?
+        } else {
+            None
+        };
+        let (status, ran) = match known {
             Some(status) => {
                 tracing::debug!(task_id = %message.task_id, "task already ran; not run again");
-                status
+                (status, false)
             }
             None => {
                 let env: Arc<dyn TaskEnv> = self.clone();
@@ -667,13 +862,15 @@ impl Shared {
                         return Ok(());
                     }
                 };
-                self.backend
-                    .set_task_status(&message.task_id, status)
-                    .await?;
-                status
+                (status, true)
             }
         };
         if !report {
+            if ran {
+                self.backend
+                    .set_task_status(&message.dispatcher_id, &message.task_id, status)
+                    .await?;
+            }
             return Ok(());
         }
         let event = NodeEvent {
@@ -681,11 +878,14 @@ impl Shared {
             status,
             reason: why,
         };
+        // The mark is written with the pass that applies the end (one atomic step).
+        let mark = ran.then(|| (message.task_id.clone(), status));
         self.advance(
             &message.flow_name,
             &message.dispatcher_id,
             &message.task_id,
             Step::Events(vec![event]),
+            mark,
         )
         .await
     }
@@ -693,10 +893,18 @@ impl Shared {
     /// Publishes what a committed pass left for `trigger`, if it is still there.
     async fn republish(&self, flow_id: &str, trigger: &str) -> Result<(), HandleError> {
         if let Some(outbox) = self.backend.outbox(flow_id, trigger).await? {
-            self.broker.publish_all(&outbox).await?;
-            self.backend.clear_outbox(flow_id, trigger).await?;
+            self.broker.republish_all(&outbox).await?;
+            self.confirmed(flow_id, vec![trigger.to_string()]);
         }
         Ok(())
+    }
+
+    /// An outbox the broker confirmed: cleared in the background, many in one round trip.
+    fn confirmed(&self, flow_id: &str, triggers: Vec<String>) {
+        let _ = self.clearer.send(Confirmed {
+            flow_id: flow_id.to_string(),
+            triggers,
+        });
     }
 
     fn outgoing(&self, routing_key: &str, body: &Body, delay: Duration) -> Outgoing {
@@ -709,115 +917,291 @@ impl Shared {
         }
     }
 
-    /// One dispatcher pass for a flow instance, committed with optimistic concurrency, then
-    /// its outbox published.
+    /// Runs `step` in the flow's next pass (with the steps that arrive meanwhile) and waits
+    /// until that pass is committed and its outbox confirmed.
     async fn advance(
-        &self,
+        self: &Arc<Self>,
         flow_name: &str,
         flow_id: &str,
         trigger: &str,
         step: Step,
+        mark: Option<(String, NodeStatus)>,
     ) -> Result<(), HandleError> {
+        let slot = self.slots.slot(flow_id);
+        let (done, result) = oneshot::channel();
+        let start_pump = {
+            let mut inner = lock(&slot.inner);
+            inner.queue.push_back(Queued {
+                trigger: trigger.to_string(),
+                step,
+                mark,
+                done,
+            });
+            !std::mem::replace(&mut inner.busy, true)
+        };
+        if start_pump {
+            let this = self.clone();
+            let (flow_name, flow_id) = (flow_name.to_string(), flow_id.to_string());
+            tokio::spawn(async move { this.pump(&flow_name, &flow_id, slot).await });
+        }
+        match result.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(HandleError::Pass(e)),
+            Err(_) => Err(HandleError::Pass(Arc::new(HandleError::Interrupted))),
+        }
+    }
+
+    /// Runs a flow's passes while steps are queued for it.
+    async fn pump(self: Arc<Self>, flow_name: &str, flow_id: &str, slot: Arc<FlowSlot>) {
+        let _guard = PumpGuard(slot.clone());
         loop {
-            let current = self.backend.load(flow_id).await?;
-            let (input, events, expected, report_to, created_ms, mut timings) =
-                match (&step, current) {
-                    (Step::Start { message, report_to }, None) => (
-                        (**message).clone(),
-                        Vec::new(),
-                        None,
-                        report_to.clone(),
-                        now_ms(),
-                        BTreeMap::new(),
-                    ),
-                    (Step::Start { .. }, Some(_)) => return self.republish(flow_id, trigger).await,
-                    (_, None) => {
-                        tracing::warn!(
-                            flow_name,
-                            flow_id,
-                            "no record of this flow (ended long ago?); message dropped"
-                        );
-                        return Ok(());
+            let (batch, cached) = {
+                let mut inner = lock(&slot.inner);
+                let Some(first) = inner.queue.pop_front() else {
+                    inner.busy = false;
+                    return;
+                };
+                let mut items = vec![first];
+                if matches!(items[0].step, Step::Events(_)) {
+                    while items.len() < MAX_BATCH
+                        && matches!(inner.queue.front(), Some(q) if matches!(q.step, Step::Events(_)))
+                    {
+                        items.extend(inner.queue.pop_front());
                     }
-                    (_, Some(v)) if v.record.status != RecordStatus::Running => {
-                        return self.republish(flow_id, trigger).await
+                }
+                (Batch { items }, inner.cached.take())
+            };
+            let (result, cached, ended) = match self.pass(flow_name, flow_id, &batch, cached).await
+            {
+                Ok((cached, ended)) => (Ok(()), cached, ended),
+                Err(e) => (Err(Arc::new(e)), None, false),
+            };
+            lock(&slot.inner).cached = cached;
+            for item in batch.items {
+                let _ = item.done.send(result.clone());
+            }
+            if ended {
+                self.slots.remove(flow_id, &slot);
+            }
+        }
+    }
+
+    /// The flow's record: the cached one brought up to date by the deltas written since, or
+    /// read whole.
+    async fn fresh(
+        &self,
+        flow_id: &str,
+        cached: Option<Cached>,
+    ) -> Result<Option<Cached>, HandleError> {
+        let since = cached.as_ref().map(|c| c.version);
+        let Some(loaded) = self.backend.read(flow_id, since).await? else {
+            return Ok(None);
+        };
+        let (mut record, mut delta_entries) = match (loaded.snapshot, cached) {
+            (Some(snapshot), _) => (snapshot, 0),
+            (None, Some(c)) => (c.record, c.delta_entries),
+            (None, None) => {
+                return Err(BackendError {
+                    backend: self.backend.name(),
+                    message: format!("flow {flow_id}: deltas without a snapshot"),
+                }
+                .into())
+            }
+        };
+        for delta in loaded.deltas {
+            delta_entries += delta.entries();
+            record.apply(delta).map_err(|e| BackendError {
+                backend: self.backend.name(),
+                message: format!("flow {flow_id}: {e}"),
+            })?;
+        }
+        Ok(Some(Cached {
+            version: loaded.version,
+            record,
+            delta_entries,
+        }))
+    }
+
+    /// One dispatcher pass for the steps of `batch`, committed with optimistic concurrency,
+    /// then its outbox published. Starts from `cached` (the record this worker committed
+    /// last) and reads only when that turns out to be stale. Returns the record committed
+    /// (to start the next pass from) and whether the flow ended.
+    async fn pass(
+        &self,
+        flow_name: &str,
+        flow_id: &str,
+        batch: &Batch,
+        mut cached: Option<Cached>,
+    ) -> Result<(Option<Cached>, bool), HandleError> {
+        // Whether `cached` is known to be current; a stale one is read again before anything
+        // is decided from what it lacks. A flow's start reads nothing: its commit fails if
+        // the flow exists.
+        let mut verified = false;
+        if cached.is_none() && !matches!(batch.items[0].step, Step::Start { .. }) {
+            verified = true;
+            cached = self.fresh(flow_id, None).await?;
+        }
+        loop {
+            let first = &batch.items[0];
+            // The steps the pass applies, and the others (handled already: their outboxes are
+            // published again).
+            let mut events = Vec::new();
+            let mut applied: Vec<&Queued> = Vec::new();
+            let mut stale: Vec<&Queued> = Vec::new();
+            match (&first.step, cached.as_ref()) {
+                (Step::Start { .. }, Some(_)) => stale.push(first),
+                (Step::Start { .. }, None) => applied.push(first),
+                (_, None) if !verified => {
+                    verified = true;
+                    cached = self.fresh(flow_id, None).await?;
+                    continue;
+                }
+                (_, None) => {
+                    tracing::warn!(
+                        flow_name,
+                        flow_id,
+                        "no record of this flow (ended long ago?); message dropped"
+                    );
+                    return Ok((None, false));
+                }
+                (_, Some(c)) if c.record.status != RecordStatus::Running => {
+                    stale.extend(batch.items.iter())
+                }
+                (Step::Kick(retried_count), Some(c)) => {
+                    let fresh = c.record.message.state.as_ref().is_none_or(|s| s.is_fresh());
+                    if c.record.message.retried_count == *retried_count && fresh {
+                        applied.push(first);
+                    } else if verified {
+                        stale.push(first);
+                    } else {
+                        verified = true;
+                        cached = self.fresh(flow_id, cached).await?;
+                        continue;
                     }
-                    (Step::Events(events), Some(v)) => {
-                        let active = v
-                            .record
-                            .message
-                            .state
-                            .as_ref()
-                            .map(|s| s.active_nodes.as_slice())
-                            .unwrap_or_default();
-                        let relevant: Vec<NodeEvent> = events
+                }
+                (Step::Events(_), Some(c)) => {
+                    let active = c
+                        .record
+                        .message
+                        .state
+                        .as_ref()
+                        .map(|s| s.active_nodes.as_slice())
+                        .unwrap_or_default();
+                    let ids: HashSet<&str> = batch
+                        .items
+                        .iter()
+                        .flat_map(|q| match &q.step {
+                            Step::Events(events) => events.iter().map(|e| e.id.as_str()).collect(),
+                            _ => Vec::new(),
+                        })
+                        .collect();
+                    let live: HashSet<&str> = active
+                        .iter()
+                        .map(|n| n.id.as_str())
+                        .filter(|id| ids.contains(id))
+                        .collect();
+                    for item in &batch.items {
+                        let Step::Events(item_events) = &item.step else {
+                            continue;
+                        };
+                        let relevant: Vec<&NodeEvent> = item_events
                             .iter()
-                            .filter(|e| active.iter().any(|n| n.id == e.id))
-                            .cloned()
+                            .filter(|e| live.contains(e.id.as_str()))
                             .collect();
                         if relevant.is_empty() {
-                            return self.republish(flow_id, trigger).await;
+                            stale.push(item);
+                        } else {
+                            events.extend(relevant.into_iter().cloned());
+                            applied.push(item);
                         }
-                        (
-                            v.record.message,
-                            relevant,
-                            Some(v.version),
-                            v.record.report_to,
-                            v.record.created_ms,
-                            v.record.timings,
-                        )
                     }
-                    (Step::Kick(retried_count), Some(v)) => {
-                        let fresh = v.record.message.state.as_ref().is_none_or(|s| s.is_fresh());
-                        if v.record.message.retried_count != *retried_count || !fresh {
-                            return self.republish(flow_id, trigger).await;
-                        }
-                        (
-                            v.record.message,
-                            Vec::new(),
-                            Some(v.version),
-                            v.record.report_to,
-                            v.record.created_ms,
-                            v.record.timings,
-                        )
+                    if !stale.is_empty() && !verified {
+                        // A node this worker has not seen started may be among them.
+                        verified = true;
+                        cached = self.fresh(flow_id, cached).await?;
+                        continue;
                     }
-                };
+                }
+            }
+            for item in &stale {
+                self.republish(flow_id, &item.trigger).await?;
+                if let Some((task, status)) = &item.mark {
+                    self.backend.set_task_status(flow_id, task, *status).await?;
+                }
+            }
+            if applied.is_empty() {
+                return Ok((cached, false));
+            }
 
-            let out = engine::dispatch_owned(&self.system, input, &events, self).await;
+            let (old, expected, delta_entries) = match (&first.step, cached) {
+                (Step::Start { message, report_to }, _) => {
+                    let now = now_ms();
+                    let record = FlowRecord {
+                        message: (**message).clone(),
+                        report_to: report_to.clone(),
+                        status: RecordStatus::Running,
+                        result: None,
+                        created_ms: now,
+                        updated_ms: now,
+                        timings: BTreeMap::new(),
+                    };
+                    (record, None, 0)
+                }
+                (_, Some(c)) => (c.record, Some(c.version), c.delta_entries),
+                (_, None) => unreachable!("a record was found above"),
+            };
+            let out = engine::dispatch(&self.system, &old.message, &events, self).await;
             let failure = out.failure.clone();
             if let PassOutcome::RetryPass { countdown } = out.outcome {
-                // Nothing was decided: the same step again later.
-                let body = step.body(flow_name, flow_id, trigger);
+                // Nothing was decided: the same steps again later.
                 let queue = self.queues.flow(flow_name).to_string();
                 let countdown = countdown.max(engine::MIN_PASS_RETRY);
-                self.broker
-                    .publish_all(&[self.outgoing(&queue, &body, countdown)])
-                    .await?;
-                return Ok(());
+                let again: Vec<Outgoing> = applied
+                    .iter()
+                    .map(|q| {
+                        let body = q.step.body(flow_name, flow_id, &q.trigger);
+                        self.outgoing(&queue, &body, countdown)
+                    })
+                    .collect();
+                self.broker.publish_all(&again).await?;
+                let keep = expected.map(|version| Cached {
+                    version,
+                    record: old,
+                    delta_entries,
+                });
+                return Ok((keep, false));
             }
 
             let now = now_ms();
+            let FlowRecord {
+                message: old_message,
+                report_to,
+                created_ms,
+                mut timings,
+                ..
+            } = old;
+            // The timings this pass sets, with what they were (to undo on a conflict).
+            let mut touched: Vec<(String, Option<NodeTiming>)> = Vec::new();
             for e in &events {
-                let t = timings.entry(e.id.clone()).or_default();
+                let mut t = timings.get(&e.id).cloned().unwrap_or_default();
                 t.ended_ms = Some(now);
                 t.status = Some(e.status);
+                touched.push((e.id.clone(), timings.insert(e.id.clone(), t)));
             }
-            let mut outbox = Vec::with_capacity(out.actions.len() + 1);
             for action in &out.actions {
                 let (name, id) = match action {
                     Action::StartTask { message, .. } => (&message.task_name, &message.task_id),
                     Action::StartFlow { message, .. } => (&message.flow_name, &message.flow_id),
                 };
-                timings.insert(
-                    id.clone(),
-                    NodeTiming {
-                        node: name.clone(),
-                        scheduled_ms: now,
-                        ended_ms: None,
-                        status: None,
-                    },
-                );
+                let timing = NodeTiming {
+                    node: name.clone(),
+                    scheduled_ms: now,
+                    ended_ms: None,
+                    status: None,
+                };
+                touched.push((id.clone(), timings.insert(id.clone(), timing)));
             }
+            let mut outbox = Vec::with_capacity(out.actions.len() + 1);
             for action in out.actions {
                 match action {
                     Action::StartTask {
@@ -920,19 +1304,73 @@ impl Shared {
                 }
                 PassOutcome::RetryPass { .. } => unreachable!("handled above"),
             }
-            if !self
+            let flow_ended = record.status != RecordStatus::Running;
+
+            // What to write: the delta, unless the record changed beyond appends or a new
+            // snapshot is due.
+            let touched_ids: Vec<String> = touched.iter().map(|(id, _)| id.clone()).collect();
+            let old_record = FlowRecord {
+                message: old_message,
+                report_to: report_to.clone(),
+                status: RecordStatus::Running,
+                result: None,
+                created_ms,
+                updated_ms: 0,
+                timings: BTreeMap::new(),
+            };
+            let delta = match expected {
+                Some(_) => FlowDelta::between(&old_record, &record, &touched_ids),
+                None => None,
+            }
+            .filter(|d| !backend::snapshot_due(record.entries(), delta_entries + d.entries()));
+            let write = match &delta {
+                Some(delta) => RecordWrite::Delta(delta),
+                None => RecordWrite::Snapshot(&record),
+            };
+            let triggers: Vec<String> = applied.iter().map(|q| q.trigger.clone()).collect();
+            let marks: Vec<(String, NodeStatus)> =
+                applied.iter().filter_map(|q| q.mark.clone()).collect();
+            let committed = self
                 .backend
-                .commit(flow_id, expected, &record, trigger, &outbox)
-                .await?
-            {
-                // Another worker wrote this flow meanwhile: read it again.
+                .commit(&Commit {
+                    flow_id,
+                    expected,
+                    write,
+                    ended: flow_ended,
+                    triggers: &triggers,
+                    outbox: &outbox,
+                    task_marks: &marks,
+                })
+                .await?;
+            if !committed {
+                // Another worker wrote this flow meanwhile: bring the record up to date and
+                // redo the pass.
+                let FlowRecord {
+                    message: _,
+                    mut timings,
+                    ..
+                } = record;
+                for (id, before) in touched.into_iter().rev() {
+                    match before {
+                        Some(t) => timings.insert(id, t),
+                        None => timings.remove(&id),
+                    };
+                }
+                let mut restored = old_record;
+                restored.timings = timings;
+                let previous = expected.map(|version| Cached {
+                    version,
+                    record: restored,
+                    delta_entries,
+                });
+                // `old_record.message` is the input of the pass: untouched by it.
+                verified = true;
+                cached = self.fresh(flow_id, previous).await?;
                 continue;
             }
             self.broker.publish_all(&outbox).await?;
             if !outbox.is_empty() {
-                if let Err(e) = self.backend.clear_outbox(flow_id, trigger).await {
-                    tracing::warn!("{e} (the outbox expires by itself)");
-                }
+                self.confirmed(flow_id, triggers);
             }
             if let Some(reason) = failure {
                 // The flow failed for a reason of its own (not a node's): a copy of what
@@ -942,13 +1380,55 @@ impl Shared {
                     flow_id,
                     "the dispatcher failed the flow: {reason}"
                 );
-                let body = step.body(flow_name, flow_id, trigger).encode();
                 let queue = self.queues.flow(flow_name).to_string();
-                if let Err(e) = self.broker.dead_letter(&body, &queue, &reason).await {
-                    tracing::warn!("{e}");
+                for item in &applied {
+                    let body = item.step.body(flow_name, flow_id, &item.trigger).encode();
+                    if let Err(e) = self.broker.dead_letter(&body, &queue, &reason).await {
+                        tracing::warn!("{e}");
+                    }
                 }
             }
-            return Ok(());
+            let version = expected.map_or(1, |v| v + 1);
+            let delta_entries = match &delta {
+                Some(d) => delta_entries + d.entries(),
+                None => 0,
+            };
+            let next = (!flow_ended).then_some(Cached {
+                version,
+                record,
+                delta_entries,
+            });
+            return Ok((next, flow_ended));
+        }
+    }
+}
+
+/// Clears confirmed outboxes in the background: whatever gathered while the last batch was
+/// being cleared goes in the next, in one round trip.
+async fn clear_outboxes(
+    backend: Arc<dyn FlowBackend>,
+    mut confirmed: mpsc::UnboundedReceiver<Confirmed>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut batch = Vec::new();
+    loop {
+        let stopping = tokio::select! {
+            n = confirmed.recv_many(&mut batch, 1024) => n == 0,
+            _ = &mut stop => {
+                while let Ok(c) = confirmed.try_recv() {
+                    batch.push(c);
+                }
+                true
+            }
+        };
+        if !batch.is_empty() {
+            if let Err(e) = backend.clear_outboxes(&batch).await {
+                tracing::warn!("{e} (those outboxes stay until their flows' records expire)");
+            }
+            batch.clear();
+        }
+        if stopping {
+            return;
         }
     }
 }
