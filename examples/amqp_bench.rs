@@ -1,10 +1,17 @@
 //! Benchmark of the distributed runtime on the real RabbitMQ (and Redis for flow state).
 //!
-//! `cargo run --release --example amqp_bench -- --shape chain10|fanout --flows N --workers W`
+//! `cargo run --release --example amqp_bench -- --shape chain10|fanout|foreach --flows N --workers W`
 //! starts W worker processes (this binary, `worker` mode), runs N flows of the shape at once,
 //! and prints one JSON line:
 //!
 //! - `flows_per_s`, `tasks_per_s`: N flows started at once, first submit to last end;
+//! - `worker_cpu_ms_per_task`, `broker_cpu_ms_per_task`, `redis_cpu_ms_per_task`: CPU time
+//!   (user + system) the worker processes, RabbitMQ and Redis spent during those N flows,
+//!   per task (the broker's and Redis's when they run on this machine, else null);
+//! - `backend_calls_per_task`: round trips of the workers to the flow-state backend per task
+//!   (`backend_calls` splits them by kind); `redis_commands_per_task` counts the commands
+//!   Redis ran, those inside the commit and read scripts included, and
+//!   `redis_bytes_per_task` the bytes in and out of Redis;
 //! - `hop_p50_ms`, `hop_p99_ms`: time from a task's end to its successor's start, over 50
 //!   flows run one at a time (the latency of a hop; `loaded_hop_*` are the same under the
 //!   N-flow load, queueing included);
@@ -13,8 +20,11 @@
 //!   consumed (with acks) through one queue by plain lapin, in the same run: the broker's
 //!   ceiling on this machine, to compare `tasks_per_s` with.
 //!
+//! Shapes: `chain10` (10 tasks in a row), `fanout` (1 → 10 → 1) and `foreach` (1 → `--width`
+//! → 1 through a `foreach` sub-flow; default width 100), the shapes of `bench/bench.yml`.
+//!
 //! Options: `--concurrency C` (per worker, default 32), `--amqp URL` (env `AMQP_URL`),
-//! `--redis URL` (env `REDIS_URL`).
+//! `--redis URL` (env `REDIS_URL`), `--width N` (foreach).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -28,7 +38,9 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use selinon_runtime::amqp::broker::connection_properties;
-use selinon_runtime::amqp::{Client, RedisBackend, Worker};
+use selinon_runtime::amqp::{Client, FlowBackend, RedisBackend, Worker};
+use selinon_runtime::backend::{BackendError, Commit, Confirmed, Loaded, Outgoing};
+use selinon_runtime::engine::NodeStatus;
 use selinon_runtime::json;
 
 mod bench {
@@ -111,7 +123,9 @@ struct Options {
     concurrency: usize,
     amqp: String,
     redis: String,
+    width: u64,
     times_file: Option<String>,
+    counts_file: Option<String>,
 }
 
 fn options() -> (bool, Options) {
@@ -123,7 +137,9 @@ fn options() -> (bool, Options) {
         amqp: std::env::var("AMQP_URL")
             .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
         redis: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into()),
+        width: 100,
         times_file: None,
+        counts_file: None,
     };
     let mut worker = false;
     let mut args = std::env::args().skip(1);
@@ -142,25 +158,88 @@ fn options() -> (bool, Options) {
             }
             "--amqp" => o.amqp = value("--amqp"),
             "--redis" => o.redis = value("--redis"),
+            "--width" => o.width = value("--width").parse().expect("--width N"),
             "--times-file" => o.times_file = Some(value("--times-file")),
+            "--counts-file" => o.counts_file = Some(value("--counts-file")),
             other => panic!(
-                "unknown argument {other}; use --shape chain10|fanout --flows N --workers W \
-                 [--concurrency C] [--amqp URL] [--redis URL]"
+                "unknown argument {other}; use --shape chain10|fanout|foreach --flows N \
+                 --workers W [--width N] [--concurrency C] [--amqp URL] [--redis URL]"
             ),
         }
     }
     assert!(
-        o.shape == "chain10" || o.shape == "fanout",
-        "--shape is chain10 or fanout"
+        ["chain10", "fanout", "foreach"].contains(&o.shape.as_str()),
+        "--shape is chain10, fanout or foreach"
     );
     (worker, o)
 }
 
+/// Counts a worker's round trips to the flow-state backend, by kind.
+struct Counting {
+    inner: RedisBackend,
+    calls: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl Counting {
+    fn count(&self, what: &'static str) {
+        *self.calls.lock().unwrap().entry(what).or_default() += 1;
+    }
+}
+
+#[async_trait::async_trait]
+impl FlowBackend for Counting {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    async fn read(&self, flow_id: &str, since: Option<u64>) -> Result<Option<Loaded>, BackendError> {
+        self.count(if since.is_some() { "read_since" } else { "read" });
+        self.inner.read(flow_id, since).await
+    }
+
+    async fn commit(&self, commit: &Commit<'_>) -> Result<bool, BackendError> {
+        self.count("commit");
+        let done = self.inner.commit(commit).await?;
+        if !done {
+            self.count("commit_conflict");
+        }
+        Ok(done)
+    }
+
+    async fn outbox(&self, flow_id: &str, trigger: &str) -> Result<Option<Vec<Outgoing>>, BackendError> {
+        self.count("outbox");
+        self.inner.outbox(flow_id, trigger).await
+    }
+
+    async fn clear_outboxes(&self, confirmed: &[Confirmed]) -> Result<(), BackendError> {
+        self.count("clear_outboxes");
+        self.inner.clear_outboxes(confirmed).await
+    }
+
+    async fn task_status(&self, flow_id: &str, task_id: &str) -> Result<Option<NodeStatus>, BackendError> {
+        self.count("task_status");
+        self.inner.task_status(flow_id, task_id).await
+    }
+
+    async fn set_task_status(
+        &self,
+        flow_id: &str,
+        task_id: &str,
+        status: NodeStatus,
+    ) -> Result<(), BackendError> {
+        self.count("set_task_status");
+        self.inner.set_task_status(flow_id, task_id, status).await
+    }
+}
+
 async fn run_worker(o: Options) {
-    let backend = Arc::new(RedisBackend::connect(&o.redis).await.expect("Redis"));
+    let backend = Arc::new(Counting {
+        inner: RedisBackend::connect(&o.redis).await.expect("Redis"),
+        calls: Mutex::new(Default::default()),
+    });
     let worker = Worker::builder(&flows::SYSTEM)
         .amqp_url(&o.amqp)
-        .backend(backend)
+        .backend(backend.clone())
         .concurrency(o.concurrency)
         .without_config_trace()
         .build()
@@ -172,6 +251,48 @@ async fn run_worker(o: Options) {
             writeln!(f, "{flow}\t{task}\t{start}\t{end}").unwrap();
         }
     }
+    if let Some(path) = o.counts_file {
+        let calls = backend.calls.lock().unwrap().clone();
+        std::fs::write(path, serde_json::to_string(&calls).unwrap()).expect("counts file");
+    }
+}
+
+/// CPU time (user + system) of a process so far, in ms.
+fn cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces): state is the 3rd, utime the 14th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks * 10.0) // USER_HZ is 100 on Linux
+}
+
+/// The process whose command name is `name` (the first found), on this machine.
+fn pid_of(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == name).then_some(pid)
+    })
+}
+
+/// Commands Redis ran and bytes in and out of it so far (`INFO stats`).
+async fn redis_counters(conn: &mut redis::aio::MultiplexedConnection) -> (f64, f64) {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(conn)
+        .await
+        .expect("INFO");
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (
+        field("total_commands_processed"),
+        field("total_net_input_bytes") + field("total_net_output_bytes"),
+    )
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -342,6 +463,10 @@ async fn run_bench(o: Options) {
                 "--times-file",
                 dir.join(format!("w{i}.tsv")).to_str().unwrap(),
             ])
+            .args([
+                "--counts-file",
+                dir.join(format!("w{i}.json")).to_str().unwrap(),
+            ])
             .kill_on_drop(true)
             .spawn()
             .expect("worker process");
@@ -375,36 +500,40 @@ async fn run_bench(o: Options) {
     let client = Client::connect(&flows::SYSTEM, &o.amqp, backend)
         .await
         .expect("client");
-    let (flow, tasks_per_flow) = if o.shape == "chain10" {
-        (flows::chain10::FLOW.untyped(), 10.0)
-    } else {
-        (flows::fanout::FLOW.untyped(), 12.0)
+    let (flow, tasks_per_flow, width) = match o.shape.as_str() {
+        "chain10" => (flows::chain10::FLOW.untyped(), 10.0, 0),
+        "fanout" => (flows::fanout::FLOW.untyped(), 12.0, 0),
+        _ => (flows::foreach::FLOW.untyped(), o.width as f64 + 2.0, o.width),
     };
+    let item = |i: usize| bench::tasks::Item { i: i as u64, width };
 
     // Warm-up, then N flows at once.
     let warm = client
-        .submit_many(
-            &flow,
-            (0..20).map(|i| bench::tasks::Item {
-                i: i as u64,
-                width: 0,
-            }),
-        )
+        .submit_many(&flow, (0..20).map(item))
         .await
         .unwrap();
     client
         .wait_all(&warm, Duration::from_secs(120))
         .await
         .unwrap();
+    let worker_pids: Vec<u32> = workers.iter().filter_map(|w| w.id()).collect();
+    let cpu = |pids: &[u32]| -> Option<f64> { pids.iter().map(|p| cpu_ms(*p)).sum() };
+    let broker_pid: Vec<u32> = pid_of("beam.smp").into_iter().collect();
+    let redis_pid: Vec<u32> = pid_of("redis-server").into_iter().collect();
+    let mut redis_conn = redis::Client::open(o.redis.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis");
+    let before = (
+        cpu(&worker_pids),
+        cpu(&broker_pid),
+        cpu(&redis_pid),
+        redis_counters(&mut redis_conn).await,
+    );
     let start = Instant::now();
     let ids = client
-        .submit_many(
-            &flow,
-            (0..o.flows).map(|i| bench::tasks::Item {
-                i: i as u64,
-                width: 0,
-            }),
-        )
+        .submit_many(&flow, (0..o.flows).map(item))
         .await
         .unwrap();
     let done = client
@@ -412,21 +541,26 @@ async fn run_bench(o: Options) {
         .await
         .unwrap();
     let wall = start.elapsed().as_secs_f64();
+    let after = (
+        cpu(&worker_pids),
+        cpu(&broker_pid),
+        cpu(&redis_pid),
+        redis_counters(&mut redis_conn).await,
+    );
+    let tasks = o.flows as f64 * tasks_per_flow;
+    let per_task = |a: Option<f64>, b: Option<f64>| Some((b? - a?) / tasks);
+    let worker_cpu = per_task(before.0, after.0);
+    let broker_cpu = per_task(before.1, after.1);
+    let redis_cpu = per_task(before.2, after.2);
+    let redis_commands = (after.3 .0 - before.3 .0) / tasks;
+    let redis_bytes = (after.3 .1 - before.3 .1) / tasks;
+
     let finished = done.values().filter(|o| o.is_finished()).count();
 
     // Hop latency: flows one at a time.
     let mut single = Vec::new();
     for i in 0..50 {
-        let id = client
-            .submit(
-                &flow,
-                bench::tasks::Item {
-                    i: i as u64,
-                    width: 0,
-                },
-            )
-            .await
-            .unwrap();
+        let id = client.submit(&flow, item(i)).await.unwrap();
         client.wait(&id, Duration::from_secs(60)).await.unwrap();
         single.push(id);
     }
@@ -459,6 +593,24 @@ async fn run_bench(o: Options) {
             }
         }
     }
+    // Backend round trips over every flow the workers ran (warm-up and latency runs too: the
+    // same shape), per task.
+    let mut calls: std::collections::BTreeMap<String, f64> = Default::default();
+    for i in 0..o.workers {
+        let text = std::fs::read_to_string(dir.join(format!("w{i}.json"))).unwrap_or_default();
+        let counts: std::collections::BTreeMap<String, f64> =
+            serde_json::from_str(&text).unwrap_or_default();
+        for (what, n) in counts {
+            *calls.entry(what).or_default() += n;
+        }
+    }
+    let all_tasks = (20 + o.flows + 50) as f64 * tasks_per_flow;
+    let calls_per_task: f64 = calls
+        .iter()
+        .filter(|(what, _)| *what != "commit_conflict")
+        .map(|(_, n)| n)
+        .sum::<f64>()
+        / all_tasks;
     let _ = std::fs::remove_dir_all(&dir);
     let mut loaded = Vec::new();
     for id in &ids {
@@ -477,6 +629,7 @@ async fn run_bench(o: Options) {
         "{}",
         json!({
             "shape": o.shape,
+            "width": (o.shape == "foreach").then_some(o.width),
             "flows": o.flows,
             "workers": o.workers,
             "concurrency": o.concurrency,
@@ -490,6 +643,16 @@ async fn run_bench(o: Options) {
             "loaded_hop_p50_ms": round(percentile(&mut loaded, 0.5), 3),
             "loaded_hop_p99_ms": round(percentile(&mut loaded, 0.99), 3),
             "worker_rss_mb": round(worker_rss_mb, 1),
+            "worker_cpu_ms_per_task": worker_cpu.map(|x| round(x, 4)),
+            "broker_cpu_ms_per_task": broker_cpu.map(|x| round(x, 4)),
+            "redis_cpu_ms_per_task": redis_cpu.map(|x| round(x, 4)),
+            "backend_calls_per_task": round(calls_per_task, 3),
+            "backend_calls": calls
+                .iter()
+                .map(|(k, n)| (k.clone(), json!(round(n / all_tasks, 3))))
+                .collect::<serde_json::Map<_, _>>(),
+            "redis_commands_per_task": round(redis_commands, 2),
+            "redis_bytes_per_task": round(redis_bytes, 0),
             "raw_msgs_per_s": round(raw, 0),
             "raw_message_bytes": message_size,
         })
