@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{FlowRecord, NodeTiming, RecordStatus};
-use crate::engine::{DispatcherMessage, FailureReason, FlowState, NodeIds, NodeRef};
+use crate::engine::{DispatcherMessage, FailureReason, FlowState, NodeIds, NodeRef, PassChanges};
 
 /// What one committed pass changed in a running flow's record.
 ///
@@ -125,6 +125,53 @@ impl FlowDelta {
         }
         if before.triggered_edges != after.triggered_edges {
             delta.triggered_edges = Some(after.triggered_edges.clone());
+        }
+        for id in touched {
+            delta
+                .timings
+                .insert(id.clone(), new.timings.get(id)?.clone());
+        }
+        Some(delta)
+    }
+
+    /// The changes a pass made ([`PassChanges`], from the engine) that led to the running record
+    /// `new`, where `touched` names the timings the pass set: the same delta as
+    /// [`FlowDelta::between`] the input and `new`, at the cost of the changes alone. `None`
+    /// when only a snapshot says it (see [`FlowDelta::between`]).
+    pub fn from_changes(
+        changes: &PassChanges,
+        new: &FlowRecord,
+        touched: &[String],
+    ) -> Option<FlowDelta> {
+        if !changes.is_incremental() || new.status != RecordStatus::Running {
+            return None;
+        }
+        let state = new.message.state.as_ref()?;
+        let mut delta = FlowDelta {
+            updated_ms: new.updated_ms,
+            ended: changes.ended().map(|n| n.id.clone()).collect(),
+            started: state.active_nodes.get(changes.kept_active()..)?.to_vec(),
+            ..FlowDelta::default()
+        };
+        for (name, before) in changes.finished_before() {
+            let ids = state.finished_nodes.get(name)?;
+            if ids.len() > before {
+                delta.finished.insert(name.to_string(), ids[before..].to_vec());
+            }
+        }
+        if changes.failures_changed() {
+            delta.failed = Some(state.failed_nodes.clone());
+            delta.reasons = Some(state.failure_reasons.clone());
+        }
+        let (waiting, triggered) = changes.edges_before();
+        if state.waiting_edges.len() != waiting {
+            delta.waiting_edges = Some(state.waiting_edges.clone());
+        }
+        if state.triggered_edges.len() != triggered {
+            delta.triggered_edges = Some(state.triggered_edges.clone());
+        }
+        if changes.head_changed(&new.message) {
+            delta.head = Some(Box::new(new.message.clone_without_state()));
         }
         for id in touched {
             delta

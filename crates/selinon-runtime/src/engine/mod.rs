@@ -23,7 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value as Json;
 
-pub use pass::{dispatch, dispatch_owned};
+pub use pass::{dispatch, dispatch_owned, PassChanges};
 
 pub(crate) use pass::panic_message;
 pub use selective::{RunSubsequent, SelectiveError, SelectiveMap};

@@ -70,7 +70,7 @@ pub async fn dispatch_owned(
 /// What a pass changed in the message it was given, to give it back as it was when the pass
 /// must be run again or fails as a dispatcher: the changes of a pass are few (the nodes that
 /// ended, those it started), so undoing them costs far less than a copy of the whole state.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 struct Undo {
     /// The whole input, kept when a migration changes the message (rare).
     input: Option<DispatcherMessage>,
@@ -161,6 +161,65 @@ impl Undo {
     }
 }
 
+/// What a pass changed in the message it was given ([`PassOutput::changes`]): a transport that
+/// stores what changed rather than whole states reads it here (the distributed runtime's flow
+/// records, `crate::backend::FlowDelta`), and [`PassChanges::restore`] gives the input back
+/// (to redo the pass on a newer state), both at the cost of the changes, not of the state.
+#[derive(Clone, Debug)]
+pub struct PassChanges {
+    undo: Undo,
+}
+
+impl PassChanges {
+    /// The message as the pass was given it, from the one it returned.
+    pub fn restore(self, mut output: DispatcherMessage) -> DispatcherMessage {
+        let state = output.state.take().unwrap_or_default();
+        self.undo.restore(output, state)
+    }
+
+    /// Whether the other methods tell every change: the input had a state (it was not the
+    /// flow's first pass) and no migration rewrote it.
+    pub fn is_incremental(&self) -> bool {
+        self.undo.had_state && self.undo.input.is_none()
+    }
+
+    /// The active nodes that ended in the pass, in their order in the input.
+    pub fn ended(&self) -> impl Iterator<Item = &NodeRef> {
+        self.undo.removed_active.iter().map(|(_, node)| node)
+    }
+
+    /// How many of the output's first active nodes were active before the pass; the nodes
+    /// after them were started by it.
+    pub fn kept_active(&self) -> usize {
+        self.undo.active_base
+    }
+
+    /// The node names whose finished ids grew, with how many each had before (0 for a name
+    /// that had none).
+    pub fn finished_before(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.undo
+            .finished
+            .iter()
+            .map(|(name, len)| (name.as_str(), len.unwrap_or(0)))
+    }
+
+    /// Whether the failed nodes or their reasons changed.
+    pub fn failures_changed(&self) -> bool {
+        self.undo.failures.is_some()
+    }
+
+    /// How many waiting and triggered edges the input had (the lists only grow).
+    pub fn edges_before(&self) -> (usize, usize) {
+        (self.undo.waiting_edges, self.undo.triggered_edges)
+    }
+
+    /// Whether a field of the message other than its state changed (`node_args_from_first`,
+    /// the migration version).
+    pub fn head_changed(&self, output: &DispatcherMessage) -> bool {
+        self.undo.node_args.is_some() || self.undo.migration_version != output.migration_version
+    }
+}
+
 async fn dispatch_in_span(
     system: &System,
     input: DispatcherMessage,
@@ -244,6 +303,7 @@ async fn dispatch_in_span(
                     })
                 });
                 PassOutput {
+                    changes: Some(PassChanges { undo }),
                     failure: None,
                     message: msg,
                     actions,
@@ -266,6 +326,7 @@ async fn dispatch_in_span(
                     })
                 });
                 PassOutput {
+                    changes: Some(PassChanges { undo }),
                     failure: None,
                     message: msg,
                     actions,
@@ -313,6 +374,7 @@ async fn dispatch_in_span(
                     })
                 });
                 PassOutput {
+                    changes: None,
                     failure: None,
                     message: restart,
                     actions,
@@ -321,6 +383,7 @@ async fn dispatch_in_span(
             } else {
                 msg.state = Some(state);
                 PassOutput {
+                    changes: None,
                     failure: None,
                     message: msg,
                     actions,
@@ -348,6 +411,7 @@ async fn dispatch_in_span(
                 info
             });
             PassOutput {
+                changes: None,
                 failure: None,
                 message: input,
                 actions: Vec::new(),
@@ -394,6 +458,7 @@ fn apply_migrations(
     };
     let retry_pass = |message: DispatcherMessage| {
         Box::new(PassOutput {
+            changes: None,
             failure: None,
             message,
             actions: Vec::new(),
@@ -450,6 +515,7 @@ fn apply_migrations(
                 restart.state = None;
                 restart.migration_version = None;
                 return Err(Box::new(PassOutput {
+                    changes: None,
                     failure: None,
                     message: restart,
                     actions: Vec::new(),
@@ -461,6 +527,7 @@ fn apply_migrations(
             let input = input(undo, msg);
             let state = input.state.clone().unwrap_or_default();
             Err(Box::new(PassOutput {
+                changes: None,
                 failure: None,
                 message: input,
                 actions: Vec::new(),
@@ -490,6 +557,7 @@ fn dispatcher_failure(tracer: &Tracer, input: DispatcherMessage, what: String) -
         None => FlowResult::default(),
     };
     PassOutput {
+        changes: None,
         failure: Some(what),
         message: input,
         actions: Vec::new(),

@@ -389,6 +389,9 @@ pub struct PassOutput {
     /// Why the dispatcher itself failed the flow (`DISPATCHER_FAILURE`: an unknown flow, a
     /// migration that cannot apply, the node limit), for the transport to report.
     pub failure: Option<String>,
+    /// What the pass changed in the message it was given, when it ran to its end without
+    /// restarting the flow (see [`super::PassChanges`]).
+    pub changes: Option<super::PassChanges>,
 }
 
 #[cfg(test)]

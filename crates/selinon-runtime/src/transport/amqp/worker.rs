@@ -1024,8 +1024,10 @@ impl Shared {
 
     /// One dispatcher pass for the steps of `batch`, committed with optimistic concurrency,
     /// then its outbox published. Starts from `cached` (the record this worker committed
-    /// last) and reads only when that turns out to be stale. Returns the record committed
-    /// (to start the next pass from) and whether the flow ended.
+    /// last) and reads only what changed since when that turns out to be stale: a commit
+    /// against a stale version fails, and the pass is redone on the record brought up to
+    /// date. Returns the record committed (to start the next pass from) and whether the flow
+    /// ended.
     async fn pass(
         &self,
         flow_name: &str,
@@ -1033,24 +1035,36 @@ impl Shared {
         batch: &Batch,
         mut cached: Option<Cached>,
     ) -> Result<(Option<Cached>, bool), HandleError> {
-        // Whether `cached` is known to be current; a stale one is read again before anything
-        // is decided from what it lacks. A flow's start reads nothing: its commit fails if
-        // the flow exists.
+        let first = &batch.items[0];
+        // Whether `cached` is known to be current. A flow's start reads nothing: its commit
+        // fails if the flow exists.
         let mut verified = false;
-        if cached.is_none() && !matches!(batch.items[0].step, Step::Start { .. }) {
+        if cached.is_none() && !matches!(first.step, Step::Start { .. }) {
             verified = true;
             cached = self.fresh(flow_id, None).await?;
         }
         loop {
-            let first = &batch.items[0];
-            // The steps the pass applies, and the others (handled already: their outboxes are
-            // published again).
-            let mut events = Vec::new();
-            let mut applied: Vec<&Queued> = Vec::new();
+            // The steps that found nothing to do: their outboxes (if any) are published again.
             let mut stale: Vec<&Queued> = Vec::new();
-            match (&first.step, cached.as_ref()) {
-                (Step::Start { .. }, Some(_)) => stale.push(first),
-                (Step::Start { .. }, None) => applied.push(first),
+            let (old, expected, delta_entries) = match (&first.step, cached) {
+                (Step::Start { .. }, Some(c)) => {
+                    cached = Some(c);
+                    stale.push(first);
+                    return self.finish_stale(flow_id, &stale, cached).await;
+                }
+                (Step::Start { message, report_to }, None) => {
+                    let now = now_ms();
+                    let record = FlowRecord {
+                        message: (**message).clone(),
+                        report_to: report_to.clone(),
+                        status: RecordStatus::Running,
+                        result: None,
+                        created_ms: now,
+                        updated_ms: now,
+                        timings: BTreeMap::new(),
+                    };
+                    (record, None, 0)
+                }
                 (_, None) if !verified => {
                     verified = true;
                     cached = self.fresh(flow_id, None).await?;
@@ -1065,98 +1079,65 @@ impl Shared {
                     return Ok((None, false));
                 }
                 (_, Some(c)) if c.record.status != RecordStatus::Running => {
-                    stale.extend(batch.items.iter())
+                    cached = Some(c);
+                    stale.extend(batch.items.iter());
+                    return self.finish_stale(flow_id, &stale, cached).await;
                 }
                 (Step::Kick(retried_count), Some(c)) => {
                     let fresh = c.record.message.state.as_ref().is_none_or(|s| s.is_fresh());
-                    if c.record.message.retried_count == *retried_count && fresh {
-                        applied.push(first);
-                    } else if verified {
-                        stale.push(first);
-                    } else {
-                        verified = true;
-                        cached = self.fresh(flow_id, cached).await?;
-                        continue;
-                    }
-                }
-                (Step::Events(_), Some(c)) => {
-                    let active = c
-                        .record
-                        .message
-                        .state
-                        .as_ref()
-                        .map(|s| s.active_nodes.as_slice())
-                        .unwrap_or_default();
-                    let ids: HashSet<&str> = batch
-                        .items
-                        .iter()
-                        .flat_map(|q| match &q.step {
-                            Step::Events(events) => events.iter().map(|e| e.id.as_str()).collect(),
-                            _ => Vec::new(),
-                        })
-                        .collect();
-                    let live: HashSet<&str> = active
-                        .iter()
-                        .map(|n| n.id.as_str())
-                        .filter(|id| ids.contains(id))
-                        .collect();
-                    for item in &batch.items {
-                        let Step::Events(item_events) = &item.step else {
+                    if c.record.message.retried_count != *retried_count || !fresh {
+                        cached = Some(c);
+                        if !verified {
+                            verified = true;
+                            cached = self.fresh(flow_id, cached).await?;
                             continue;
-                        };
-                        let relevant: Vec<&NodeEvent> = item_events
-                            .iter()
-                            .filter(|e| live.contains(e.id.as_str()))
-                            .collect();
-                        if relevant.is_empty() {
-                            stale.push(item);
-                        } else {
-                            events.extend(relevant.into_iter().cloned());
-                            applied.push(item);
                         }
+                        stale.push(first);
+                        return self.finish_stale(flow_id, &stale, cached).await;
                     }
-                    if !stale.is_empty() && !verified {
-                        // A node this worker has not seen started may be among them.
-                        verified = true;
-                        cached = self.fresh(flow_id, cached).await?;
-                        continue;
-                    }
+                    (c.record, Some(c.version), c.delta_entries)
                 }
-            }
-            for item in &stale {
-                self.republish(flow_id, &item.trigger).await?;
-                if let Some((task, status)) = &item.mark {
-                    self.backend.set_task_status(flow_id, task, *status).await?;
-                }
-            }
-            if applied.is_empty() {
-                return Ok((cached, false));
-            }
-
-            let (old, expected, delta_entries) = match (&first.step, cached) {
-                (Step::Start { message, report_to }, _) => {
-                    let now = now_ms();
-                    let record = FlowRecord {
-                        message: (**message).clone(),
-                        report_to: report_to.clone(),
-                        status: RecordStatus::Running,
-                        result: None,
-                        created_ms: now,
-                        updated_ms: now,
-                        timings: BTreeMap::new(),
-                    };
-                    (record, None, 0)
-                }
-                (_, Some(c)) => (c.record, Some(c.version), c.delta_entries),
-                (_, None) => unreachable!("a record was found above"),
+                (Step::Events(_), Some(c)) => (c.record, Some(c.version), c.delta_entries),
             };
-            let out = engine::dispatch(&self.system, &old.message, &events, self).await;
+            let events: Vec<NodeEvent> = batch
+                .items
+                .iter()
+                .flat_map(|q| match &q.step {
+                    Step::Events(events) => events.as_slice(),
+                    _ => &[],
+                })
+                .cloned()
+                .collect();
+            let FlowRecord {
+                message: input,
+                report_to,
+                created_ms,
+                mut timings,
+                ..
+            } = old;
+            // Tests check every delta against the record it stands for.
+            let checked_input = cfg!(debug_assertions).then(|| input.clone());
+            let out = engine::dispatch_owned(&self.system, input, &events, self).await;
+            let keep = |message: DispatcherMessage, timings| Cached {
+                version: expected.unwrap_or_default(),
+                record: FlowRecord {
+                    message,
+                    report_to: report_to.clone(),
+                    status: RecordStatus::Running,
+                    result: None,
+                    created_ms,
+                    updated_ms: created_ms,
+                    timings,
+                },
+                delta_entries,
+            };
             let failure = out.failure.clone();
             if let PassOutcome::RetryPass { countdown } = out.outcome {
-                // Nothing was decided: the same steps again later.
+                // Nothing was decided: the same steps again later (the message is the input).
                 let queue = self.queues.flow(flow_name).to_string();
                 let countdown = countdown.max(engine::MIN_PASS_RETRY);
-                let again: Vec<Outgoing> = applied
+                let again: Vec<Outgoing> = batch
+                    .items
                     .iter()
                     .map(|q| {
                         let body = q.step.body(flow_name, flow_id, &q.trigger);
@@ -1164,25 +1145,56 @@ impl Shared {
                     })
                     .collect();
                 self.broker.publish_all(&again).await?;
-                let keep = expected.map(|version| Cached {
-                    version,
-                    record: old,
-                    delta_entries,
-                });
-                return Ok((keep, false));
+                let kept = expected.map(|_| keep(out.message, timings));
+                return Ok((kept, false));
+            }
+
+            // Which steps the pass applied: those with an event for a node that ended in it
+            // (all of them when the pass ended or restarted the flow).
+            let applied: Vec<&Queued> = match (&first.step, &out.changes) {
+                (Step::Events(_), Some(changes)) if changes.is_incremental() => {
+                    let ended: HashSet<&str> = changes.ended().map(|n| n.id.as_str()).collect();
+                    let (applied, others): (Vec<&Queued>, Vec<&Queued>) =
+                        batch.items.iter().partition(|q| match &q.step {
+                            Step::Events(events) => {
+                                events.iter().any(|e| ended.contains(e.id.as_str()))
+                            }
+                            _ => false,
+                        });
+                    stale = others;
+                    applied
+                }
+                _ => batch.items.iter().collect(),
+            };
+            if applied.is_empty() {
+                // Nothing changed: the events are old news, unless this record is.
+                let message = match out.changes {
+                    Some(changes) => changes.restore(out.message),
+                    None => out.message,
+                };
+                cached = Some(keep(message, timings));
+                if !verified {
+                    verified = true;
+                    cached = self.fresh(flow_id, cached).await?;
+                    continue;
+                }
+                return self.finish_stale(flow_id, &stale, cached).await;
             }
 
             let now = now_ms();
-            let FlowRecord {
-                message: old_message,
-                report_to,
-                created_ms,
-                mut timings,
-                ..
-            } = old;
             // The timings this pass sets, with what they were (to undo on a conflict).
             let mut touched: Vec<(String, Option<NodeTiming>)> = Vec::new();
-            for e in &events {
+            let ended_ids: Vec<&NodeEvent> = match &out.changes {
+                Some(changes) if changes.is_incremental() => {
+                    let ended: HashSet<&str> = changes.ended().map(|n| n.id.as_str()).collect();
+                    events
+                        .iter()
+                        .filter(|e| ended.contains(e.id.as_str()))
+                        .collect()
+                }
+                _ => events.iter().collect(),
+            };
+            for e in ended_ids {
                 let mut t = timings.get(&e.id).cloned().unwrap_or_default();
                 t.ended_ms = Some(now);
                 t.status = Some(e.status);
@@ -1306,23 +1318,25 @@ impl Shared {
             }
             let flow_ended = record.status != RecordStatus::Running;
 
-            // What to write: the delta, unless the record changed beyond appends or a new
-            // snapshot is due.
+            // What to write: the delta, unless only a snapshot says it or one is due.
             let touched_ids: Vec<String> = touched.iter().map(|(id, _)| id.clone()).collect();
-            let old_record = FlowRecord {
-                message: old_message,
-                report_to: report_to.clone(),
-                status: RecordStatus::Running,
-                result: None,
-                created_ms,
-                updated_ms: 0,
-                timings: BTreeMap::new(),
-            };
-            let delta = match expected {
-                Some(_) => FlowDelta::between(&old_record, &record, &touched_ids),
-                None => None,
+            let delta = match (&out.changes, expected) {
+                (Some(changes), Some(_)) => FlowDelta::from_changes(changes, &record, &touched_ids),
+                _ => None,
             }
             .filter(|d| !backend::snapshot_due(record.entries(), delta_entries + d.entries()));
+            if let (Some(delta), Some(input)) = (&delta, checked_input) {
+                let mut replayed = keep(input, BTreeMap::new());
+                replayed.record.timings = record.timings.clone();
+                for (id, before) in &touched {
+                    match before {
+                        Some(t) => replayed.record.timings.insert(id.clone(), t.clone()),
+                        None => replayed.record.timings.remove(id),
+                    };
+                }
+                replayed.record.apply(delta.clone()).expect("the delta applies");
+                assert_eq!(replayed.record, record, "the delta stands for the record");
+            }
             let write = match &delta {
                 Some(delta) => RecordWrite::Delta(delta),
                 None => RecordWrite::Snapshot(&record),
@@ -1345,8 +1359,13 @@ impl Shared {
             if !committed {
                 // Another worker wrote this flow meanwhile: bring the record up to date and
                 // redo the pass.
+                verified = true;
+                let Some(changes) = out.changes.filter(|c| c.is_incremental()) else {
+                    cached = self.fresh(flow_id, None).await?;
+                    continue;
+                };
                 let FlowRecord {
-                    message: _,
+                    message,
                     mut timings,
                     ..
                 } = record;
@@ -1356,16 +1375,8 @@ impl Shared {
                         None => timings.remove(&id),
                     };
                 }
-                let mut restored = old_record;
-                restored.timings = timings;
-                let previous = expected.map(|version| Cached {
-                    version,
-                    record: restored,
-                    delta_entries,
-                });
-                // `old_record.message` is the input of the pass: untouched by it.
-                verified = true;
-                cached = self.fresh(flow_id, previous).await?;
+                let previous = keep(changes.restore(message), timings);
+                cached = self.fresh(flow_id, Some(previous)).await?;
                 continue;
             }
             self.broker.publish_all(&outbox).await?;
@@ -1398,8 +1409,25 @@ impl Shared {
                 record,
                 delta_entries,
             });
-            return Ok((next, flow_ended));
+            return self.finish_stale(flow_id, &stale, next).await.map(|(c, _)| (c, flow_ended));
         }
+    }
+
+    /// Publishes again the outboxes of steps that found nothing to do (a redelivered
+    /// message whose pass was committed already) and writes their task marks.
+    async fn finish_stale(
+        &self,
+        flow_id: &str,
+        stale: &[&Queued],
+        cached: Option<Cached>,
+    ) -> Result<(Option<Cached>, bool), HandleError> {
+        for item in stale {
+            self.republish(flow_id, &item.trigger).await?;
+            if let Some((task, status)) = &item.mark {
+                self.backend.set_task_status(flow_id, task, *status).await?;
+            }
+        }
+        Ok((cached, false))
     }
 }
 
