@@ -192,8 +192,16 @@ impl FlowBackend for Counting {
         self.inner.name()
     }
 
-    async fn read(&self, flow_id: &str, since: Option<u64>) -> Result<Option<Loaded>, BackendError> {
-        self.count(if since.is_some() { "read_since" } else { "read" });
+    async fn read(
+        &self,
+        flow_id: &str,
+        since: Option<u64>,
+    ) -> Result<Option<Loaded>, BackendError> {
+        self.count(if since.is_some() {
+            "read_since"
+        } else {
+            "read"
+        });
         self.inner.read(flow_id, since).await
     }
 
@@ -206,7 +214,11 @@ impl FlowBackend for Counting {
         Ok(done)
     }
 
-    async fn outbox(&self, flow_id: &str, trigger: &str) -> Result<Option<Vec<Outgoing>>, BackendError> {
+    async fn outbox(
+        &self,
+        flow_id: &str,
+        trigger: &str,
+    ) -> Result<Option<Vec<Outgoing>>, BackendError> {
         self.count("outbox");
         self.inner.outbox(flow_id, trigger).await
     }
@@ -216,7 +228,11 @@ impl FlowBackend for Counting {
         self.inner.clear_outboxes(confirmed).await
     }
 
-    async fn task_status(&self, flow_id: &str, task_id: &str) -> Result<Option<NodeStatus>, BackendError> {
+    async fn task_status(
+        &self,
+        flow_id: &str,
+        task_id: &str,
+    ) -> Result<Option<NodeStatus>, BackendError> {
         self.count("task_status");
         self.inner.task_status(flow_id, task_id).await
     }
@@ -503,15 +519,16 @@ async fn run_bench(o: Options) {
     let (flow, tasks_per_flow, width) = match o.shape.as_str() {
         "chain10" => (flows::chain10::FLOW.untyped(), 10.0, 0),
         "fanout" => (flows::fanout::FLOW.untyped(), 12.0, 0),
-        _ => (flows::foreach::FLOW.untyped(), o.width as f64 + 2.0, o.width),
+        _ => (
+            flows::foreach::FLOW.untyped(),
+            o.width as f64 + 2.0,
+            o.width,
+        ),
     };
     let item = |i: usize| bench::tasks::Item { i: i as u64, width };
 
     // Warm-up, then N flows at once.
-    let warm = client
-        .submit_many(&flow, (0..20).map(item))
-        .await
-        .unwrap();
+    let warm = client.submit_many(&flow, (0..20).map(item)).await.unwrap();
     client
         .wait_all(&warm, Duration::from_secs(120))
         .await

@@ -230,6 +230,12 @@ pub mod testapp {
         }
     }
 
+    /// `foreach` of the `wide` flow: `width` items (from the flow arguments).
+    pub fn width_items(_db: &Db<'_>, node_args: &Json) -> Vec<Json> {
+        let width = node_args["width"].as_u64().unwrap_or(0);
+        (0..width).map(|i| json!(i)).collect()
+    }
+
     /// `foreach` of the `fanout` flow: ten items.
     pub fn ten_items(_db: &Db<'_>, _node_args: &Json) -> Vec<Json> {
         (0..10).map(|i| json!(i)).collect()

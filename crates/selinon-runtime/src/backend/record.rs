@@ -111,7 +111,11 @@ impl FlowDelta {
                 delta.finished.insert(name.clone(), ids[known..].to_vec());
             }
         }
-        if before.finished_nodes.keys().any(|k| !after.finished_nodes.contains_key(k)) {
+        if before
+            .finished_nodes
+            .keys()
+            .any(|k| !after.finished_nodes.contains_key(k))
+        {
             return None;
         }
         if before.failed_nodes != after.failed_nodes {
@@ -149,15 +153,16 @@ impl FlowDelta {
         let state = new.message.state.as_ref()?;
         let mut delta = FlowDelta {
             updated_ms: new.updated_ms,
-            ended: changes.ended().map(|n| n.id.clone()).collect(),
+            ended: changes.ended().into_iter().map(str::to_string).collect(),
             started: state.active_nodes.get(changes.kept_active()..)?.to_vec(),
             ..FlowDelta::default()
         };
-        for (name, before) in changes.finished_before() {
+        for (name, added) in changes.finished_added() {
             let ids = state.finished_nodes.get(name)?;
-            if ids.len() > before {
-                delta.finished.insert(name.to_string(), ids[before..].to_vec());
-            }
+            let from = ids.len().checked_sub(added)?;
+            delta
+                .finished
+                .insert(name.to_string(), ids[from..].to_vec());
         }
         if changes.failures_changed() {
             delta.failed = Some(state.failed_nodes.clone());
@@ -186,7 +191,10 @@ impl FlowDelta {
         self.ended.len()
             + self.started.len()
             + self.finished.values().map(Vec::len).sum::<usize>()
-            + self.failed.as_ref().map_or(0, |f| f.values().map(Vec::len).sum())
+            + self
+                .failed
+                .as_ref()
+                .map_or(0, |f| f.values().map(Vec::len).sum())
             + self.reasons.as_ref().map_or(0, BTreeMap::len)
             + self.timings.len()
             + 1

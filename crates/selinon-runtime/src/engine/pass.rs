@@ -85,6 +85,10 @@ struct Undo {
     /// How many active nodes were left after the ended ones were taken out (nodes started by
     /// the pass come after them).
     active_base: usize,
+    /// The active nodes that finished in this pass, at their positions in the input, when the
+    /// caller asked for [`PassChanges`] (they join `removed_active` only when the pass gives
+    /// its input back).
+    ended_finished: Vec<(usize, NodeRef)>,
     /// One entry per id pushed to the finished ids, in order: the node's name, and whether
     /// the push made the name's list.
     finished: Vec<(Cow<'static, str>, bool)>,
@@ -174,7 +178,11 @@ impl PassChanges {
     /// The message as the pass was given it, from the one it returned.
     pub fn restore(self, mut output: DispatcherMessage) -> DispatcherMessage {
         let state = output.state.take().unwrap_or_default();
-        self.undo.restore(output, state)
+        let mut undo = self.undo;
+        undo.removed_active
+            .extend(std::mem::take(&mut undo.ended_finished));
+        undo.removed_active.sort_unstable_by_key(|(at, _)| *at);
+        undo.restore(output, state)
     }
 
     /// Whether the other methods tell every change: the input had a state (it was not the
@@ -183,9 +191,22 @@ impl PassChanges {
         self.undo.had_state && self.undo.input.is_none()
     }
 
-    /// The active nodes that ended in the pass, in their order in the input.
-    pub fn ended(&self) -> impl Iterator<Item = &NodeRef> {
-        self.undo.removed_active.iter().map(|(_, node)| node)
+    /// The ids of the active nodes that ended in the pass, in their order in the input.
+    pub fn ended(&self) -> Vec<&str> {
+        let mut ended: Vec<(usize, &str)> = self
+            .undo
+            .removed_active
+            .iter()
+            .map(|(at, node)| (*at, node.id.as_str()))
+            .chain(
+                self.undo
+                    .ended_finished
+                    .iter()
+                    .map(|(at, node)| (*at, node.id.as_str())),
+            )
+            .collect();
+        ended.sort_unstable_by_key(|(at, _)| *at);
+        ended.into_iter().map(|(_, id)| id).collect()
     }
 
     /// How many of the output's first active nodes were active before the pass; the nodes
@@ -194,13 +215,17 @@ impl PassChanges {
         self.undo.active_base
     }
 
-    /// The node names whose finished ids grew, with how many each had before (0 for a name
-    /// that had none).
-    pub fn finished_before(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.undo
-            .finished
-            .iter()
-            .map(|(name, len)| (name.as_str(), len.unwrap_or(0)))
+    /// The node names whose finished ids grew, with how many ids each gained (at the end of
+    /// its list).
+    pub fn finished_added(&self) -> Vec<(&str, usize)> {
+        let mut added: Vec<(&str, usize)> = Vec::new();
+        for (name, _) in &self.undo.finished {
+            match added.iter_mut().find(|(n, _)| *n == name.as_ref()) {
+                Some((_, count)) => *count += 1,
+                None => added.push((name.as_ref(), 1)),
+            }
+        }
+        added
     }
 
     /// Whether the failed nodes or their reasons changed.
@@ -875,6 +900,7 @@ impl Pass<'_> {
         let mut finished = Vec::with_capacity(removed.len());
         for (&(at, status), node) in ended.iter().zip(removed) {
             if status == NodeStatus::Finished {
+                self.undo.ended_finished.push((at, node.clone()));
                 finished.push(node);
             } else {
                 self.undo.removed_active.push((at, node));

@@ -488,7 +488,7 @@ impl Broker {
         durable: bool,
         republished: bool,
     ) -> Route<'a> {
-        let mark = republished.then(|| (REPUBLISHED_HEADER, AMQPValue::Boolean(true)));
+        let mark = republished.then_some((REPUBLISHED_HEADER, AMQPValue::Boolean(true)));
         if delay_ms == 0 {
             return Route {
                 exchange: "",
@@ -532,7 +532,11 @@ impl Broker {
         self.publish_batch(batch, true).await
     }
 
-    async fn publish_batch(&self, batch: &[Outgoing], republished: bool) -> Result<(), BrokerError> {
+    async fn publish_batch(
+        &self,
+        batch: &[Outgoing],
+        republished: bool,
+    ) -> Result<(), BrokerError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -595,7 +599,7 @@ impl Broker {
             durable,
             is_republished(delivery),
         )])
-            .await?;
+        .await?;
         Ok(true)
     }
 

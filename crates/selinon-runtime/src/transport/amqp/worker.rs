@@ -664,7 +664,8 @@ impl FlowSlots {
     }
 
     /// How many flows are kept.
-    pub(crate) fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         lock(&self.slots).len()
     }
 }
@@ -1153,7 +1154,7 @@ impl Shared {
             // (all of them when the pass ended or restarted the flow).
             let applied: Vec<&Queued> = match (&first.step, &out.changes) {
                 (Step::Events(_), Some(changes)) if changes.is_incremental() => {
-                    let ended: HashSet<&str> = changes.ended().map(|n| n.id.as_str()).collect();
+                    let ended: HashSet<&str> = changes.ended().into_iter().collect();
                     let (applied, others): (Vec<&Queued>, Vec<&Queued>) =
                         batch.items.iter().partition(|q| match &q.step {
                             Step::Events(events) => {
@@ -1186,7 +1187,7 @@ impl Shared {
             let mut touched: Vec<(String, Option<NodeTiming>)> = Vec::new();
             let ended_ids: Vec<&NodeEvent> = match &out.changes {
                 Some(changes) if changes.is_incremental() => {
-                    let ended: HashSet<&str> = changes.ended().map(|n| n.id.as_str()).collect();
+                    let ended: HashSet<&str> = changes.ended().into_iter().collect();
                     events
                         .iter()
                         .filter(|e| ended.contains(e.id.as_str()))
@@ -1325,8 +1326,8 @@ impl Shared {
                 _ => None,
             }
             .filter(|d| !backend::snapshot_due(record.entries(), delta_entries + d.entries()));
-            if let (Some(delta), Some(input)) = (&delta, checked_input) {
-                let mut replayed = keep(input, BTreeMap::new());
+            if let (Some(delta), Some(input)) = (&delta, &checked_input) {
+                let mut replayed = keep(input.clone(), BTreeMap::new());
                 replayed.record.timings = record.timings.clone();
                 for (id, before) in &touched {
                     match before {
@@ -1334,7 +1335,10 @@ impl Shared {
                         None => replayed.record.timings.remove(id),
                     };
                 }
-                replayed.record.apply(delta.clone()).expect("the delta applies");
+                replayed
+                    .record
+                    .apply(delta.clone())
+                    .expect("the delta applies");
                 assert_eq!(replayed.record, record, "the delta stands for the record");
             }
             let write = match &delta {
@@ -1375,7 +1379,11 @@ impl Shared {
                         None => timings.remove(&id),
                     };
                 }
-                let previous = keep(changes.restore(message), timings);
+                let restored = changes.restore(message);
+                if let Some(input) = &checked_input {
+                    assert_eq!(&restored, input, "the pass's changes undo to its input");
+                }
+                let previous = keep(restored, timings);
                 cached = self.fresh(flow_id, Some(previous)).await?;
                 continue;
             }
@@ -1409,7 +1417,10 @@ impl Shared {
                 record,
                 delta_entries,
             });
-            return self.finish_stale(flow_id, &stale, next).await.map(|(c, _)| (c, flow_ended));
+            return self
+                .finish_stale(flow_id, &stale, next)
+                .await
+                .map(|(c, _)| (c, flow_ended));
         }
     }
 
@@ -1507,5 +1518,27 @@ impl TaskEnv for Shared {
 
     fn resource(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>> {
         self.resources.get(&type_id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flows_a_worker_keeps_stay_within_its_cache_size() {
+        let slots = FlowSlots::new(8);
+        // A flow whose pass runs is never dropped, however many flows come after it.
+        let busy = slots.slot("busy");
+        lock(&busy.inner).busy = true;
+        for i in 0..10_000 {
+            slots.slot(&format!("flow-{i}"));
+            assert!(slots.len() <= 9, "{} flows kept", slots.len());
+        }
+        assert!(Arc::ptr_eq(&slots.slot("busy"), &busy));
+        // Recently used flows stay; an ended one is forgotten at once.
+        let recent = slots.slot("flow-9999");
+        slots.remove("flow-9999", &recent);
+        assert!(!Arc::ptr_eq(&slots.slot("flow-9999"), &recent));
     }
 }
