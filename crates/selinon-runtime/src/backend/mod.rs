@@ -1,17 +1,25 @@
 //! The flow-state backend of the distributed runtime: where each flow instance's dispatcher
 //! state lives between passes, with optimistic concurrency.
 //!
-//! Every record carries a version. A pass reads the record, computes the new state and
-//! commits it only if the version is still the one it read ([`FlowBackend::commit`]);
-//! otherwise it reads again and redoes the pass. So any worker may run a pass for any flow,
-//! and concurrent completions of sibling tasks never lose an update: one state writer at a
-//! time per flow, without locks or a central scheduler.
+//! Every record carries a version. A pass computes the new state from the record and commits
+//! it only if the version is still the one it started from ([`FlowBackend::commit`]);
+//! otherwise it reads what changed and redoes the pass. So any worker may run a pass for any
+//! flow, and concurrent completions of sibling tasks never lose an update: one state writer at
+//! a time per flow, without locks or a central scheduler.
+//!
+//! A record is stored as a snapshot and the deltas written after it ([`FlowDelta`]): a pass
+//! writes what it changed (an id leaves the active nodes, joins the finished ones), so its
+//! cost does not grow with the flow, and a worker that kept the record from its last pass
+//! reads nothing, or only the deltas written since by other workers ([`FlowBackend::read`]).
+//! The writer folds the deltas into a new snapshot when they outgrow the record
+//! ([`snapshot_due`]) and when the flow ends.
 //!
 //! The commit also stores, in the same atomic step, the *outbox* of the pass — the messages
-//! it must publish — under the id of what triggered the pass. The outbox is deleted once
-//! its messages are confirmed by the broker; a worker that dies in between leaves the
-//! trigger unacknowledged, the broker redelivers it, and the next worker finds the outbox and
-//! publishes it again. Nothing a committed pass decided is lost.
+//! it must publish — under the ids of what triggered the pass, and the marks of the tasks whose
+//! ends it applied. The outbox is deleted once its messages are confirmed by the broker; a
+//! worker that dies in between leaves the triggers unacknowledged, the broker redelivers them,
+//! and the next worker finds the outbox and publishes it again. Nothing a committed pass
+//! decided is lost.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;

@@ -4,22 +4,27 @@
 //!
 //! A task message is acknowledged only after everything it caused is safe:
 //!
-//! 1. the task runs (its result goes to its storage) — unless the backend already has the
-//!    task's end (a redelivered duplicate), then it is not run again;
-//! 2. its end is marked in the backend (`task_status`);
-//! 3. the worker runs the flow's dispatcher pass right away, on the event "this task ended"
-//!    (no event message, no polling): read the flow record, [`crate::engine::dispatch`],
-//!    commit the new state with its outbox if the record's version did not change (else read
-//!    again and redo the pass);
-//! 4. the outbox is published with confirms and cleared;
-//! 5. the task message is acknowledged.
+//! 1. the task runs (its result goes to its storage) — unless the message may repeat one
+//!    already handled (the broker redelivered it, or it was published again from an outbox)
+//!    and the backend has the task's end: then it is not run again;
+//! 2. the worker runs the flow's dispatcher pass right away, on the event "this task ended"
+//!    (no event message, no polling): [`crate::engine::dispatch_owned`] on the record it kept
+//!    from the flow's last pass here (or read), then one commit: the change to the record,
+//!    the task's end mark and the pass's outbox, if the record's version did not change (else
+//!    it reads what other workers wrote since and redoes the pass);
+//! 3. the outbox is published with confirms (and cleared in the background);
+//! 4. the task message is acknowledged.
+//!
+//! Passes of one flow run one at a time in a worker; the task ends that arrive while one runs
+//! go into the next together (a group commit), so a wide fan-in costs a few passes, not one
+//! per node.
 //!
 //! A worker killed at any step leaves the message unacknowledged; the broker gives it to
 //! another worker, which resumes: a finished task is not run again, an applied event is not
 //! applied again, a committed outbox is published again. A task may run twice (killed
-//! between 1 and 2), never zero times. Sub-flow ends, flow starts and flow restarts travel as
-//! messages on the flow's dispatcher queue and go through the same pass-commit-publish-ack
-//! steps.
+//! between 1 and the commit of 2), never zero times. Sub-flow ends, flow starts and flow
+//! restarts travel as messages on the flow's dispatcher queue and go through the same
+//! pass-commit-publish-ack steps.
 
 use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
