@@ -2,9 +2,11 @@
 //!
 //! Each flow instance is one tokio task that owns the flow's state (the single state writer)
 //! and runs a dispatcher pass ([`crate::engine::dispatch_owned`]) whenever completions of its nodes
-//! arrive on its channel; completions that arrive together are handled in one pass. Tasks run
-//! as tokio tasks that report their final status to their flow's channel; a sub-flow reports
-//! its end to its parent flow's channel. Countdowns (throttling, retries) are timers, not
+//! arrive on its channel; completions that arrive together are handled in one pass. A task a
+//! pass starts is first polled in the flow's own tokio task: if it ends there, its end goes
+//! straight into the next pass; if it has to wait, it runs on as a tokio task of its own and
+//! reports its final status to the flow's channel. A sub-flow reports its end to its parent
+//! flow's channel. Countdowns (throttling, retries) are timers, not
 //! blocked workers. Queues are kept in traces but play no part in-process.
 //!
 //! Every flow and task a runtime spawns belongs to its root flow: a root flow that has not
@@ -876,6 +878,13 @@ fn drain(rx: &mut mpsc::UnboundedReceiver<NodeEvent>, events: &mut Vec<NodeEvent
 
 /// The single writer of one flow instance's state: a pass per batch of completions. Returns
 /// the outcome of a root flow (`None` for sub-flows, or when the flow was stopped).
+///
+/// The tasks a pass starts are polled here first, one after another: a task that ends at its
+/// first poll (the usual case for short tasks) costs no spawn, no channel message and no
+/// wakeup of another thread, and its end goes into the next pass directly. A task that has to
+/// wait is spawned as it is and reports through the flow's channel; so is every task after
+/// the first polls of a batch took [`INLINE_BUDGET`] (long synchronous tasks still run in
+/// parallel on the runtime's threads).
 async fn run_flow_instance(
     inner: &Arc<Inner>,
     mut message: DispatcherMessage,
@@ -885,6 +894,8 @@ async fn run_flow_instance(
 ) -> Option<FlowOutcome> {
     let (tx, mut rx) = mpsc::unbounded_channel::<NodeEvent>();
     let mut events: Vec<NodeEvent> = Vec::new();
+    let mut started: Vec<Started> = Vec::new();
+    let mut ended: Vec<NodeEvent> = Vec::new();
     loop {
         if root.is_set() {
             return None;
@@ -897,23 +908,34 @@ async fn run_flow_instance(
             continue;
         }
         for action in out.actions {
-            execute(inner, action, &tx, &root_id, root);
+            execute(inner, action, &tx, &root_id, root, &mut started);
+        }
+        if !started.is_empty() {
+            run_started(inner, &mut started, &tx, &mut ended).await;
         }
         match out.outcome {
             PassOutcome::Running => {
                 events.clear();
-                match rx.recv().await {
-                    Some(e) => events.push(e),
-                    None => return None,
+                events.append(&mut ended);
+                if events.is_empty() {
+                    match rx.recv().await {
+                        Some(e) => events.push(e),
+                        None => return None,
+                    }
+                } else {
+                    // Passes that follow each other without waiting still give way to other
+                    // work (and to the root's timeout) when the scheduler's budget is spent.
+                    tokio::task::coop::consume_budget().await;
                 }
                 drain(&mut rx, &mut events);
             }
             PassOutcome::Restart { countdown } => {
                 events.clear();
+                // Ends of the abandoned attempt's nodes are not for the new attempt.
+                ended.clear();
                 if !countdown.is_zero() {
                     tokio::time::sleep(countdown).await;
                 }
-                // Completions of the abandoned attempt's nodes are not for the new attempt.
                 let mut stale = Vec::new();
                 drain(&mut rx, &mut stale);
             }
@@ -933,6 +955,65 @@ async fn run_flow_instance(
             }
         }
     }
+}
+
+/// How long the first polls of the tasks a pass started may take, in all, before the rest are
+/// spawned without being polled in the flow's own tokio task.
+const INLINE_BUDGET: Duration = Duration::from_micros(200);
+
+/// A task a pass started, not yet polled: its run is boxed so that it can be polled in the
+/// flow's tokio task and then spawned without being moved.
+struct Started {
+    run: Pin<Box<dyn Future<Output = Option<NodeEvent>> + Send>>,
+    /// Whether the flow waits for its end (not `nowait`).
+    report: bool,
+}
+
+/// Polls each started task once, in the flow's tokio task: the ends of those that end go to
+/// `ended`; the others are spawned and report through `tx`.
+async fn run_started(
+    inner: &Arc<Inner>,
+    started: &mut Vec<Started>,
+    tx: &mpsc::UnboundedSender<NodeEvent>,
+    ended: &mut Vec<NodeEvent>,
+) {
+    let t0 = std::time::Instant::now();
+    let mut inline = true;
+    std::future::poll_fn(|cx| {
+        for Started { mut run, report } in started.drain(..) {
+            if inline {
+                match run.as_mut().poll(cx) {
+                    Poll::Ready(event) => {
+                        if let (Some(event), true) = (event, report) {
+                            ended.push(event);
+                        }
+                    }
+                    Poll::Pending => spawn_task(inner, run, report.then(|| tx.clone())),
+                }
+                inline = t0.elapsed() < INLINE_BUDGET;
+            } else {
+                spawn_task(inner, run, report.then(|| tx.clone()));
+            }
+        }
+        Poll::Ready(())
+    })
+    .await;
+}
+
+/// Runs a started task in a tokio task of its own; its end goes to `report`.
+fn spawn_task(
+    inner: &Arc<Inner>,
+    run: Pin<Box<dyn Future<Output = Option<NodeEvent>> + Send>>,
+    report: Option<mpsc::UnboundedSender<NodeEvent>>,
+) {
+    let live = Live::new(inner);
+    tokio::spawn(async move {
+        let event = run.await;
+        if let (Some(event), Some(tx)) = (event, report) {
+            let _ = tx.send(event);
+        }
+        drop(live);
+    });
 }
 
 /// Reports a flow's end; returns the outcome of a root flow (the caller of `run_flow` gets it,
@@ -986,6 +1067,7 @@ fn execute(
     tx: &mpsc::UnboundedSender<NodeEvent>,
     root_id: &str,
     root: &Arc<Stop>,
+    started: &mut Vec<Started>,
 ) {
     match action {
         Action::StartTask {
@@ -994,15 +1076,22 @@ fn execute(
             nowait,
             ..
         } => {
-            let report = (!nowait).then(|| tx.clone());
-            let live = Live::new(inner);
+            let task_inner = inner.clone();
             let root = root.clone();
-            // Boxed: spawning moves the future a few times, and a pointer is cheaper to move.
-            tokio::spawn(Box::pin(async move {
-                let inner = &live.0;
-                let task = std::pin::pin!(run_task(inner, message, countdown, report, &root));
-                until_stopped(&root, task).await;
-            }));
+            // Boxed: polled in place here, then spawned as it is if it has to wait.
+            let run = Box::pin(async move {
+                let inner = &task_inner;
+                let task = std::pin::pin!(run_task(inner, message, countdown, &root));
+                until_stopped(&root, task).await.flatten()
+            });
+            if countdown.is_zero() {
+                started.push(Started {
+                    run,
+                    report: !nowait,
+                });
+            } else {
+                spawn_task(inner, run, (!nowait).then(|| tx.clone()));
+            }
         }
         Action::StartFlow {
             message,
@@ -1027,14 +1116,14 @@ fn execute(
     }
 }
 
-/// Runs a task's attempts (retries after their countdowns) and reports its final status.
+/// Runs a task's attempts (retries after their countdowns); its final status, `None` when
+/// stopped.
 async fn run_task(
     inner: &Arc<Inner>,
     mut message: TaskMessage,
     countdown: Duration,
-    report: Option<mpsc::UnboundedSender<NodeEvent>>,
     root: &Stop,
-) {
+) -> Option<NodeEvent> {
     let mut wait = countdown;
     let event = loop {
         if !wait.is_zero() {
@@ -1046,7 +1135,7 @@ async fn run_task(
         };
         // Stopped while it waited (its countdown, a permit, or its turn to run).
         if root.is_set() {
-            return;
+            return None;
         }
         let env: Arc<dyn TaskEnv> = inner.clone();
         let attempt =
@@ -1074,7 +1163,5 @@ async fn run_task(
             }
         }
     };
-    if let Some(tx) = report {
-        let _ = tx.send(event);
-    }
+    Some(event)
 }
