@@ -870,9 +870,38 @@ fn spawn_flow(
     });
 }
 
-fn drain(rx: &mut mpsc::UnboundedReceiver<NodeEvent>, events: &mut Vec<NodeEvent>) {
-    while let Ok(e) = rx.try_recv() {
-        events.push(e);
+/// The channel on which a flow hears of the ends of the tasks and sub-flows it waits for,
+/// made when the first of them is spawned (a flow whose tasks all end at their first poll
+/// never needs one).
+#[derive(Default)]
+struct Inbox(
+    Option<(
+        mpsc::UnboundedSender<NodeEvent>,
+        mpsc::UnboundedReceiver<NodeEvent>,
+    )>,
+);
+
+impl Inbox {
+    fn sender(&mut self) -> &mpsc::UnboundedSender<NodeEvent> {
+        &self.0.get_or_insert_with(mpsc::unbounded_channel).0
+    }
+
+    /// Moves the ends already received to `events`.
+    fn drain(&mut self, events: &mut Vec<NodeEvent>) {
+        if let Some((_, rx)) = &mut self.0 {
+            while let Ok(e) = rx.try_recv() {
+                events.push(e);
+            }
+        }
+    }
+
+    /// The next end (never `None` while the flow holds the sender).
+    async fn recv(&mut self) -> Option<NodeEvent> {
+        self.sender();
+        match &mut self.0 {
+            Some((_, rx)) => rx.recv().await,
+            None => None,
+        }
     }
 }
 
@@ -892,7 +921,7 @@ async fn run_flow_instance(
     root_id: String,
     root: &Arc<Stop>,
 ) -> Option<FlowOutcome> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<NodeEvent>();
+    let mut inbox = Inbox::default();
     let mut events: Vec<NodeEvent> = Vec::new();
     let mut started: Vec<Started> = Vec::new();
     let mut ended: Vec<NodeEvent> = Vec::new();
@@ -904,21 +933,21 @@ async fn run_flow_instance(
         message = out.message;
         if let PassOutcome::RetryPass { countdown } = out.outcome {
             tokio::time::sleep(countdown).await;
-            drain(&mut rx, &mut events);
+            inbox.drain(&mut events);
             continue;
         }
         for action in out.actions {
-            execute(inner, action, &tx, &root_id, root, &mut started);
+            execute(inner, action, &mut inbox, &root_id, root, &mut started);
         }
         if !started.is_empty() {
-            run_started(inner, &mut started, &tx, &mut ended).await;
+            run_started(inner, &mut started, &mut inbox, &mut ended).await;
         }
         match out.outcome {
             PassOutcome::Running => {
                 events.clear();
                 events.append(&mut ended);
                 if events.is_empty() {
-                    match rx.recv().await {
+                    match inbox.recv().await {
                         Some(e) => events.push(e),
                         None => return None,
                     }
@@ -927,7 +956,7 @@ async fn run_flow_instance(
                     // work (and to the root's timeout) when the scheduler's budget is spent.
                     tokio::task::coop::consume_budget().await;
                 }
-                drain(&mut rx, &mut events);
+                inbox.drain(&mut events);
             }
             PassOutcome::Restart { countdown } => {
                 events.clear();
@@ -937,7 +966,7 @@ async fn run_flow_instance(
                     tokio::time::sleep(countdown).await;
                 }
                 let mut stale = Vec::new();
-                drain(&mut rx, &mut stale);
+                inbox.drain(&mut stale);
             }
             PassOutcome::RetryPass { .. } => unreachable!("handled above"),
             PassOutcome::Finished(result) => {
@@ -974,7 +1003,7 @@ struct Started {
 async fn run_started(
     inner: &Arc<Inner>,
     started: &mut Vec<Started>,
-    tx: &mpsc::UnboundedSender<NodeEvent>,
+    inbox: &mut Inbox,
     ended: &mut Vec<NodeEvent>,
 ) {
     let t0 = std::time::Instant::now();
@@ -988,11 +1017,11 @@ async fn run_started(
                             ended.push(event);
                         }
                     }
-                    Poll::Pending => spawn_task(inner, run, report.then(|| tx.clone())),
+                    Poll::Pending => spawn_task(inner, run, report.then(|| inbox.sender().clone())),
                 }
                 inline = t0.elapsed() < INLINE_BUDGET;
             } else {
-                spawn_task(inner, run, report.then(|| tx.clone()));
+                spawn_task(inner, run, report.then(|| inbox.sender().clone()));
             }
         }
         Poll::Ready(())
@@ -1064,7 +1093,7 @@ fn end_flow(
 fn execute(
     inner: &Arc<Inner>,
     action: Action,
-    tx: &mpsc::UnboundedSender<NodeEvent>,
+    inbox: &mut Inbox,
     root_id: &str,
     root: &Arc<Stop>,
     started: &mut Vec<Started>,
@@ -1090,7 +1119,7 @@ fn execute(
                     report: !nowait,
                 });
             } else {
-                spawn_task(inner, run, (!nowait).then(|| tx.clone()));
+                spawn_task(inner, run, (!nowait).then(|| inbox.sender().clone()));
             }
         }
         Action::StartFlow {
@@ -1102,7 +1131,7 @@ fn execute(
             let report = if nowait {
                 Report::Nobody
             } else {
-                Report::Child(tx.clone())
+                Report::Child(inbox.sender().clone())
             };
             spawn_flow(
                 inner,
