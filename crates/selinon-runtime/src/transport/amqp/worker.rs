@@ -945,7 +945,9 @@ impl Shared {
             });
             !std::mem::replace(&mut inner.busy, true)
         };
-        if start_pump {
+        if start_pump && self.pump_batch(flow_name, flow_id, &slot).await {
+            // This caller ran its own step's pass (the usual, uncontended case: no task
+            // spawned, no wake-up); the steps that queued up meanwhile get a pump of their own.
             let this = self.clone();
             let (flow_name, flow_id) = (flow_name.to_string(), flow_id.to_string());
             tokio::spawn(async move { this.pump(&flow_name, &flow_id, slot).await });
@@ -960,35 +962,55 @@ impl Shared {
     /// Runs a flow's passes while steps are queued for it.
     async fn pump(self: Arc<Self>, flow_name: &str, flow_id: &str, slot: Arc<FlowSlot>) {
         let _guard = PumpGuard(slot.clone());
-        loop {
-            let (batch, cached) = {
-                let mut inner = lock(&slot.inner);
-                let Some(first) = inner.queue.pop_front() else {
-                    inner.busy = false;
-                    return;
-                };
-                let mut items = vec![first];
-                if matches!(items[0].step, Step::Events(_)) {
-                    while items.len() < MAX_BATCH
-                        && matches!(inner.queue.front(), Some(q) if matches!(q.step, Step::Events(_)))
-                    {
-                        items.extend(inner.queue.pop_front());
-                    }
+        while self.pump_batch(flow_name, flow_id, &slot).await {}
+    }
+
+    /// Runs one pass for the next steps queued for a flow and tells each of them how it went;
+    /// `false` when no step is left (the slot is then idle).
+    async fn pump_batch(&self, flow_name: &str, flow_id: &str, slot: &Arc<FlowSlot>) -> bool {
+        let (batch, cached) = {
+            let mut inner = lock(&slot.inner);
+            let Some(first) = inner.queue.pop_front() else {
+                inner.busy = false;
+                return false;
+            };
+            let mut items = vec![first];
+            if matches!(items[0].step, Step::Events(_)) {
+                while items.len() < MAX_BATCH
+                    && matches!(inner.queue.front(), Some(q) if matches!(q.step, Step::Events(_)))
+                {
+                    items.extend(inner.queue.pop_front());
                 }
-                (Batch { items }, inner.cached.take())
-            };
-            let (result, cached, ended) = match self.pass(flow_name, flow_id, &batch, cached).await
-            {
-                Ok((cached, ended)) => (Ok(()), cached, ended),
-                Err(e) => (Err(Arc::new(e)), None, false),
-            };
-            lock(&slot.inner).cached = cached;
-            for item in batch.items {
-                let _ = item.done.send(result.clone());
             }
-            if ended {
-                self.slots.remove(flow_id, &slot);
+            (Batch { items }, inner.cached.take())
+        };
+        let run = std::panic::AssertUnwindSafe(self.pass(flow_name, flow_id, &batch, cached));
+        let (result, cached, ended) = match futures::FutureExt::catch_unwind(run).await {
+            Ok(Ok((cached, ended))) => (Ok(()), cached, ended),
+            Ok(Err(e)) => (Err(Arc::new(e)), None, false),
+            Err(panic) => {
+                tracing::error!(
+                    flow_name,
+                    flow_id,
+                    "the dispatcher pass panicked: {}",
+                    engine::panic_message(&*panic)
+                );
+                (Err(Arc::new(HandleError::Interrupted)), None, false)
             }
+        };
+        lock(&slot.inner).cached = cached;
+        for item in batch.items {
+            let _ = item.done.send(result.clone());
+        }
+        if ended {
+            self.slots.remove(flow_id, slot);
+        }
+        let mut inner = lock(&slot.inner);
+        if inner.queue.is_empty() {
+            inner.busy = false;
+            false
+        } else {
+            true
         }
     }
 
