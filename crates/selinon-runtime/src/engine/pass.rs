@@ -1065,21 +1065,30 @@ impl Pass<'_> {
                         self.spec.name
                     )));
                 };
-                let lists: Vec<&[String]> = edge
-                    .from
-                    .iter()
-                    .map(|&s| {
-                        if s == node.name {
-                            std::slice::from_ref(&node.id)
-                        } else {
-                            self.state
-                                .finished_nodes
-                                .get(s)
-                                .map(Vec::as_slice)
-                                .unwrap_or_default()
-                        }
-                    })
-                    .collect();
+                let mut lists: Vec<&[String]> = Vec::with_capacity(edge.from.len());
+                let mut complete = true;
+                for &s in edge.from {
+                    let list = if s == node.name {
+                        std::slice::from_ref(&node.id)
+                    } else {
+                        self.state
+                            .finished_nodes
+                            .get(s)
+                            .map(Vec::as_slice)
+                            .unwrap_or_default()
+                    };
+                    if list.is_empty() {
+                        // A source that has not finished: the edge does not fire yet (the
+                        // other sources need not be looked up).
+                        complete = false;
+                        break;
+                    }
+                    lists.push(list);
+                }
+                if !complete {
+                    self.check_size(i, 0)?;
+                    continue;
+                }
                 let combinations = lists.iter().fold(1usize, |n, l| n.saturating_mul(l.len()));
                 let combos = cartesian(&lists);
                 self.check_size(i, combinations)?;
