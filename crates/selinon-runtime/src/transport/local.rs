@@ -806,7 +806,8 @@ fn spawn_root_flow(
     tx: oneshot::Sender<Result<FlowOutcome, RunError>>,
 ) {
     let live = Live::new(&inner);
-    tokio::spawn(async move {
+    // Boxed: the flow's future is large, and spawning moves a pointer instead of copying it.
+    tokio::spawn(Box::pin(async move {
         let inner = &live.0;
         let root = inner.new_root();
         let root_id = message.flow_id.clone();
@@ -835,7 +836,7 @@ fn spawn_root_flow(
         };
         drop_sub_flow_results(inner, &root_id);
         let _ = tx.send(result.ok_or(RunError::Aborted(root_id)));
-    });
+    }));
 }
 
 /// Forgets the results of the ended sub-flows of a root flow that ended.
@@ -858,7 +859,8 @@ fn spawn_flow(
 ) {
     let live = Live::new(inner);
     let root = root.clone();
-    tokio::spawn(async move {
+    // Boxed, as a root flow's.
+    tokio::spawn(Box::pin(async move {
         let inner = &live.0;
         let work = std::pin::pin!(async {
             if !countdown.is_zero() {
@@ -867,7 +869,7 @@ fn spawn_flow(
             run_flow_instance(inner, message, report, root_id, &root).await;
         });
         until_stopped(&root, work).await;
-    });
+    }));
 }
 
 /// The channel on which a flow hears of the ends of the tasks and sub-flows it waits for,
