@@ -190,7 +190,10 @@ pub fn run(system: &'static SystemSpec, flow: &str, node_args: Json, timeout: Du
         let mut builder = Runtime::builder(system)
             .without_config_trace()
             .trace_sink(SharedSink(counter.clone()))
-            .flow_timeout(timeout);
+            .flow_timeout(timeout)
+            // Every task spawned: the order of events must not depend on how long a first
+            // poll took on either side.
+            .inline_polls(Duration::ZERO);
         for storage in system.storages {
             builder = builder.storage(storage.name, InMemoryStorage::new());
         }

@@ -278,6 +278,7 @@ pub struct RuntimeBuilder {
     max_concurrent_tasks: Option<usize>,
     flow_timeout: Option<Duration>,
     max_nodes: usize,
+    inline_budget: Duration,
 }
 
 impl RuntimeBuilder {
@@ -339,6 +340,17 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long the first polls of the tasks one pass started may take, in all, in the flow's
+    /// own tokio task, before the rest are spawned without being polled there (default
+    /// 200 µs). A task that ends at its first poll costs no spawn and no wake-up; the budget
+    /// keeps long synchronous tasks of one flow running in parallel. `Duration::ZERO` spawns
+    /// every task, so that the order of trace events depends on the tasks alone, not on how
+    /// long their first polls took (what differential tests compare).
+    pub fn inline_polls(mut self, budget: Duration) -> Self {
+        self.inline_budget = budget;
+        self
+    }
+
     /// The runtime, with its trace sinks (those of `global.trace`, unless turned off, and those added).
     pub fn build(mut self) -> Runtime {
         let mut sinks = if self.config_trace {
@@ -363,6 +375,7 @@ impl RuntimeBuilder {
                     .map(|n| Arc::new(Semaphore::new(n))),
                 flow_timeout: self.flow_timeout,
                 max_nodes: self.max_nodes,
+                inline_budget: self.inline_budget,
                 stopped: AtomicBool::new(false),
                 roots: Mutex::default(),
                 live: AtomicUsize::new(0),
@@ -403,6 +416,7 @@ impl Runtime {
             max_concurrent_tasks: None,
             flow_timeout: None,
             max_nodes: crate::engine::DEFAULT_MAX_NODES,
+            inline_budget: INLINE_BUDGET,
         }
     }
 
@@ -621,6 +635,8 @@ struct Inner {
     permits: Option<Arc<Semaphore>>,
     flow_timeout: Option<Duration>,
     max_nodes: usize,
+    /// See [`RuntimeBuilder::inline_polls`].
+    inline_budget: Duration,
     /// Set by [`Runtime::shutdown`]: root flows started afterwards stop at once.
     stopped: AtomicBool,
     /// The stop signal of every root flow whose flows or tasks may still run.
@@ -1009,7 +1025,8 @@ async fn run_started(
     ended: &mut Vec<NodeEvent>,
 ) {
     let t0 = std::time::Instant::now();
-    let mut inline = true;
+    let budget = inner.inline_budget;
+    let mut inline = !budget.is_zero();
     std::future::poll_fn(|cx| {
         for Started { mut run, report } in started.drain(..) {
             if inline {
@@ -1021,7 +1038,7 @@ async fn run_started(
                     }
                     Poll::Pending => spawn_task(inner, run, report.then(|| inbox.sender().clone())),
                 }
-                inline = t0.elapsed() < INLINE_BUDGET;
+                inline = t0.elapsed() < budget;
             } else {
                 spawn_task(inner, run, report.then(|| inbox.sender().clone()));
             }
