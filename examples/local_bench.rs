@@ -15,35 +15,8 @@ use std::time::Instant;
 mod bench {
     pub mod tasks {
         use selinon_runtime::{Task, TaskContext, TaskResult};
-        use serde::{Deserialize, Serialize};
 
-        /// What a benchmark flow is started with (upstream's harness passes `{"i": i}`); the
-        /// `foreach` shape adds how many `Work` instances its `foreach` edge starts.
-        #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-        pub struct Item {
-            pub i: u64,
-            #[serde(default, skip_serializing_if = "is_zero")]
-            pub width: u64,
-        }
-
-        fn is_zero(n: &u64) -> bool {
-            *n == 0
-        }
-
-        /// `foreach` of the `foreach_fan` flow: `width` items (from the flow arguments).
-        pub fn width_items(
-            _db: &selinon_runtime::Db<'_>,
-            node_args: &selinon_runtime::Json,
-        ) -> Vec<selinon_runtime::Json> {
-            let width = node_args["width"].as_u64().unwrap_or(0);
-            (0..width).map(selinon_runtime::Json::from).collect()
-        }
-
-        /// What every task returns (typed, so decoding and encoding are part of the figures).
-        #[derive(Debug, Serialize, Deserialize)]
-        pub struct Done {
-            pub ok: bool,
-        }
+        include!("bench/types.rs");
 
         /// Does nothing; when timing hops, records when it started and ended.
         #[derive(Default)]

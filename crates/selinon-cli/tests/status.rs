@@ -65,15 +65,7 @@ async fn status_shows_running_finished_and_failed_nodes_with_timings() {
         .into(),
     };
     assert!(backend
-        .commit(&Commit {
-            flow_id: &flow_id,
-            expected: None,
-            write: RecordWrite::Snapshot(&record),
-            ended: false,
-            triggers: &["test".to_string()],
-            outbox: &[],
-            task_marks: &[],
-        })
+        .commit(&first_snapshot(&flow_id, &record))
         .await
         .unwrap());
 
@@ -164,15 +156,7 @@ async fn status_reads_the_database_named_in_the_url() {
         timings: Default::default(),
     };
     assert!(backend
-        .commit(&Commit {
-            flow_id: &flow_id,
-            expected: None,
-            write: RecordWrite::Snapshot(&record),
-            ended: false,
-            triggers: &["test".to_string()],
-            outbox: &[],
-            task_marks: &[],
-        })
+        .commit(&first_snapshot(&flow_id, &record))
         .await
         .unwrap());
     let status = |env: &str, extra: &[&str]| {
@@ -218,4 +202,17 @@ async fn status_reads_the_database_named_in_the_url() {
         )),
         "{help}"
     );
+}
+
+/// The commit that writes a flow's first record, whole.
+fn first_snapshot<'a>(flow_id: &'a str, record: &'a FlowRecord) -> Commit<'a> {
+    Commit {
+        flow_id,
+        expected: None,
+        write: RecordWrite::Snapshot(record),
+        ended: false,
+        triggers: &[],
+        outbox: &[],
+        task_marks: &[],
+    }
 }

@@ -61,12 +61,11 @@ pub struct FlowDelta {
 pub struct DeltaMismatch(pub String);
 
 impl FlowDelta {
-    /// The changes from the running record `old` to the running record `new`, where
-    /// `touched` names the timings the pass set. `None` when only a snapshot says it: the
-    /// flow ended or restarted, or a list changed other than by appending.
-    ///
-    /// Costs one comparison per active node and per finished-node name; nothing is cloned
-    /// but what changed.
+    /// The changes from the running record `old` to the running record `new`, found by
+    /// comparing them (the tests' reference for [`FlowDelta::from_changes`]), where `touched`
+    /// names the timings the pass set. `None` when only a snapshot says it: the flow ended or
+    /// restarted, or a list changed other than by appending.
+    #[cfg(test)]
     pub fn between(old: &FlowRecord, new: &FlowRecord, touched: &[String]) -> Option<FlowDelta> {
         if old.status != RecordStatus::Running
             || new.status != RecordStatus::Running
@@ -139,9 +138,9 @@ impl FlowDelta {
     }
 
     /// The changes a pass made ([`PassChanges`], from the engine) that led to the running record
-    /// `new`, where `touched` names the timings the pass set: the same delta as
-    /// [`FlowDelta::between`] the input and `new`, at the cost of the changes alone. `None`
-    /// when only a snapshot says it (see [`FlowDelta::between`]).
+    /// `new`, where `touched` names the timings the pass set, at the cost of the changes
+    /// alone. `None` when only a snapshot says it: the flow ended or restarted (or this is its
+    /// first pass), or a migration rewrote the message.
     pub fn from_changes(
         changes: &PassChanges,
         new: &FlowRecord,
@@ -219,6 +218,7 @@ impl DispatcherMessage {
 }
 
 /// Whether the message's fields other than its state are the same.
+#[cfg(test)]
 fn same_head(a: &DispatcherMessage, b: &DispatcherMessage) -> bool {
     a.flow_name == b.flow_name
         && a.flow_id == b.flow_id
@@ -231,7 +231,7 @@ fn same_head(a: &DispatcherMessage, b: &DispatcherMessage) -> bool {
 }
 
 impl FlowRecord {
-    /// Applies a delta written against this record (see [`FlowDelta::between`]).
+    /// Applies a delta written against this record (see [`FlowDelta::from_changes`]).
     pub fn apply(&mut self, delta: FlowDelta) -> Result<(), DeltaMismatch> {
         let state: &mut FlowState = self
             .message

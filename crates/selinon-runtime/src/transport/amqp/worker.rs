@@ -694,11 +694,6 @@ impl Drop for PumpGuard {
     }
 }
 
-/// The steps of one pass and what is known of the flow.
-struct Batch {
-    items: Vec<Queued>,
-}
-
 impl Shared {
     async fn handle_delivery(self: &Arc<Self>, queue: &str, delivery: lapin::message::Delivery) {
         let handled = match self.broker.delay_rest(queue, &delivery).await {
@@ -982,7 +977,7 @@ impl Shared {
                     items.extend(inner.queue.pop_front());
                 }
             }
-            (Batch { items }, inner.cached.take())
+            (items, inner.cached.take())
         };
         let run = std::panic::AssertUnwindSafe(self.pass(flow_name, flow_id, &batch, cached));
         let (result, cached, ended) = match futures::FutureExt::catch_unwind(run).await {
@@ -999,7 +994,7 @@ impl Shared {
             }
         };
         lock(&slot.inner).cached = cached;
-        for item in batch.items {
+        for item in batch {
             let _ = item.done.send(result.clone());
         }
         if ended {
@@ -1060,10 +1055,10 @@ impl Shared {
         &self,
         flow_name: &str,
         flow_id: &str,
-        batch: &Batch,
+        batch: &[Queued],
         mut cached: Option<Cached>,
     ) -> Result<(Option<Cached>, bool), HandleError> {
-        let first = &batch.items[0];
+        let first = &batch[0];
         // Whether `cached` is known to be current. A flow's start reads nothing: its commit
         // fails if the flow exists.
         let mut verified = false;
@@ -1108,7 +1103,7 @@ impl Shared {
                 }
                 (_, Some(c)) if c.record.status != RecordStatus::Running => {
                     cached = Some(c);
-                    stale.extend(batch.items.iter());
+                    stale.extend(batch.iter());
                     return self.finish_stale(flow_id, &stale, cached).await;
                 }
                 (Step::Kick(retried_count), Some(c)) => {
@@ -1128,7 +1123,6 @@ impl Shared {
                 (Step::Events(_), Some(c)) => (c.record, Some(c.version), c.delta_entries),
             };
             let events: Vec<NodeEvent> = batch
-                .items
                 .iter()
                 .flat_map(|q| match &q.step {
                     Step::Events(events) => events.as_slice(),
@@ -1140,6 +1134,7 @@ impl Shared {
                 message: input,
                 report_to,
                 created_ms,
+                updated_ms,
                 mut timings,
                 ..
             } = old;
@@ -1154,7 +1149,7 @@ impl Shared {
                     status: RecordStatus::Running,
                     result: None,
                     created_ms,
-                    updated_ms: created_ms,
+                    updated_ms,
                     timings,
                 },
                 delta_entries,
@@ -1165,7 +1160,6 @@ impl Shared {
                 let queue = self.queues.flow(flow_name).to_string();
                 let countdown = countdown.max(engine::MIN_PASS_RETRY);
                 let again: Vec<Outgoing> = batch
-                    .items
                     .iter()
                     .map(|q| {
                         let body = q.step.body(flow_name, flow_id, &q.trigger);
@@ -1177,23 +1171,23 @@ impl Shared {
                 return Ok((kept, false));
             }
 
-            // Which steps the pass applied: those with an event for a node that ended in it
-            // (all of them when the pass ended or restarted the flow).
-            let applied: Vec<&Queued> = match (&first.step, &out.changes) {
+            // The ids of the nodes that ended in the pass (`None`: the pass ended or restarted
+            // the flow, and took every step), and the steps it applied: those with an event
+            // for such a node.
+            let ended: Option<HashSet<&str>> = match (&first.step, &out.changes) {
                 (Step::Events(_), Some(changes)) if changes.is_incremental() => {
-                    let ended: HashSet<&str> = changes.ended().into_iter().collect();
-                    let (applied, others): (Vec<&Queued>, Vec<&Queued>) =
-                        batch.items.iter().partition(|q| match &q.step {
-                            Step::Events(events) => {
-                                events.iter().any(|e| ended.contains(e.id.as_str()))
-                            }
-                            _ => false,
-                        });
-                    stale = others;
-                    applied
+                    Some(changes.ended().into_iter().collect())
                 }
-                _ => batch.items.iter().collect(),
+                _ => None,
             };
+            let applies =
+                |e: &NodeEvent| ended.as_ref().is_none_or(|ids| ids.contains(e.id.as_str()));
+            let (applied, others): (Vec<&Queued>, Vec<&Queued>) =
+                batch.iter().partition(|q| match &q.step {
+                    Step::Events(events) => ended.is_none() || events.iter().any(applies),
+                    _ => true,
+                });
+            stale = others;
             if applied.is_empty() {
                 // Nothing changed: the events are old news, unless this record is.
                 let message = match out.changes {
@@ -1212,16 +1206,7 @@ impl Shared {
             let now = now_ms();
             // The timings this pass sets, with what they were (to undo on a conflict).
             let mut touched: Vec<(String, Option<NodeTiming>)> = Vec::new();
-            let ended_ids: Vec<&NodeEvent> = match &out.changes {
-                Some(changes) if changes.is_incremental() => {
-                    let ended: HashSet<&str> = changes.ended().into_iter().collect();
-                    events
-                        .iter()
-                        .filter(|e| ended.contains(e.id.as_str()))
-                        .collect()
-                }
-                _ => events.iter().collect(),
-            };
+            let ended_ids = events.iter().filter(|e| applies(e));
             for e in ended_ids {
                 let mut t = timings.get(&e.id).cloned().unwrap_or_default();
                 t.ended_ms = Some(now);
